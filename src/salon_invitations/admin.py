@@ -1,0 +1,149 @@
+"""Admin that acts through the services and the policy, never around them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from salon_invitations import services
+from salon_invitations.exceptions import Conflict
+from salon_invitations.models import Invitation, Membership, Salon, get_membership_model, get_salon_model
+from salon_invitations.policies import get_policy
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ("id", "user", "salon", "role", "status", "decided_by", "decided_at", "created")
+    list_filter = ("status", "role")
+    list_select_related = ("user", "salon", "decided_by")
+    search_fields = ("salon__name",)
+    raw_id_fields = ("user", "salon", "decided_by")
+    readonly_fields = (
+        "user", "salon", "role", "status", "message", "reason", "decided_by", "decided_at",
+        "expires_at", "created", "modified",
+    )
+    actions = ("approve_selected", "reject_selected")
+    date_hierarchy = "created"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Invitation]:
+        return get_policy().visible_invitations(request.user, super().get_queryset(request))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # users ask to join through the API; the admin decides
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        if obj is None:
+            return allowed
+        return allowed and obj.is_pending and get_policy().can_delete(request.user, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Invitation) -> None:
+        services.delete_invitation(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        policy = get_policy()
+        for invitation in queryset:
+            if invitation.is_pending and policy.can_delete(request.user, invitation):
+                services.delete_invitation(invitation, actor=request.user)
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet[Invitation], approve: bool) -> None:
+        policy = get_policy()
+        allowed = [inv for inv in queryset if policy.can_decide(request.user, inv)]
+        skipped = queryset.count() - len(allowed)
+        outcome = services.decide_many(allowed, actor=request.user, approve=approve)
+        done = len(outcome.pop("done"))
+        verb = _("approved") if approve else _("rejected")
+        self.message_user(
+            request,
+            ngettext("%(n)d invitation %(verb)s.", "%(n)d invitations %(verb)s.", done)
+            % {"n": done, "verb": verb},
+            messages.SUCCESS,
+        )
+        for code, invitations in outcome.items():
+            self.message_user(
+                request,
+                _("%(n)d not changed (%(code)s).") % {"n": len(invitations), "code": code},
+                messages.WARNING,
+            )
+        if skipped:
+            self.message_user(
+                request,
+                _("%(n)d skipped: you may not decide them.") % {"n": skipped},
+                messages.WARNING,
+            )
+
+    @admin.action(description=_("Approve selected invitations"), permissions=["change"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description=_("Reject selected invitations"), permissions=["change"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        self._decide(request, queryset, approve=False)
+
+
+class SalonAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "created")
+    search_fields = ("name",)
+    raw_id_fields = ("owner",)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+        else:
+            fields = {f.name: getattr(obj, f.name) for f in obj._meta.concrete_fields
+                      if not f.primary_key and f.name not in ("owner", "created", "modified")}
+            created = services.create_salon(owner=obj.owner, **fields)
+            obj.pk = created.pk
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        services.delete_salon(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for salon in queryset:
+            services.delete_salon(salon, actor=request.user)
+
+
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "salon", "role", "created")
+    list_filter = ("role",)
+    list_select_related = ("user", "salon")
+    raw_id_fields = ("user", "salon")
+    readonly_fields = ("user", "salon", "role", "created", "modified")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return get_policy().visible_memberships(request.user, super().get_queryset(request))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # memberships come from approved invitations and salon creation
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        if obj is None:
+            return allowed
+        return allowed and get_policy().can_remove_membership(request.user, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        try:
+            services.remove_membership(obj, actor=request.user)
+        except Conflict as exc:
+            self.message_user(request, str(exc.message), messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for membership in queryset:
+            self.delete_model(request, membership)
+
+
+# The default models are registered only when they are the active ones; a project that swaps
+# them registers its own models (subclassing these admin classes if it likes).
+if get_salon_model() is Salon:
+    admin.site.register(Salon, SalonAdmin)
+if get_membership_model() is Membership:
+    admin.site.register(Membership, MembershipAdmin)

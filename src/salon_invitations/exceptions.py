@@ -1,0 +1,41 @@
+"""Errors raised by :mod:`salon_invitations.services`.
+
+They carry a machine-readable ``code`` and, for invalid input, the ``field`` at fault, so the
+REST views, the admin and the WebSocket consumer can all render them the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SalonInvitationsError(Exception):
+    code: str = "error"
+
+    def __init__(self, message: Any, *, code: str | None = None, field: str | None = None):
+        super().__init__(str(message))
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.field = field
+
+
+class InvalidInvitation(SalonInvitationsError):
+    """The request breaks a domain rule at creation time (a 400 over HTTP)."""
+
+    code = "invalid"
+
+
+class Conflict(SalonInvitationsError):
+    """The object's current state forbids the change (a 409 over HTTP).
+
+    ``code`` is one of ``already_decided``, ``role_taken``, ``already_member``,
+    ``owner_membership``. ``instance`` is the object as it is after the attempt — for
+    ``role_taken`` and ``already_member`` the invitation has been rejected.
+    """
+
+    code = "conflict"
+
+    def __init__(self, message: Any, *, code: str, instance: Any = None):
+        super().__init__(message, code=code)
+        self.instance = instance

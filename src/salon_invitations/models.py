@@ -1,0 +1,193 @@
+"""Salons, memberships and invitations.
+
+``Salon`` and ``Membership`` are swappable, like ``AUTH_USER_MODEL``: subclass
+:class:`AbstractSalon` / :class:`AbstractMembership` in your own app and point
+``SALON_INVITATIONS_SALON_MODEL`` / ``SALON_INVITATIONS_MEMBERSHIP_MODEL`` at it before the
+project's first ``migrate``. Always fetch them with :func:`get_salon_model` /
+:func:`get_membership_model` at call time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.apps import apps as django_apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from model_utils import Choices, FieldTracker
+from model_utils.models import StatusModel, TimeStampedModel
+
+from salon_invitations.conf import app_settings, install_swappable_defaults
+
+install_swappable_defaults()
+SALON_MODEL = app_settings.SALON_MODEL
+MEMBERSHIP_MODEL = app_settings.MEMBERSHIP_MODEL
+
+
+class AbstractSalon(TimeStampedModel):
+    """An organisation users ask to join. The creator becomes its owner."""
+
+    name = models.CharField(_("name"), max_length=255)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="owned_salons",
+        verbose_name=_("owner"),
+    )
+
+    class Meta:
+        abstract = True
+        ordering = ("name", "pk")
+        verbose_name = _("salon")
+        verbose_name_plural = _("salons")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Salon(AbstractSalon):
+    class Meta(AbstractSalon.Meta):
+        swappable = "SALON_INVITATIONS_SALON_MODEL"
+
+
+class AbstractMembership(TimeStampedModel):
+    """A user's role in one salon. A user holds at most one membership per salon."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="salon_memberships",
+        verbose_name=_("user"),
+    )
+    salon = models.ForeignKey(
+        SALON_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("salon"),
+    )
+    role = models.CharField(_("role"), max_length=32)
+
+    class Meta:
+        abstract = True
+        ordering = ("salon", "pk")
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "salon"], name="%(app_label)s_%(class)s_one_per_user_salon"
+            ),
+        ]
+        indexes = [models.Index(fields=["salon", "role"], name="%(class)s_salon_role")]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.role} @ {self.salon}"
+
+
+class Membership(AbstractMembership):
+    class Meta(AbstractMembership.Meta):
+        swappable = "SALON_INVITATIONS_MEMBERSHIP_MODEL"
+
+
+class Invitation(TimeStampedModel, StatusModel):
+    """A user's request to join a salon in a role, decided by the salon's managers."""
+
+    STATUS = Choices(
+        ("pending", _("pending")),
+        ("approved", _("approved")),
+        ("rejected", _("rejected")),
+        ("cancelled", _("cancelled")),
+        ("expired", _("expired")),
+    )
+    DECIDED_STATUSES: ClassVar[tuple[str, ...]] = ("approved", "rejected", "cancelled", "expired")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="salon_invitations",
+        verbose_name=_("requester"),
+    )
+    salon = models.ForeignKey(
+        SALON_MODEL,
+        on_delete=models.CASCADE,
+        related_name="invitations",
+        verbose_name=_("salon"),
+    )
+    role = models.CharField(_("role"), max_length=32)
+    message = models.TextField(_("message"), blank=True, default="")
+    reason = models.TextField(_("reason"), blank=True, default="")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+
+    tracker = FieldTracker(fields=["status"])
+
+    class Meta:
+        ordering = ("-created", "-pk")
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "salon"],
+                condition=models.Q(status="pending"),
+                name="salon_invitations_one_pending_per_user_salon",
+                violation_error_message=_("You already have a pending invitation to this salon."),
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="pending") | models.Q(decided_at__isnull=False),
+                name="salon_invitations_decided_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["salon", "status", "-created"], name="salon_inv_salon_status"),
+            models.Index(fields=["user", "-created"], name="salon_inv_user"),
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(status="pending"),
+                name="salon_inv_pending_expiry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.salon} ({self.role}, {self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.STATUS.pending
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        previous = self.tracker.previous("status")
+        if self.pk and previous in self.DECIDED_STATUSES and self.tracker.has_changed("status"):
+            raise ValueError("A decided invitation cannot change its status.")
+        super().save(*args, **kwargs)
+
+
+def _get_swappable(setting_value: str, setting_name: str) -> type[models.Model]:
+    try:
+        return django_apps.get_model(setting_value, require_ready=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"{setting_name} must be of the form 'app_label.model_name'"
+        ) from exc
+    except LookupError as exc:
+        raise ImproperlyConfigured(
+            f"{setting_name} refers to model '{setting_value}' that has not been installed"
+        ) from exc
+
+
+def get_salon_model() -> type[AbstractSalon]:
+    """The active salon model (``SALON_INVITATIONS_SALON_MODEL``)."""
+    return _get_swappable(app_settings.SALON_MODEL, "SALON_INVITATIONS_SALON_MODEL")  # type: ignore[return-value]
+
+
+def get_membership_model() -> type[AbstractMembership]:
+    """The active membership model (``SALON_INVITATIONS_MEMBERSHIP_MODEL``)."""
+    return _get_swappable(app_settings.MEMBERSHIP_MODEL, "SALON_INVITATIONS_MEMBERSHIP_MODEL")  # type: ignore[return-value]

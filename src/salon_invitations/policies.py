@@ -1,0 +1,173 @@
+"""Who may see, create, decide and delete — the one place that answers.
+
+The REST views, the admin and the WebSocket consumer all ask the active policy, which is the
+class named by ``SALON_INVITATIONS["PERMISSION_POLICY"]``. To change the rules, subclass
+:class:`RolePolicy` (or :class:`BasePolicy`) and point the setting at your class::
+
+    class StaffOnlyDeletes(RolePolicy):
+        def can_delete(self, user, invitation):
+            return user.is_staff
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Q, QuerySet
+
+from salon_invitations import roles
+from salon_invitations.conf import app_settings
+from salon_invitations.models import get_membership_model
+
+if TYPE_CHECKING:
+    from salon_invitations.models import AbstractMembership, AbstractSalon, Invitation
+
+
+class BasePolicy:
+    """The questions every policy answers. ``user`` may be anonymous.
+
+    Querysets in, querysets out: the ``visible_*`` methods only add filters, so callers keep
+    their ``select_related`` and ordering and the check stays one SQL query.
+    """
+
+    def visible_invitations(self, user: Any, queryset: QuerySet[Invitation]) -> QuerySet[Invitation]:
+        raise NotImplementedError
+
+    def visible_memberships(
+        self, user: Any, queryset: QuerySet[AbstractMembership]
+    ) -> QuerySet[AbstractMembership]:
+        raise NotImplementedError
+
+    def visible_salons(self, user: Any, queryset: QuerySet[AbstractSalon]) -> QuerySet[AbstractSalon]:
+        raise NotImplementedError
+
+    def can_create_invitation(self, user: Any, salon: AbstractSalon, role: str) -> bool:
+        raise NotImplementedError
+
+    def can_decide(self, user: Any, invitation: Invitation) -> bool:
+        """May ``user`` approve or reject this invitation?"""
+        raise NotImplementedError
+
+    def can_cancel(self, user: Any, invitation: Invitation) -> bool:
+        raise NotImplementedError
+
+    def can_delete(self, user: Any, invitation: Invitation) -> bool:
+        raise NotImplementedError
+
+    def can_create_salon(self, user: Any) -> bool:
+        raise NotImplementedError
+
+    def can_change_salon(self, user: Any, salon: AbstractSalon) -> bool:
+        raise NotImplementedError
+
+    def can_remove_membership(self, user: Any, membership: AbstractMembership) -> bool:
+        raise NotImplementedError
+
+    def recipients(self, salon_id: Any, user_id: Any) -> set[Any]:
+        """Primary keys of the users told about a change to ``salon_id`` concerning ``user_id``."""
+        raise NotImplementedError
+
+
+def _is_operator(user: Any) -> bool:
+    return bool(user.is_active and (user.is_staff or user.is_superuser))
+
+
+class RolePolicy(BasePolicy):
+    """The default rules (SPEC §2).
+
+    - Staff and superusers (platform operators) see and decide everything.
+    - A member whose role ``manages`` sees the salon's invitations and decides those for roles
+      ranked strictly below their own.
+    - Everyone sees their own invitations and may cancel them while pending.
+    - Members see the memberships of their salons; any authenticated user sees the salons.
+    """
+
+    def _managed_salon_ids(self, user: Any) -> QuerySet[Any]:
+        return (
+            get_membership_model()
+            ._default_manager.filter(user=user, role__in=roles.managing_role_names())
+            .values("salon_id")
+        )
+
+    def _role_in(self, user: Any, salon_id: Any) -> roles.Role | None:
+        if not user.is_authenticated:
+            return None
+        name = (
+            get_membership_model()
+            ._default_manager.filter(user=user, salon_id=salon_id)
+            .values_list("role", flat=True)
+            .first()
+        )
+        return roles.get_role(name) if name else None
+
+    def visible_invitations(self, user: Any, queryset: QuerySet[Invitation]) -> QuerySet[Invitation]:
+        if not user.is_authenticated:
+            return queryset.none()
+        if _is_operator(user):
+            return queryset
+        return queryset.filter(Q(user=user) | Q(salon_id__in=self._managed_salon_ids(user)))
+
+    def visible_memberships(
+        self, user: Any, queryset: QuerySet[AbstractMembership]
+    ) -> QuerySet[AbstractMembership]:
+        if not user.is_authenticated:
+            return queryset.none()
+        if _is_operator(user):
+            return queryset
+        own_salons = get_membership_model()._default_manager.filter(user=user).values("salon_id")
+        return queryset.filter(salon_id__in=own_salons)
+
+    def visible_salons(self, user: Any, queryset: QuerySet[AbstractSalon]) -> QuerySet[AbstractSalon]:
+        return queryset if user.is_authenticated else queryset.none()
+
+    def can_create_invitation(self, user: Any, salon: AbstractSalon, role: str) -> bool:
+        return bool(user.is_authenticated and user.is_active)
+
+    def _outranks(self, user: Any, salon_id: Any, role_name: str) -> bool:
+        if not user.is_authenticated:
+            return False
+        if _is_operator(user):
+            return True
+        own = self._role_in(user, salon_id)
+        target = roles.get_role(role_name)
+        if own is None or not own.manages:
+            return False
+        # A role missing from the table (removed from settings) can be decided by managers.
+        return target is None or own.outranks(target)
+
+    def can_decide(self, user: Any, invitation: Invitation) -> bool:
+        return self._outranks(user, invitation.salon_id, invitation.role)
+
+    def can_cancel(self, user: Any, invitation: Invitation) -> bool:
+        return bool(user.is_authenticated and invitation.user_id == user.pk)
+
+    def can_delete(self, user: Any, invitation: Invitation) -> bool:
+        return self.can_decide(user, invitation)
+
+    def can_create_salon(self, user: Any) -> bool:
+        return bool(user.is_authenticated and user.is_active)
+
+    def can_change_salon(self, user: Any, salon: AbstractSalon) -> bool:
+        if not user.is_authenticated:
+            return False
+        return _is_operator(user) or salon.owner_id == user.pk  # type: ignore[attr-defined]
+
+    def can_remove_membership(self, user: Any, membership: AbstractMembership) -> bool:
+        if not user.is_authenticated:
+            return False
+        if membership.user_id == user.pk:  # type: ignore[attr-defined]
+            return True  # leaving a salon
+        return self._outranks(user, membership.salon_id, membership.role)  # type: ignore[attr-defined]
+
+    def recipients(self, salon_id: Any, user_id: Any) -> set[Any]:
+        managers = (
+            get_membership_model()
+            ._default_manager.filter(salon_id=salon_id, role__in=roles.managing_role_names())
+            .values_list("user_id", flat=True)
+        )
+        return {user_id, *managers}
+
+
+def get_policy() -> BasePolicy:
+    """An instance of the configured policy class."""
+    return app_settings.PERMISSION_POLICY()

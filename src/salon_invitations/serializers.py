@@ -1,0 +1,129 @@
+"""Input validation and representation. No state changes happen here: views call services.
+
+The classes the views use are configurable (``INVITATION_SERIALIZER``, ``SALON_SERIALIZER``,
+``MEMBERSHIP_SERIALIZER``), e.g. to add the fields of a swapped salon model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from salon_invitations import roles
+from salon_invitations.conf import app_settings
+from salon_invitations.models import Invitation, get_membership_model, get_salon_model
+
+
+class _SwappedModel:
+    """``Meta.model`` resolved when read, so swapped models are honoured at call time."""
+
+    def __init__(self, getter: Any) -> None:
+        self.getter = getter
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        return self.getter()
+
+
+class _SalonField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self) -> Any:
+        return get_salon_model()._default_manager.all()
+
+
+def _text_field() -> serializers.CharField:
+    return serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=app_settings.MESSAGE_MAX_LENGTH
+    )
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    """An invitation. Clients write ``salon``, ``role`` and ``message`` only."""
+
+    salon = _SalonField()
+    created_at = serializers.DateTimeField(source="created", read_only=True)
+    updated_at = serializers.DateTimeField(source="modified", read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = (
+            "id",
+            "user",
+            "salon",
+            "role",
+            "status",
+            "message",
+            "reason",
+            "decided_by",
+            "decided_at",
+            "expires_at",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = (
+            "id",
+            "user",
+            "status",
+            "reason",
+            "decided_by",
+            "decided_at",
+            "expires_at",
+        )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        # Built per instance: the role table and limits are settings, read when used.
+        fields["role"] = serializers.ChoiceField(
+            choices=[(role.name, role.label) for role in roles.requestable_roles()]
+        )
+        fields["message"] = _text_field()
+        return fields
+
+
+class RejectSerializer(serializers.Serializer):
+    """Optional body of ``PATCH …/rejected``: ``{"reason": "…"}``."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {"reason": _text_field()}
+
+
+class SalonSerializer(serializers.ModelSerializer):
+    """A salon: every field of the active salon model; ``owner`` is set from the request."""
+
+    created_at = serializers.DateTimeField(source="created", read_only=True)
+    updated_at = serializers.DateTimeField(source="modified", read_only=True)
+
+    class Meta:
+        model = _SwappedModel(get_salon_model)
+        exclude = ("created", "modified")
+        read_only_fields = ("owner",)
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    """A membership (a user's role in a salon). Read-only over the API."""
+
+    created_at = serializers.DateTimeField(source="created", read_only=True)
+
+    class Meta:
+        model = _SwappedModel(get_membership_model)
+        fields = ("id", "user", "salon", "role", "created_at")
+        read_only_fields = fields
+
+
+def invitation_serializer_class() -> type[serializers.Serializer]:
+    return app_settings.INVITATION_SERIALIZER
+
+
+def salon_serializer_class() -> type[serializers.Serializer]:
+    return app_settings.SALON_SERIALIZER
+
+
+def membership_serializer_class() -> type[serializers.Serializer]:
+    return app_settings.MEMBERSHIP_SERIALIZER
+
+
+__all__ = [
+    "InvitationSerializer",
+    "MembershipSerializer",
+    "RejectSerializer",
+    "SalonSerializer",
+]

@@ -1,0 +1,42 @@
+"""Signals sent after the transaction that made the change commits.
+
+Every signal is sent with ``sender`` set to the model class and these keyword arguments:
+
+``invitation`` / ``membership``
+    the instance as it is after the change (for ``*_deleted``, as it was before deletion);
+``actor``
+    the user who made the change, or ``None`` for automatic changes (expiry).
+
+Example::
+
+    from django.dispatch import receiver
+    from salon_invitations.signals import invitation_approved
+
+    @receiver(invitation_approved)
+    def welcome(sender, invitation, actor, **kwargs):
+        ...
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+invitation_created = Signal()
+invitation_approved = Signal()
+invitation_rejected = Signal()
+invitation_cancelled = Signal()
+invitation_deleted = Signal()
+invitation_expired = Signal()
+membership_created = Signal()
+membership_deleted = Signal()
+
+SIGNALS: dict[str, Signal] = {
+    "invitation.created": invitation_created,
+    "invitation.approved": invitation_approved,
+    "invitation.rejected": invitation_rejected,
+    "invitation.cancelled": invitation_cancelled,
+    "invitation.deleted": invitation_deleted,
+    "invitation.expired": invitation_expired,
+    "membership.created": membership_created,
+    "membership.deleted": membership_deleted,
+}

@@ -1,0 +1,71 @@
+"""URL layouts.
+
+The original service's layout — no trailing slashes — is built by three functions, one per
+resource, each taking the prefix to mount at::
+
+    from salon_invitations.urls import invitation_patterns, membership_patterns, salon_patterns
+
+    urlpatterns = [
+        *invitation_patterns("api/invitation_to_auto_salon"),
+        *salon_patterns("api/auto_salon"),
+        *membership_patterns("api/salon_role"),
+    ]
+
+``include("salon_invitations.urls.seed")`` does exactly that at those prefixes. Projects that
+prefer DRF's router layout (``invitations/{pk}/approve/``) include
+``salon_invitations.urls.router`` instead.
+
+Building full paths (rather than ``include()`` under a prefix without a slash) keeps Django's
+URL checks quiet whatever ``APPEND_SLASH`` is.
+"""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, path
+
+from salon_invitations.views import InvitationViewSet, MembershipViewSet, SalonViewSet
+
+
+def invitation_patterns(prefix: str) -> list[URLPattern]:
+    """``prefix``, ``prefix/<pk>``, ``…/approved``, ``…/rejected``, ``…/cancelled``,
+    ``prefix/delete/invitation/<pk>``. URL names: ``salon-invitation-*``."""
+    prefix = prefix.strip("/")
+    return [
+        path(prefix, InvitationViewSet.as_view({"get": "list", "post": "create"}),
+             name="salon-invitation-list"),
+        path(f"{prefix}/<int:pk>", InvitationViewSet.as_view({"get": "retrieve"}),
+             name="salon-invitation-detail"),
+        path(f"{prefix}/<int:pk>/approved", InvitationViewSet.as_view({"patch": "approve"}),
+             name="salon-invitation-approve"),
+        path(f"{prefix}/<int:pk>/rejected", InvitationViewSet.as_view({"patch": "reject"}),
+             name="salon-invitation-reject"),
+        path(f"{prefix}/<int:pk>/cancelled", InvitationViewSet.as_view({"patch": "cancel"}),
+             name="salon-invitation-cancel"),
+        path(f"{prefix}/delete/invitation/<int:pk>",
+             InvitationViewSet.as_view({"delete": "destroy"}), name="salon-invitation-delete"),
+    ]
+
+
+def salon_patterns(prefix: str) -> list[URLPattern]:
+    """``prefix`` (list, create) and ``prefix/<pk>`` (retrieve, update, delete)."""
+    prefix = prefix.strip("/")
+    detail = {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
+    return [
+        path(prefix, SalonViewSet.as_view({"get": "list", "post": "create"}),
+             name="salon-list"),
+        path(f"{prefix}/<str:pk>", SalonViewSet.as_view(detail), name="salon-detail"),
+    ]
+
+
+def membership_patterns(prefix: str) -> list[URLPattern]:
+    """``prefix`` (list) and ``prefix/<pk>`` (retrieve, delete)."""
+    prefix = prefix.strip("/")
+    return [
+        path(prefix, MembershipViewSet.as_view({"get": "list"}), name="salon-membership-list"),
+        path(f"{prefix}/<str:pk>",
+             MembershipViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
+             name="salon-membership-detail"),
+    ]
+
+
+__all__ = ["invitation_patterns", "membership_patterns", "salon_patterns"]

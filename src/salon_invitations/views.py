@@ -1,0 +1,210 @@
+"""REST endpoints. Thin: they scope querysets by the policy, validate, call services, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+
+from salon_invitations import services
+from salon_invitations.exceptions import Conflict, InvalidInvitation
+from salon_invitations.models import Invitation, get_membership_model, get_salon_model
+from salon_invitations.permissions import PolicyPermission
+from salon_invitations.policies import BasePolicy, get_policy
+from salon_invitations.serializers import (
+    RejectSerializer,
+    invitation_serializer_class,
+    membership_serializer_class,
+    salon_serializer_class,
+)
+
+try:
+    from django_filters.rest_framework import DjangoFilterBackend
+
+    from salon_invitations.filters import InvitationFilterSet, MembershipFilterSet
+except ImportError:  # pragma: no cover - django-filter is an optional extra
+    DjangoFilterBackend = None
+    InvitationFilterSet = MembershipFilterSet = None
+
+
+class ConflictError(exceptions.APIException):
+    """409 with a machine-readable ``code``: ``{"detail": "...", "code": "role_taken"}``."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+    def __init__(self, conflict: Conflict) -> None:
+        super().__init__({"detail": conflict.message, "code": conflict.code}, conflict.code)
+
+
+class AliasOrderingFilter(OrderingFilter):
+    """``?ordering=`` accepting the representation's names (``created_at``, ``updated_at``)."""
+
+    aliases = {"created_at": "created", "updated_at": "modified"}
+
+    def remove_invalid_fields(self, queryset: Any, fields: Any, view: Any, request: Any) -> Any:
+        fields = [
+            ("-" if term.startswith("-") else "") + self.aliases.get(term.lstrip("-"), term.lstrip("-"))
+            for term in fields
+        ]
+        return super().remove_invalid_fields(queryset, fields, view, request)
+
+
+def _filter_backends() -> list[Any]:
+    backends = [b for b in api_settings.DEFAULT_FILTER_BACKENDS if b is not AliasOrderingFilter]
+    if DjangoFilterBackend is not None and DjangoFilterBackend not in backends:
+        backends.append(DjangoFilterBackend)
+    return [b for b in backends if not issubclass(b, OrderingFilter)] + [AliasOrderingFilter]
+
+
+class PolicyViewSetMixin:
+    """Scopes querysets by the policy and turns service errors into 400 / 409 responses."""
+
+    permission_classes = [PolicyPermission]
+    policy_checks: dict[str, str] = {}
+
+    @property
+    def policy(self) -> BasePolicy:
+        return get_policy()
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, Conflict):
+            exc = ConflictError(exc)
+        elif isinstance(exc, InvalidInvitation):
+            exc = exceptions.ValidationError({exc.field or "non_field_errors": [exc.message]}, exc.code)
+        return super().handle_exception(exc)  # type: ignore[misc]
+
+
+class InvitationViewSet(
+    PolicyViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Invitations the caller may see; create one, approve, reject, cancel or delete it."""
+
+    policy_checks = {
+        "approve": "can_decide",
+        "reject": "can_decide",
+        "cancel": "can_cancel",
+        "destroy": "can_delete",
+    }
+    filterset_class = InvitationFilterSet
+    ordering_fields = ("created", "modified", "status", "role", "decided_at", "expires_at", "id")
+    ordering = ("-created", "-id")
+
+    @property
+    def filter_backends(self) -> list[Any]:  # type: ignore[override]
+        return _filter_backends()
+
+    def get_queryset(self) -> Any:
+        return self.policy.visible_invitations(self.request.user, Invitation.objects.all())
+
+    def get_serializer_class(self) -> Any:
+        if self.action == "reject":
+            return RejectSerializer
+        return invitation_serializer_class()
+
+    def perform_create(self, serializer: Any) -> None:
+        data = serializer.validated_data
+        user = self.request.user
+        if not self.policy.can_create_invitation(user, data["salon"], data["role"]):
+            raise exceptions.PermissionDenied(_("You may not ask to join this salon."))
+        serializer.instance = services.create_invitation(
+            user=user, salon=data["salon"], role=data["role"], message=data.get("message", "")
+        )
+
+    def _render(self, invitation: Invitation) -> Response:
+        serializer = invitation_serializer_class()(invitation, context=self.get_serializer_context())
+        return Response(serializer.data)
+
+    @action(detail=True, methods=["patch"])
+    def approve(self, request: Request, pk: Any = None) -> Response:
+        invitation = self.get_object()
+        return self._render(services.approve_invitation(invitation, actor=request.user))
+
+    @action(detail=True, methods=["patch"])
+    def reject(self, request: Request, pk: Any = None) -> Response:
+        invitation = self.get_object()
+        body = RejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        reason = body.validated_data["reason"]
+        return self._render(services.reject_invitation(invitation, actor=request.user, reason=reason))
+
+    @action(detail=True, methods=["patch"])
+    def cancel(self, request: Request, pk: Any = None) -> Response:
+        invitation = self.get_object()
+        return self._render(services.cancel_invitation(invitation, actor=request.user))
+
+    def destroy(self, request: Request, pk: Any = None) -> Response:
+        services.delete_invitation(self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SalonViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+    """Salons. Whoever creates one becomes its owner; the owner (or staff) changes or deletes it."""
+
+    policy_checks = {
+        "update": "can_change_salon",
+        "partial_update": "can_change_salon",
+        "destroy": "can_change_salon",
+    }
+    ordering_fields = ("name", "created", "id")
+
+    @property
+    def filter_backends(self) -> list[Any]:  # type: ignore[override]
+        return [AliasOrderingFilter]
+
+    def get_queryset(self) -> Any:
+        return self.policy.visible_salons(
+            self.request.user, get_salon_model()._default_manager.order_by("name", "pk")
+        )
+
+    def get_serializer_class(self) -> Any:
+        return salon_serializer_class()
+
+    def perform_create(self, serializer: Any) -> None:
+        if not self.policy.can_create_salon(self.request.user):
+            raise exceptions.PermissionDenied()
+        serializer.instance = services.create_salon(owner=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer: Any) -> None:
+        serializer.instance = services.update_salon(serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance: Any) -> None:
+        services.delete_salon(instance, actor=self.request.user)
+
+
+class MembershipViewSet(
+    PolicyViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Memberships (roles) in the salons the caller belongs to; remove one to free the role."""
+
+    policy_checks = {"destroy": "can_remove_membership"}
+    filterset_class = MembershipFilterSet
+    ordering_fields = ("created", "role", "id")
+
+    @property
+    def filter_backends(self) -> list[Any]:  # type: ignore[override]
+        return _filter_backends()
+
+    def get_queryset(self) -> Any:
+        queryset = get_membership_model()._default_manager.order_by("salon_id", "pk")
+        return self.policy.visible_memberships(self.request.user, queryset)
+
+    def get_serializer_class(self) -> Any:
+        return membership_serializer_class()
+
+    def perform_destroy(self, instance: Any) -> None:
+        services.remove_membership(instance, actor=self.request.user)
