@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     # Dotted path of the class that answers who may see / create / decide / delete.
     "PERMISSION_POLICY": "salon_invitations.policies.RolePolicy",
     # Dotted paths of the notification backends run after every committed change.
-    "NOTIFICATION_BACKENDS": [],
+    "NOTIFICATION_BACKENDS": ["salon_invitations.notifications.ChannelsBackend"],
     # A timedelta: new invitations expire this long after creation. None: never.
     "INVITATION_TTL": None,
     # "sync" sends e-mail in the request's on-commit hook; "celery" queues it.

@@ -21,7 +21,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import translation
 
 from salon_invitations.conf import app_settings
 from salon_invitations.signals import SIGNALS
@@ -75,6 +81,125 @@ class LoggingBackend(BaseBackend):
             event.salon_id,
             getattr(event.actor, "pk", None),
         )
+
+
+def group_name(stream: str, user_id: Any) -> str:
+    """The channel-layer group of one user's ``stream`` (``"invitation"`` or ``"membership"``).
+
+    The one place group names are built: the consumer joins it, the backend sends to it.
+    Valid for any primary key type (only ASCII letters, digits, ``-``, ``_`` and ``.``).
+    """
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in str(user_id))
+    return f"salon_invitations.{stream}.{safe}"[:99]
+
+
+def serialize(event: Event) -> dict[str, Any]:
+    """The instance as the REST API represents it (same serializer classes)."""
+    from salon_invitations.serializers import (
+        invitation_serializer_class,
+        membership_serializer_class,
+    )
+
+    serializer_class = (
+        invitation_serializer_class() if event.model == "invitation" else membership_serializer_class()
+    )
+    return dict(serializer_class(event.instance).data)
+
+
+def websocket_frame(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """What a WebSocket client receives: ``{"type": kind, "<model>": data}``."""
+    return {"type": kind, kind.split(".", 1)[0]: data}
+
+
+class ChannelsBackend(BaseBackend):
+    """Pushes each event to the per-user group of every recipient over the channel layer.
+
+    The consumer in :mod:`salon_invitations.consumer` forwards it to the user's sockets.
+    Recipients are the policy's (the requester and the salon's managers at event time); staff
+    are not told unless a policy adds them. Set ``channel_layer_alias`` in a subclass to use
+    a layer other than ``"default"``.
+    """
+
+    channel_layer_alias = "default"
+
+    def send(self, event: Event) -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer(self.channel_layer_alias)
+        if layer is None:
+            return
+        message = {
+            "type": "salon_invitations.event",
+            "frame": websocket_frame(event.kind, serialize(event)),
+        }
+        for user_id in sorted(event.recipients, key=str):
+            async_to_sync(layer.group_send)(group_name(event.model, user_id), message)
+
+
+class EmailBackend(BaseBackend):
+    """E-mails the salon's managers about new requests, and the requester about decisions.
+
+    Templates (override them in your project): ``salon_invitations/email/<action>_subject.txt``,
+    ``<action>.txt`` and ``<action>.html`` for the actions in :attr:`templates`. Messages are
+    rendered in :meth:`language_for` the recipient. With ``EMAIL_DELIVERY = "celery"`` sending
+    is queued to the ``salon_invitations.deliver_email`` task (bounded retries); otherwise it
+    happens at once. A failing mail server is logged, never raised.
+    """
+
+    #: event kind -> template name
+    templates = {
+        "invitation.created": "invitation_created",
+        "invitation.approved": "invitation_decided",
+        "invitation.rejected": "invitation_decided",
+        "invitation.expired": "invitation_decided",
+    }
+
+    def recipients_for(self, event: Event) -> list[Any]:
+        invitation = event.instance
+        User = get_user_model()
+        if event.kind == "invitation.created":
+            ids = event.recipients - {invitation.user_id}
+        else:
+            ids = {invitation.user_id}
+        return [u for u in User._default_manager.filter(pk__in=ids) if getattr(u, "email", "")]
+
+    def language_for(self, user: Any) -> str:
+        return getattr(user, "language", None) or settings.LANGUAGE_CODE
+
+    def render(self, event: Event, user: Any) -> dict[str, Any]:
+        name = self.templates[event.kind]
+        context = {"event": event, "invitation": event.instance, "recipient": user,
+                   "salon": event.instance.salon, "status": event.instance.status}
+        with translation.override(self.language_for(user)):
+            subject = render_to_string(f"salon_invitations/email/{name}_subject.txt", context)
+            return {
+                "subject": " ".join(subject.split()),
+                "body": render_to_string(f"salon_invitations/email/{name}.txt", context),
+                "html": render_to_string(f"salon_invitations/email/{name}.html", context),
+                "to": [user.email],
+            }
+
+    def send(self, event: Event) -> None:
+        if event.kind not in self.templates:
+            return
+        for user in self.recipients_for(event):
+            message = self.render(event, user)
+            if app_settings.raw("EMAIL_DELIVERY") == "celery":
+                from salon_invitations.tasks import deliver_email
+
+                deliver_email.delay(message)
+                continue
+            try:
+                send_email(message)
+            except Exception:
+                logger.exception("Could not e-mail %s about %s", message["to"], event.kind)
+
+
+def send_email(message: dict[str, Any]) -> None:
+    """Send one rendered message through Django's e-mail API (raises on SMTP errors)."""
+    email = EmailMultiAlternatives(message["subject"], message["body"], to=message["to"])
+    email.attach_alternative(message["html"], "text/html")
+    email.send()
 
 
 def deliver(event: Event) -> None:

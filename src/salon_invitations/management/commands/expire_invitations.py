@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from salon_invitations import services
+
+
+class Command(BaseCommand):
+    help = "Mark pending invitations past their expiry time as expired (for projects without Celery)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--batch-size", type=int, default=None, help="Invitations per transaction.")
+
+    def handle(self, *args: Any, batch_size: int | None = None, **options: Any) -> None:
+        count = services.expire_invitations(batch_size=batch_size)
+        self.stdout.write(f"{count} invitation(s) expired.")
