@@ -64,9 +64,10 @@ else:
     }
 
 REST_FRAMEWORK = {
+    # A class with a challenge first, so anonymous requests get 401 + WWW-Authenticate.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
@@ -80,7 +81,13 @@ if os.environ.get("SALON_TEST_CHANNEL_LAYER") == "redis":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")]},
+            "CONFIG": {
+                "hosts": [os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")],
+                # One key space per test run, so concurrent runs on one Redis never hear each
+                # other; the multi-process test hands its servers one shared prefix.
+                "prefix": os.environ.get("SALON_TEST_CHANNEL_PREFIX")
+                or f"salon-tests-{os.getpid()}",
+            },
         }
     }
 else:

@@ -56,7 +56,9 @@ class InvitationAdmin(admin.ModelAdmin):
 
     def _decide(self, request: HttpRequest, queryset: QuerySet[Invitation], approve: bool) -> None:
         policy = get_policy()
-        allowed = [inv for inv in queryset if policy.can_decide(request.user, inv)]
+        # Oldest first: when requests compete for one role, the earliest one wins.
+        ordered = queryset.order_by("created", "pk")
+        allowed = [inv for inv in ordered if policy.can_decide(request.user, inv)]
         skipped = queryset.count() - len(allowed)
         outcome = services.decide_many(allowed, actor=request.user, approve=approve)
         done = len(outcome.pop("done"))

@@ -71,8 +71,27 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         ))
     for key in sorted(IMPORT_STRINGS):
         value = app_settings.raw(key)
+        if key == "NOTIFICATION_BACKENDS" and not isinstance(value, list | tuple):
+            # A lone string would be imported as one class and then iterated at commit time.
+            errors.append(_error(
+                f'SALON_INVITATIONS["{key}"] must be a list of dotted paths, not {value!r}.',
+                "e.g. ['salon_invitations.notifications.ChannelsBackend'], or [] for none.",
+                3,
+            ))
+            continue
         paths = value if isinstance(value, list | tuple) else [value]
         for dotted in paths:
+            if not isinstance(dotted, str):
+                # conf accepts the class itself as well as its dotted path.
+                if not callable(dotted):
+                    errors.append(_error(
+                        f'SALON_INVITATIONS["{key}"] = {dotted!r} is neither a dotted path '
+                        "nor a class.",
+                        "Give the full dotted path of a class, e.g. "
+                        "'myproject.policies.MyPolicy'.",
+                        3,
+                    ))
+                continue
             try:
                 import_string(dotted)
             except ImportError as exc:

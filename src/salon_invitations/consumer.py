@@ -29,6 +29,12 @@ CLOSE_UNAUTHENTICATED = 4401
 class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
     stream = "invitation"
 
+    def __init__(self, *args: Any, stream: str | None = None, **kwargs: Any) -> None:
+        # Channels' consumers drop ``as_asgi()`` keyword arguments; keep ``stream``.
+        super().__init__(*args, **kwargs)
+        if stream is not None:
+            self.stream = stream
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         subprotocols = self.scope.get("subprotocols") or []

@@ -17,6 +17,7 @@ Writing a backend::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,10 +88,23 @@ def group_name(stream: str, user_id: Any) -> str:
     """The channel-layer group of one user's ``stream`` (``"invitation"`` or ``"membership"``).
 
     The one place group names are built: the consumer joins it, the backend sends to it.
-    Valid for any primary key type (only ASCII letters, digits, ``-``, ``_`` and ``.``).
+    Valid for any primary key type (only ASCII letters, digits, ``-``, ``_`` and ``.``, fewer
+    than 100 characters) and distinct for distinct keys, so no user hears another's events:
+    other characters become ``_xx`` (their UTF-8 bytes in hex), and a key too long for the
+    limit is replaced by ``_h`` and its SHA-256 (``_h`` never comes out of the escaping).
     """
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in str(user_id))
-    return f"salon_invitations.{stream}.{safe}"[:99]
+    raw = str(user_id)
+    key = "".join(
+        c
+        if c.isascii() and (c.isalnum() or c in "-.")
+        else "".join(f"_{byte:02x}" for byte in c.encode("utf-8", "surrogatepass"))
+        for c in raw
+    )
+    name = f"salon_invitations.{stream}.{key}"
+    if len(name) >= 100:
+        digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:48]
+        name = f"salon_invitations.{stream}._h{digest}"
+    return name
 
 
 def serialize(event: Event) -> dict[str, Any]:
@@ -184,13 +198,13 @@ class EmailBackend(BaseBackend):
             return
         for user in self.recipients_for(event):
             message = self.render(event, user)
-            if app_settings.raw("EMAIL_DELIVERY") == "celery":
-                from salon_invitations.tasks import deliver_email
-
-                deliver_email.delay(message)
-                continue
             try:
-                send_email(message)
+                if app_settings.raw("EMAIL_DELIVERY") == "celery":
+                    from salon_invitations.tasks import deliver_email
+
+                    deliver_email.delay(message)
+                else:
+                    send_email(message)
             except Exception:
                 logger.exception("Could not e-mail %s about %s", message["to"], event.kind)
 

@@ -29,6 +29,12 @@ class _SalonField(serializers.PrimaryKeyRelatedField):
     def get_queryset(self) -> Any:
         return get_salon_model()._default_manager.all()
 
+    def to_internal_value(self, data: Any) -> Any:
+        # JSON numbers like 1.5 or true would otherwise be coerced to a salon id.
+        if isinstance(data, bool | float):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        return super().to_internal_value(data)
+
 
 def _text_field() -> serializers.CharField:
     return serializers.CharField(

@@ -18,11 +18,20 @@ from salon_invitations.models import Invitation, get_membership_model, get_salon
 from salon_invitations.permissions import PolicyPermission
 from salon_invitations.policies import BasePolicy, get_policy
 from salon_invitations.serializers import (
+    InvitationSerializer,
     RejectSerializer,
     invitation_serializer_class,
     membership_serializer_class,
     salon_serializer_class,
 )
+
+try:
+    from drf_spectacular.utils import extend_schema
+except ImportError:  # pragma: no cover - drf-spectacular is optional
+
+    def extend_schema(*args: Any, **kwargs: Any) -> Any:
+        return lambda view: view
+
 
 try:
     from django_filters.rest_framework import DjangoFilterBackend
@@ -125,11 +134,13 @@ class InvitationViewSet(
         serializer = invitation_serializer_class()(invitation, context=self.get_serializer_context())
         return Response(serializer.data)
 
+    @extend_schema(request=None, responses=InvitationSerializer)
     @action(detail=True, methods=["patch"])
     def approve(self, request: Request, pk: Any = None) -> Response:
         invitation = self.get_object()
         return self._render(services.approve_invitation(invitation, actor=request.user))
 
+    @extend_schema(request=RejectSerializer, responses=InvitationSerializer)
     @action(detail=True, methods=["patch"])
     def reject(self, request: Request, pk: Any = None) -> Response:
         invitation = self.get_object()
@@ -138,6 +149,7 @@ class InvitationViewSet(
         reason = body.validated_data["reason"]
         return self._render(services.reject_invitation(invitation, actor=request.user, reason=reason))
 
+    @extend_schema(request=None, responses=InvitationSerializer)
     @action(detail=True, methods=["patch"])
     def cancel(self, request: Request, pk: Any = None) -> Response:
         invitation = self.get_object()

@@ -53,7 +53,7 @@ def salon_patterns(prefix: str) -> list[URLPattern]:
     return [
         path(prefix, SalonViewSet.as_view({"get": "list", "post": "create"}),
              name="salon-list"),
-        path(f"{prefix}/<str:pk>", SalonViewSet.as_view(detail), name="salon-detail"),
+        path(f"{prefix}/<pk>", SalonViewSet.as_view(detail), name="salon-detail"),
     ]
 
 
@@ -62,7 +62,7 @@ def membership_patterns(prefix: str) -> list[URLPattern]:
     prefix = prefix.strip("/")
     return [
         path(prefix, MembershipViewSet.as_view({"get": "list"}), name="salon-membership-list"),
-        path(f"{prefix}/<str:pk>",
+        path(f"{prefix}/<pk>",
              MembershipViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
              name="salon-membership-detail"),
     ]

@@ -1,0 +1,38 @@
+"""Django REST framework: JWT first, then the session; django-filter; pagination; throttling.
+
+JWT comes first so that a request without credentials gets a 401 with a ``WWW-Authenticate``
+header (DRF takes that header from the first authentication class). The session lets the
+browsable API and Swagger UI work after logging in to the admin.
+
+Throttle rates are per client: ``anon`` by IP, ``user`` by account, and the ``auth`` and
+``registration`` scopes guard the login and sign-up endpoints.
+"""
+
+from configs.extra_conf import env_int, env_str
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env_int("API_PAGE_SIZE", 20),
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.ScopedRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("THROTTLE_ANON", "100/hour"),
+        "user": env_str("THROTTLE_USER", "1000/hour"),
+        "auth": env_str("THROTTLE_AUTH", "30/minute"),
+        "registration": env_str("THROTTLE_REGISTRATION", "20/hour"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}

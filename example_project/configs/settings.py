@@ -1,0 +1,194 @@
+"""Settings of the example project around ``salon_invitations``.
+
+Everything that differs between a laptop and production comes from the environment. With no
+environment at all the project runs on its embedded development defaults: SQLite in
+``example_project/db.sqlite3``, the in-memory channel layer, eager Celery and console e-mail.
+
+Production needs at least ``DEBUG=0``, ``SECRET_KEY``, ``ALLOWED_HOSTS``, ``DATABASE_URL`` and
+``REDIS_URL``; ``manage.py check --deploy`` then reports nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+import salon_invitations
+from configs.extra_conf import REDIS_URL, env_bool, env_int, env_list, env_str
+from configs.extra_conf.celery_conf import *  # noqa: F403
+from configs.extra_conf.channels_conf import *  # noqa: F403
+from configs.extra_conf.email_conf import *  # noqa: F403
+from configs.extra_conf.jwt_conf import *  # noqa: F403
+from configs.extra_conf.rest_conf import *  # noqa: F403
+
+BASE_DIR = Path(__file__).resolve().parent.parent  # example_project/
+
+# Core ------------------------------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", True)
+
+_DEV_SECRET_KEY = "django-insecure-example-project-only-for-local-development"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("Set the SECRET_KEY environment variable when DEBUG is off.")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    # First, so that ``manage.py runserver`` serves the ASGI application (HTTP + WebSocket).
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",
+    "django_filters",
+    "drf_spectacular",
+    "django_celery_beat",
+    # The project's apps come before the package, so their templates (for instance
+    # ``salon_invitations/email/*.txt``) would override the package's.
+    "apps.users",
+    "apps.auto_salon",
+    "salon_invitations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "configs.urls"
+WSGI_APPLICATION = "configs.wsgi.application"
+ASGI_APPLICATION = "configs.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database --------------------------------------------------------------------------------------
+# DATABASE_URL, e.g. postgres://user:password@host:5432/name; a SQLite file when unset.
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
+    ),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take the write lock at BEGIN, and the busy timeout makes
+    # concurrent writers queue instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Persistent connections do not suit ASGI (each request may run in another thread):
+    # psycopg's pool shares connections instead. The pool needs CONN_MAX_AGE = 0.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {"pool": True}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Users -----------------------------------------------------------------------------------------
+
+AUTH_USER_MODEL = "users.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# Internationalisation, static and media files --------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_URL = "media/"
+MEDIA_ROOT = BASE_DIR / "media"
+
+# salon_invitations ------------------------------------------------------------------------------
+# The swap must be decided before the first ``migrate``: the package's tables point at it.
+
+SALON_INVITATIONS_SALON_MODEL = "auto_salon.AutoSalon"
+
+SALON_INVITATIONS = {
+    "NOTIFICATION_BACKENDS": [
+        "salon_invitations.notifications.ChannelsBackend",
+        "salon_invitations.notifications.EmailBackend",
+        *(["salon_invitations.notifications.LoggingBackend"] if DEBUG else []),
+    ],
+    "INVITATION_TTL": timedelta(days=env_int("INVITATION_TTL_DAYS", 14)),
+    # With Redis, e-mail goes out from the Celery worker (with retries), not from the request.
+    "EMAIL_DELIVERY": "celery" if REDIS_URL else "sync",
+}
+
+# OpenAPI (drf-spectacular) -----------------------------------------------------------------------
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Auto salon invitations API",
+    "DESCRIPTION": (
+        "Example project of django-salon-invitations: users ask to join an auto salon in a "
+        "role; the salon's owner or admin approves or rejects. Log in with `POST /api/auth` "
+        "and use the access token as `Authorization: Bearer <access>`."
+    ),
+    "VERSION": salon_invitations.__version__,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/",
+}
+
+# Logging ----------------------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "salon_invitations": {
+            "handlers": ["console"],
+            "level": env_str("SALON_LOG_LEVEL", "INFO" if DEBUG else "WARNING"),
+            "propagate": False,
+        },
+    },
+}
+
+# Security (production) ------------------------------------------------------------------------
+# With DEBUG off the site is served over HTTPS only. Behind a proxy that terminates TLS set
+# SECURE_PROXY_SSL_HEADER=1 (the proxy must set X-Forwarded-Proto).
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    if env_bool("SECURE_PROXY_SSL_HEADER", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True

@@ -1,0 +1,31 @@
+"""HTTP routes. No trailing slashes on the API, as in the original service."""
+
+from django.conf import settings
+from django.conf.urls.static import static
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.users import views as users
+from salon_invitations.urls import invitation_patterns, membership_patterns, salon_patterns
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="swagger-ui"), name="home"),
+    path("admin/", admin.site.urls),
+    # Authentication (JWT) and accounts.
+    path("api/auth", users.LoginView.as_view(), name="auth"),
+    path("api/auth/refresh", users.RefreshView.as_view(), name="auth-refresh"),
+    path("api/auth/logout", users.LogoutView.as_view(), name="auth-logout"),
+    path("api/user/registration", users.RegistrationView.as_view(), name="user-registration"),
+    path("api/user/me", users.MeView.as_view(), name="user-me"),
+    # The package's endpoints at the original service's paths.
+    *salon_patterns("api/auto_salon"),
+    *membership_patterns("api/salon_role"),
+    *invitation_patterns("api/invitation_to_auto_salon"),
+    # OpenAPI 3 schema and Swagger UI.
+    path("api/doc", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/doc/schema", SpectacularAPIView.as_view(), name="schema"),
+    # Uploaded files (served by Django only while DEBUG is on).
+    *static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT),
+]

@@ -1,0 +1,47 @@
+# The example project's targets, included by the top-level Makefile (`include example_project/demo.mk`).
+#
+#   make demo         fresh clone -> .venv, migrations, demo data, server on 127.0.0.1:8000
+#   make demo-check   the same without starting the server, plus the project's checks (CI)
+#   make demo-setup   only install, migrate and seed
+#
+# Needs nothing but python3. Runs on the embedded defaults (SQLite, in-memory channel layer,
+# eager Celery, console e-mail) unless DATABASE_URL, REDIS_URL, ... are set in the environment.
+
+DEMO_PYTHON ?= python3
+DEMO_VENV ?= .venv
+DEMO_HOST ?= 127.0.0.1
+DEMO_PORT ?= 8000
+
+DEMO_VENV_PY := $(abspath $(DEMO_VENV))/bin/python
+DEMO_STAMP := $(abspath $(DEMO_VENV))/.example-installed
+DEMO_MANAGE := cd example_project && $(DEMO_VENV_PY) manage.py
+DEMO_URL := http://$(DEMO_HOST):$(DEMO_PORT)
+
+.PHONY: demo demo-setup demo-check
+
+$(DEMO_VENV_PY):
+	$(DEMO_PYTHON) -m venv $(DEMO_VENV)
+
+# Reinstalled only when the dependencies change.
+$(DEMO_STAMP): pyproject.toml | $(DEMO_VENV_PY)
+	$(DEMO_VENV_PY) -m pip install --disable-pip-version-check --quiet -e ".[example]"
+	@touch $@
+
+demo-setup: $(DEMO_STAMP)
+	$(DEMO_MANAGE) migrate --noinput
+	$(DEMO_MANAGE) seed_demo --base-url $(DEMO_URL)
+
+demo-check: demo-setup
+	$(DEMO_MANAGE) check --fail-level WARNING
+	$(DEMO_MANAGE) makemigrations --check --dry-run
+	$(DEMO_MANAGE) spectacular --validate --fail-on-warn --file /dev/null
+
+demo: demo-setup
+	@echo
+	@echo "Starting the example project (ASGI, daphne) at $(DEMO_URL)/ - Ctrl+C stops it."
+	@echo "  API         $(DEMO_URL)/api/invitation_to_auto_salon  (also /api/auto_salon, /api/salon_role)"
+	@echo "  Swagger UI  $(DEMO_URL)/api/doc"
+	@echo "  WebSocket   ws://$(DEMO_HOST):$(DEMO_PORT)/ws/api/invitation_to_auto_salon/?token=<access>"
+	@echo "  Admin       $(DEMO_URL)/admin/"
+	@echo
+	$(DEMO_MANAGE) runserver $(DEMO_HOST):$(DEMO_PORT)

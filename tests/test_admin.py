@@ -1,0 +1,284 @@
+"""The admin acts through the services and the policy, never around them."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.contrib import admin
+from django.test import override_settings
+from django.urls import reverse
+
+from salon_invitations import services
+from salon_invitations.models import (
+    Invitation,
+    Membership,
+    Salon,
+    get_membership_model,
+    get_salon_model,
+)
+from salon_invitations.policies import RolePolicy
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:salon_invitations_invitation_changelist"
+
+default_salon_model = pytest.mark.skipif(
+    "get_salon_model() is not Salon",
+    reason="the default Salon admin is registered only when Salon is the active model",
+)
+default_membership_model = pytest.mark.skipif(
+    "get_membership_model() is not Membership",
+    reason="the default Membership admin is registered only when Membership is the active model",
+)
+
+
+@pytest.fixture
+def root(db):
+    return factories.make_user("root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def client(client, root):
+    client.force_login(root)
+    return client
+
+
+def memberships():
+    return get_membership_model()._default_manager
+
+
+def messages_of(response):
+    return [str(message) for message in response.context["messages"]]
+
+
+def run_action(client, action, invitations):
+    return client.post(
+        reverse(CHANGELIST),
+        {"action": action, "_selected_action": [inv.pk for inv in invitations]},
+        follow=True,
+    )
+
+
+# The changelist -------------------------------------------------------------------------------
+
+
+def test_the_invitation_changelist_renders(client, salon):
+    invitation = factories.make_invitation(salon, factories.make_user("applicant"), "mechanic")
+
+    response = client.get(reverse(CHANGELIST))
+
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [invitation]
+    assert b"applicant" in response.content
+
+
+def test_the_changelist_filters_by_status(client, salon, owner):
+    pending = factories.make_invitation(salon, role="seller")
+    rejected = factories.make_invitation(salon, role="mechanic")
+    services.reject_invitation(rejected, actor=owner)
+
+    response = client.get(reverse(CHANGELIST), {"status__exact": "rejected"})
+
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == [rejected]
+    assert pending not in response.context["cl"].result_list
+
+
+class HideSalonB(RolePolicy):
+    def visible_invitations(self, user, queryset):
+        return super().visible_invitations(user, queryset).exclude(salon__name="Salon B")
+
+
+def test_the_changelist_is_scoped_by_the_policy(client, salon, other_salon):
+    in_a = factories.make_invitation(salon, role="seller")
+    factories.make_invitation(other_salon, role="seller")
+
+    with override_settings(SALON_INVITATIONS={"PERMISSION_POLICY": "tests.test_admin.HideSalonB"}):
+        response = client.get(reverse(CHANGELIST))
+
+    assert list(response.context["cl"].result_list) == [in_a]
+
+
+def test_invitations_cannot_be_added_or_edited_in_the_admin(client, salon):
+    invitation = factories.make_invitation(salon, role="seller")
+
+    assert client.get(reverse("admin:salon_invitations_invitation_add")).status_code == 403
+    change_url = reverse("admin:salon_invitations_invitation_change", args=[invitation.pk])
+    assert client.get(change_url).status_code == 200  # view only
+    response = client.post(change_url, {"status": "approved", "role": "admin"})
+    assert response.status_code == 403
+    invitation.refresh_from_db()
+    assert (invitation.status, invitation.role) == ("pending", "seller")
+
+
+# Bulk actions ---------------------------------------------------------------------------------
+
+
+def test_approve_selected_approves_through_the_services_and_reports_conflicts(
+    client, root, salon, owner
+):
+    first = factories.make_invitation(salon, role="seller")
+    second = factories.make_invitation(salon, role="seller")
+    mechanic = factories.make_invitation(salon, role="mechanic")
+    decided = factories.make_invitation(salon, role="admin")
+    services.reject_invitation(decided, actor=owner)
+
+    response = run_action(client, "approve_selected", [first, second, mechanic, decided])
+
+    assert response.status_code == 200
+    shown = messages_of(response)
+    assert "2 invitations approved." in shown
+    assert "1 not changed (role_taken)." in shown
+    assert "1 not changed (already_decided)." in shown
+    statuses = dict(Invitation.objects.values_list("pk", "status"))
+    # One of the two seller requests wins, whichever the admin handled first.
+    assert sorted([statuses[first.pk], statuses[second.pk]]) == ["approved", "rejected"]
+    assert (statuses[mechanic.pk], statuses[decided.pk]) == ("approved", "rejected")
+    winner = first if statuses[first.pk] == "approved" else second
+    loser = second if winner is first else first
+    assert Invitation.objects.get(pk=winner.pk).decided_by_id == root.pk
+    assert Invitation.objects.get(pk=loser.pk).reason == str(services.MSG_ROLE_TAKEN)
+    assert memberships().get(salon=salon, role="seller").user_id == winner.user_id
+    assert memberships().get(salon=salon, user=mechanic.user).role == "mechanic"
+    assert not memberships().filter(salon=salon, user=loser.user).exists()
+
+
+def test_approve_selected_sends_the_services_signals(
+    client, salon, django_capture_on_commit_callbacks
+):
+    from salon_invitations.signals import invitation_approved
+
+    invitation = factories.make_invitation(salon, role="seller")
+    received = []
+
+    def receiver(sender, invitation, actor, **kwargs):
+        received.append((invitation.pk, actor.username))
+
+    invitation_approved.connect(receiver, dispatch_uid="test-admin-approved")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            run_action(client, "approve_selected", [invitation])
+    finally:
+        invitation_approved.disconnect(dispatch_uid="test-admin-approved")
+
+    assert received == [(invitation.pk, "root")]
+
+
+def test_reject_selected_rejects(client, root, salon):
+    invitations = [factories.make_invitation(salon, role=r) for r in ("seller", "mechanic")]
+
+    response = run_action(client, "reject_selected", invitations)
+
+    assert "2 invitations rejected." in messages_of(response)
+    stored = Invitation.objects.filter(pk__in=[i.pk for i in invitations])
+    assert set(stored.values_list("status", flat=True)) == {"rejected"}
+    assert set(stored.values_list("decided_by", flat=True)) == {root.pk}
+    assert memberships().filter(salon=salon).count() == 1  # the owner only
+
+
+# Deleting -------------------------------------------------------------------------------------
+
+
+def test_deleting_a_pending_invitation_goes_through_the_services(client, root, salon):
+    invitation = factories.make_invitation(salon, role="seller")
+    url = reverse("admin:salon_invitations_invitation_delete", args=[invitation.pk])
+
+    with mock.patch.object(
+        services, "delete_invitation", wraps=services.delete_invitation
+    ) as delete_invitation:
+        response = client.post(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    delete_invitation.assert_called_once()
+    assert delete_invitation.call_args.args[0].pk == invitation.pk
+    assert delete_invitation.call_args.kwargs == {"actor": root}
+    assert not Invitation.objects.filter(pk=invitation.pk).exists()
+
+
+def test_a_decided_invitation_cannot_be_deleted_in_the_admin(client, salon, owner):
+    invitation = factories.make_invitation(salon, role="seller")
+    services.reject_invitation(invitation, actor=owner)
+    url = reverse("admin:salon_invitations_invitation_delete", args=[invitation.pk])
+
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    assert Invitation.objects.filter(pk=invitation.pk, status="rejected").exists()
+
+
+def test_bulk_delete_of_pending_invitations_goes_through_the_services(client, salon):
+    invitations = [factories.make_invitation(salon, role=r) for r in ("seller", "mechanic")]
+
+    with mock.patch.object(
+        services, "delete_invitation", wraps=services.delete_invitation
+    ) as delete_invitation:
+        response = client.post(
+            reverse(CHANGELIST),
+            {
+                "action": "delete_selected",
+                "_selected_action": [i.pk for i in invitations],
+                "post": "yes",
+            },
+        )
+
+    assert response.status_code == 302
+    assert delete_invitation.call_count == 2
+    assert not Invitation.objects.exists()
+
+
+# Salon and membership admin -------------------------------------------------------------------
+
+
+def test_the_default_models_are_registered_only_when_active():
+    assert admin.site.is_registered(Salon) is (get_salon_model() is Salon)
+    assert admin.site.is_registered(Membership) is (get_membership_model() is Membership)
+    assert admin.site.is_registered(Invitation)
+
+
+@default_salon_model
+def test_adding_a_salon_in_the_admin_makes_the_owner_a_member(client, owner):
+    response = client.post(
+        reverse("admin:salon_invitations_salon_add"), {"name": "Admin-made", "owner": owner.pk}
+    )
+
+    assert response.status_code == 302
+    salon = get_salon_model()._default_manager.get(name="Admin-made")
+    assert salon.owner_id == owner.pk
+    assert memberships().get(salon=salon, user=owner).role == "superuser"
+
+
+@default_salon_model
+def test_deleting_a_salon_in_the_admin_cascades(client, salon, seller_member):
+    factories.make_invitation(salon, role="mechanic")
+    url = reverse("admin:salon_invitations_salon_delete", args=[salon.pk])
+
+    response = client.post(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not get_salon_model()._default_manager.filter(pk=salon.pk).exists()
+    assert not memberships().filter(salon_id=salon.pk).exists()
+    assert not Invitation.objects.filter(salon_id=salon.pk).exists()
+
+
+@default_membership_model
+def test_removing_a_membership_in_the_admin_frees_the_role(client, salon, seller_member):
+    membership = memberships().get(salon=salon, user=seller_member)
+    url = reverse("admin:salon_invitations_membership_delete", args=[membership.pk])
+
+    response = client.post(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not memberships().filter(pk=membership.pk).exists()
+    assert factories.make_invitation(salon, role="seller").is_pending
+
+
+@default_membership_model
+def test_the_owner_membership_is_not_removed_in_the_admin(client, salon, owner):
+    membership = memberships().get(salon=salon, user=owner)
+    url = reverse("admin:salon_invitations_membership_delete", args=[membership.pk])
+
+    response = client.post(url, {"post": "yes"}, follow=True)
+
+    assert any("owner" in message for message in messages_of(response))
+    assert memberships().filter(pk=membership.pk, role="superuser").exists()

@@ -1,0 +1,139 @@
+"""Concurrent calls never break the domain rules (SPEC §2.3, §2.4, §2.7), on PostgreSQL.
+
+Each test starts N threads, each with its own database connection, lines them up on a barrier
+and lets them call the same service at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from salon_invitations import services
+from salon_invitations.exceptions import Conflict, InvalidInvitation
+from salon_invitations.models import Invitation, get_membership_model
+from tests import factories
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+N = 8
+
+
+def run_concurrently(calls: list[Callable[[], Any]]) -> list[tuple[str, Any]]:
+    """Run ``calls`` in one thread each, released together.
+
+    Returns ``("ok", result)`` or ``("error", exception)`` per call, in order.
+    """
+    barrier = threading.Barrier(len(calls))
+    results: list[tuple[str, Any]] = [("not run", None)] * len(calls)
+
+    def worker(index: int, call: Callable[[], Any]) -> None:
+        try:
+            connection.ensure_connection()  # connect before the start line, not after it
+            barrier.wait(timeout=30)
+            results[index] = ("ok", call())
+        except Exception as exc:
+            results[index] = ("error", exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=worker, args=(index, call), daemon=True)
+        for index, call in enumerate(calls)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    return results
+
+
+def outcomes(results):
+    ok = [value for kind, value in results if kind == "ok"]
+    errors = [value for kind, value in results if kind == "error"]
+    assert len(ok) + len(errors) == len(results)
+    return ok, errors
+
+
+def test_concurrent_approvals_give_a_single_holder_role_to_exactly_one_user(
+    require_postgres, salon, owner
+):
+    invitations = [
+        services.create_invitation(user=factories.make_user(), salon=salon, role="seller")
+        for _ in range(N)
+    ]
+
+    results = run_concurrently(
+        [lambda inv=inv: services.approve_invitation(inv, actor=owner) for inv in invitations]
+    )
+
+    ok, errors = outcomes(results)
+    assert len(ok) == 1
+    assert len(errors) == N - 1
+    assert all(isinstance(exc, Conflict) for exc in errors), errors
+    assert {exc.code for exc in errors} == {"role_taken"}
+    winner = ok[0]
+    sellers = get_membership_model()._default_manager.filter(salon=salon, role="seller")
+    assert list(sellers.values_list("user_id", flat=True)) == [winner.user_id]
+    statuses = Counter(
+        Invitation.objects.filter(pk__in=[i.pk for i in invitations]).values_list(
+            "status", flat=True
+        )
+    )
+    assert statuses == {"approved": 1, "rejected": N - 1}
+    assert Invitation.objects.get(status="approved").pk == winner.pk
+    rejected = Invitation.objects.filter(status="rejected")
+    assert set(rejected.values_list("reason", flat=True)) == {str(services.MSG_ROLE_TAKEN)}
+    assert set(rejected.values_list("decided_by", flat=True)) == {owner.pk}
+
+
+def test_concurrent_requests_by_one_user_leave_one_pending_invitation(
+    require_postgres, salon, requester
+):
+    roles = ["seller", "mechanic", "admin", "seller", "mechanic", "admin", "seller", "mechanic"]
+
+    results = run_concurrently(
+        [
+            lambda role=role: services.create_invitation(user=requester, salon=salon, role=role)
+            for role in roles
+        ]
+    )
+
+    ok, errors = outcomes(results)
+    assert len(ok) == 1
+    assert len(errors) == N - 1
+    assert all(isinstance(exc, InvalidInvitation) for exc in errors), errors
+    assert {(exc.code, exc.field) for exc in errors} == {("duplicate_pending", "salon")}
+    pending = Invitation.objects.filter(user=requester, salon=salon)
+    assert list(pending.values_list("pk", "status")) == [(ok[0].pk, "pending")]
+
+
+def test_concurrent_approvals_of_one_invitation_by_two_managers(
+    require_postgres, salon, owner, admin_member
+):
+    for role in ("seller", "mechanic"):
+        invitation = services.create_invitation(user=factories.make_user(), salon=salon, role=role)
+
+        results = run_concurrently(
+            [
+                lambda inv=invitation: services.approve_invitation(inv, actor=owner),
+                lambda inv=invitation: services.approve_invitation(inv, actor=admin_member),
+            ]
+        )
+
+        ok, errors = outcomes(results)
+        assert len(ok) == 1
+        assert len(errors) == 1
+        assert isinstance(errors[0], Conflict), errors
+        assert errors[0].code == "already_decided"
+        stored = Invitation.objects.get(pk=invitation.pk)
+        assert stored.status == "approved"
+        assert stored.decided_by_id in {owner.pk, admin_member.pk}
+        holders = get_membership_model()._default_manager.filter(salon=salon, role=role)
+        assert list(holders.values_list("user_id", flat=True)) == [invitation.user_id]
