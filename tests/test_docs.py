@@ -39,10 +39,9 @@ def test_every_setting_is_documented_and_every_documented_setting_exists():
 
     missing = sorted(expected - set(documented))
     unknown = sorted(set(documented) - expected)
-    assert not missing, f"{CONFIGURATION_PAGE.name} has no '### NAME' heading for: {missing}"
-    assert not unknown, (
-        f"{CONFIGURATION_PAGE.name} documents settings that do not exist: {unknown} "
-        "(every level-3 heading on that page must name a setting)"
+    assert not (missing or unknown), (
+        f"{CONFIGURATION_PAGE.name} is out of date. No '### NAME' heading for: {missing}. "
+        f"Headings naming no setting (every level-3 heading there must name one): {unknown}."
     )
 
 

@@ -35,10 +35,12 @@ ROLE_TAKEN = "role_taken"
 ALREADY_MEMBER = "already_member"
 ALREADY_DECIDED = "already_decided"
 OWNER_MEMBERSHIP = "owner_membership"
+DUPLICATE_PENDING = "duplicate_pending"
 
 MSG_ROLE_TAKEN = _("This role is already taken in this salon.")
 MSG_ALREADY_MEMBER = _("The user is already a member of this salon.")
 MSG_ALREADY_DECIDED = _("This invitation has already been decided.")
+MSG_DUPLICATE_PENDING = _("You already have a pending invitation to this salon.")
 
 
 def _lock_salon(salon_id: Any) -> AbstractSalon:
@@ -114,6 +116,10 @@ def create_invitation(*, user: Any, salon: AbstractSalon, role: str, message: st
             raise InvalidInvitation(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, field="salon")
         if _role_is_full(locked.pk, role_obj):
             raise InvalidInvitation(MSG_ROLE_TAKEN, code=ROLE_TAKEN, field="role")
+        # The partial unique constraint enforces this too, except on databases without
+        # conditional constraints (MySQL, MariaDB); the salon lock makes the check safe there.
+        if Invitation.objects.filter(salon=locked, user=user, status=Invitation.STATUS.pending).exists():
+            raise InvalidInvitation(MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon")
         invitation = Invitation(
             user=user,
             salon=locked,
@@ -126,9 +132,7 @@ def create_invitation(*, user: Any, salon: AbstractSalon, role: str, message: st
                 invitation.save()
         except IntegrityError as exc:
             raise InvalidInvitation(
-                _("You already have a pending invitation to this salon."),
-                code="duplicate_pending",
-                field="salon",
+                MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon"
             ) from exc
         dispatch(Event("invitation.created", invitation, user))
     return invitation
