@@ -34,7 +34,9 @@ def add_member(salon: Any, user: Any = None, role: str = "seller") -> Any:
     return get_membership_model()._default_manager.create(salon=salon, user=user, role=role)
 
 
-def make_invitation(salon: Any = None, user: Any = None, role: str = "seller", **fields: Any) -> Invitation:
+def make_invitation(
+    salon: Any = None, user: Any = None, role: str = "seller", **fields: Any
+) -> Invitation:
     salon = salon or make_salon()
     user = user or make_user()
     return services.create_invitation(user=user, salon=salon, role=role, **fields)

@@ -12,7 +12,13 @@ from django.utils.translation import ngettext
 
 from salon_invitations import services
 from salon_invitations.exceptions import Conflict
-from salon_invitations.models import Invitation, Membership, Salon, get_membership_model, get_salon_model
+from salon_invitations.models import (
+    Invitation,
+    Membership,
+    Salon,
+    get_membership_model,
+    get_salon_model,
+)
 from salon_invitations.policies import get_policy
 
 
@@ -24,8 +30,17 @@ class InvitationAdmin(admin.ModelAdmin):
     search_fields = ("salon__name",)
     raw_id_fields = ("user", "salon", "decided_by")
     readonly_fields = (
-        "user", "salon", "role", "status", "message", "reason", "decided_by", "decided_at",
-        "expires_at", "created", "modified",
+        "user",
+        "salon",
+        "role",
+        "status",
+        "message",
+        "reason",
+        "decided_by",
+        "decided_at",
+        "expires_at",
+        "created",
+        "modified",
     )
     actions = ("approve_selected", "reject_selected")
     date_hierarchy = "created"
@@ -100,8 +115,11 @@ class SalonAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
         else:
-            fields = {f.name: getattr(obj, f.name) for f in obj._meta.concrete_fields
-                      if not f.primary_key and f.name not in ("owner", "created", "modified")}
+            fields = {
+                f.name: getattr(obj, f.name)
+                for f in obj._meta.concrete_fields
+                if not f.primary_key and f.name not in ("owner", "created", "modified")
+            }
             created = services.create_salon(owner=obj.owner, **fields)
             obj.pk = created.pk
 

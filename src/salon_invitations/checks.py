@@ -21,33 +21,49 @@ def _error(msg: str, hint: str, id: int) -> Error:
 
 def _check_roles(role_table: Any) -> list[CheckMessage]:
     if not isinstance(role_table, Mapping) or not role_table:
-        return [_error(
-            'SALON_INVITATIONS["ROLES"] must be a non-empty dict of role name -> options.',
-            "See the configuration reference for the default role table.",
-            1,
-        )]
-    errors = []
+        return [
+            _error(
+                'SALON_INVITATIONS["ROLES"] must be a non-empty dict of role name -> options.',
+                "See the configuration reference for the default role table.",
+                1,
+            )
+        ]
+    errors: list[CheckMessage] = []
     for name, spec in role_table.items():
         if not isinstance(spec, Mapping):
-            errors.append(_error(f"Role {name!r} must be a dict of options.", "e.g. {'rank': 10}", 1))
+            errors.append(
+                _error(f"Role {name!r} must be a dict of options.", "e.g. {'rank': 10}", 1)
+            )
             continue
         unknown = set(spec) - ROLE_KEYS
         rank, limit = spec.get("rank"), spec.get("limit")
         if unknown or not isinstance(rank, int) or isinstance(rank, bool):
-            errors.append(_error(
-                f"Role {name!r} is malformed (unknown keys {sorted(unknown)} or no integer rank).",
-                f"A role takes the keys {sorted(ROLE_KEYS)} and needs an integer 'rank'.",
-                1,
-            ))
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            errors.append(_error(
-                f"Role {name!r} has an invalid limit {limit!r}.",
-                "'limit' is a positive integer, or None for unlimited holders.",
-                1,
-            ))
+            errors.append(
+                _error(
+                    f"Role {name!r} is malformed "
+                    f"(unknown keys {sorted(unknown)} or no integer rank).",
+                    f"A role takes the keys {sorted(ROLE_KEYS)} and needs an integer 'rank'.",
+                    1,
+                )
+            )
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
+            errors.append(
+                _error(
+                    f"Role {name!r} has an invalid limit {limit!r}.",
+                    "'limit' is a positive integer, or None for unlimited holders.",
+                    1,
+                )
+            )
         if len(str(name)) > 32:
-            errors.append(_error(f"Role name {name!r} is longer than 32 characters.",
-                                 "Use a shorter role name.", 1))
+            errors.append(
+                _error(
+                    f"Role name {name!r} is longer than 32 characters.",
+                    "Use a shorter role name.",
+                    1,
+                )
+            )
     return errors
 
 
@@ -58,66 +74,89 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if not isinstance(user, Mapping):
         return [_error("SALON_INVITATIONS must be a dict.", "Set it to a dict, or remove it.", 8)]
     for key in sorted(set(user) - set(DEFAULTS)):
-        errors.append(_error(f'Unknown setting SALON_INVITATIONS["{key}"].',
-                             f"Known settings: {', '.join(sorted(DEFAULTS))}.", 9))
+        errors.append(
+            _error(
+                f'Unknown setting SALON_INVITATIONS["{key}"].',
+                f"Known settings: {', '.join(sorted(DEFAULTS))}.",
+                9,
+            )
+        )
     role_table = app_settings.raw("ROLES")
     errors += _check_roles(role_table)
     owner = app_settings.raw("OWNER_ROLE")
     if isinstance(role_table, Mapping) and owner not in role_table:
-        errors.append(_error(
-            f'SALON_INVITATIONS["OWNER_ROLE"] = {owner!r} is not in ROLES.',
-            "Name one of the roles in ROLES; the salon's creator is given it.",
-            2,
-        ))
+        errors.append(
+            _error(
+                f'SALON_INVITATIONS["OWNER_ROLE"] = {owner!r} is not in ROLES.',
+                "Name one of the roles in ROLES; the salon's creator is given it.",
+                2,
+            )
+        )
     for key in sorted(IMPORT_STRINGS):
         value = app_settings.raw(key)
         if key == "NOTIFICATION_BACKENDS" and not isinstance(value, list | tuple):
             # A lone string would be imported as one class and then iterated at commit time.
-            errors.append(_error(
-                f'SALON_INVITATIONS["{key}"] must be a list of dotted paths, not {value!r}.',
-                "e.g. ['salon_invitations.notifications.ChannelsBackend'], or [] for none.",
-                3,
-            ))
+            errors.append(
+                _error(
+                    f'SALON_INVITATIONS["{key}"] must be a list of dotted paths, not {value!r}.',
+                    "e.g. ['salon_invitations.notifications.ChannelsBackend'], or [] for none.",
+                    3,
+                )
+            )
             continue
         paths = value if isinstance(value, list | tuple) else [value]
         for dotted in paths:
             if not isinstance(dotted, str):
                 # conf accepts the class itself as well as its dotted path.
                 if not callable(dotted):
-                    errors.append(_error(
-                        f'SALON_INVITATIONS["{key}"] = {dotted!r} is neither a dotted path '
-                        "nor a class.",
-                        "Give the full dotted path of a class, e.g. "
-                        "'myproject.policies.MyPolicy'.",
-                        3,
-                    ))
+                    errors.append(
+                        _error(
+                            f'SALON_INVITATIONS["{key}"] = {dotted!r} is neither a dotted path '
+                            "nor a class.",
+                            "Give the full dotted path of a class, e.g. "
+                            "'myproject.policies.MyPolicy'.",
+                            3,
+                        )
+                    )
                 continue
             try:
                 import_string(dotted)
             except ImportError as exc:
-                errors.append(_error(
-                    f'SALON_INVITATIONS["{key}"] refers to {dotted!r}, which cannot be imported: {exc}',
-                    "Give the full dotted path of a class, e.g. 'myproject.policies.MyPolicy'.",
-                    3,
-                ))
+                errors.append(
+                    _error(
+                        f'SALON_INVITATIONS["{key}"] refers to {dotted!r}, '
+                        f"which cannot be imported: {exc}",
+                        "Give the full dotted path of a class, e.g. 'myproject.policies.MyPolicy'.",
+                        3,
+                    )
+                )
     ttl = app_settings.raw("INVITATION_TTL")
     if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
-        errors.append(_error(
-            f'SALON_INVITATIONS["INVITATION_TTL"] = {ttl!r} is not a positive timedelta.',
-            "Use e.g. datetime.timedelta(days=7), or None for invitations that never expire.",
-            4,
-        ))
+        errors.append(
+            _error(
+                f'SALON_INVITATIONS["INVITATION_TTL"] = {ttl!r} is not a positive timedelta.',
+                "Use e.g. datetime.timedelta(days=7), or None for invitations that never expire.",
+                4,
+            )
+        )
     if app_settings.raw("EMAIL_DELIVERY") not in ("sync", "celery"):
-        errors.append(_error(
-            'SALON_INVITATIONS["EMAIL_DELIVERY"] must be "sync" or "celery".',
-            '"celery" needs the celery extra and a running worker.',
-            5,
-        ))
+        errors.append(
+            _error(
+                'SALON_INVITATIONS["EMAIL_DELIVERY"] must be "sync" or "celery".',
+                '"celery" needs the celery extra and a running worker.',
+                5,
+            )
+        )
     for key in ("MESSAGE_MAX_LENGTH", "EXPIRY_BATCH_SIZE"):
         value = app_settings.raw(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            errors.append(_error(f'SALON_INVITATIONS["{key}"] must be a positive integer.',
-                                 f"The default is {DEFAULTS[key]}.", 10))
+            errors.append(
+                _error(
+                    f'SALON_INVITATIONS["{key}"] must be a positive integer.',
+                    f"The default is {DEFAULTS[key]}.",
+                    10,
+                )
+            )
     return errors
 
 
@@ -141,10 +180,12 @@ def check_swappable_models(app_configs: Any = None, **kwargs: Any) -> list[Check
             errors.append(_error(str(exc), f"Point {setting} at an installed model.", id))
             continue
         if not issubclass(model, base):
-            errors.append(_error(
-                f"{setting} refers to {model._meta.label}, which does not subclass "
-                f"salon_invitations.models.{base.__name__}.",
-                f"Make the model a subclass of {base.__name__}.",
-                id,
-            ))
+            errors.append(
+                _error(
+                    f"{setting} refers to {model._meta.label}, which does not subclass "
+                    f"salon_invitations.models.{base.__name__}.",
+                    f"Make the model a subclass of {base.__name__}.",
+                    id,
+                )
+            )
     return errors

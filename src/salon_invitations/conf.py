@@ -32,7 +32,13 @@ DEFAULTS: dict[str, Any] = {
             "requestable": False,
             "manages": True,
         },
-        "admin": {"label": _("Admin"), "rank": 20, "limit": 1, "requestable": True, "manages": True},
+        "admin": {
+            "label": _("Admin"),
+            "rank": 20,
+            "limit": 1,
+            "requestable": True,
+            "manages": True,
+        },
         "seller": {
             "label": _("Seller"),
             "rank": 10,
@@ -117,11 +123,11 @@ class AppSettings:
         return value
 
     @property
-    def SALON_MODEL(self) -> str:  # noqa: N802 - mirrors the setting's name
+    def SALON_MODEL(self) -> str:
         return getattr(settings, SALON_MODEL_SETTING, DEFAULT_SALON_MODEL)
 
     @property
-    def MEMBERSHIP_MODEL(self) -> str:  # noqa: N802
+    def MEMBERSHIP_MODEL(self) -> str:
         return getattr(settings, MEMBERSHIP_MODEL_SETTING, DEFAULT_MEMBERSHIP_MODEL)
 
     @property

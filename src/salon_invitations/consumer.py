@@ -52,7 +52,9 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         if group is not None:
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         try:
             content = json.loads(text_data if text_data is not None else (bytes_data or b""))
         except (ValueError, UnicodeDecodeError):

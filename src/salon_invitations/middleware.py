@@ -53,7 +53,8 @@ def user_for_token(raw: str) -> Any:
             from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
             jti = token.get(api_settings.JTI_CLAIM)
-            if BlacklistedToken.objects.filter(token__jti=jti).exists():
+            blacklist = BlacklistedToken._default_manager
+            if blacklist.filter(token__jti=jti).exists():
                 return AnonymousUser()
         return auth.get_user(token)
     except (InvalidToken, TokenError, AuthenticationFailed) as exc:
@@ -74,6 +75,6 @@ class JWTAuthMiddleware:
         return await self.inner(scope, receive, send)
 
 
-def JWTAuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802 - named like AuthMiddlewareStack
+def JWTAuthMiddlewareStack(inner: Any) -> Any:
     """Session auth with a JWT access token taking precedence."""
     return AuthMiddlewareStack(JWTAuthMiddleware(inner))

@@ -115,7 +115,9 @@ def serialize(event: Event) -> dict[str, Any]:
     )
 
     serializer_class = (
-        invitation_serializer_class() if event.model == "invitation" else membership_serializer_class()
+        invitation_serializer_class()
+        if event.model == "invitation"
+        else membership_serializer_class()
     )
     return dict(serializer_class(event.instance).data)
 
@@ -182,8 +184,13 @@ class EmailBackend(BaseBackend):
 
     def render(self, event: Event, user: Any) -> dict[str, Any]:
         name = self.templates[event.kind]
-        context = {"event": event, "invitation": event.instance, "recipient": user,
-                   "salon": event.instance.salon, "status": event.instance.status}
+        context = {
+            "event": event,
+            "invitation": event.instance,
+            "recipient": user,
+            "salon": event.instance.salon,
+            "status": event.instance.status,
+        }
         with translation.override(self.language_for(user)):
             subject = render_to_string(f"salon_invitations/email/{name}_subject.txt", context)
             return {
@@ -225,9 +232,7 @@ def deliver(event: Event) -> None:
     )
     for receiver, response in responses:
         if isinstance(response, Exception):
-            logger.error(
-                "Receiver %r of %s failed", receiver, event.kind, exc_info=response
-            )
+            logger.error("Receiver %r of %s failed", receiver, event.kind, exc_info=response)
     for backend_class in app_settings.NOTIFICATION_BACKENDS:
         try:
             backend_class().send(event)

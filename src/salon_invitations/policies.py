@@ -30,7 +30,9 @@ class BasePolicy:
     their ``select_related`` and ordering and the check stays one SQL query.
     """
 
-    def visible_invitations(self, user: Any, queryset: QuerySet[Invitation]) -> QuerySet[Invitation]:
+    def visible_invitations(
+        self, user: Any, queryset: QuerySet[Invitation]
+    ) -> QuerySet[Invitation]:
         raise NotImplementedError
 
     def visible_memberships(
@@ -38,7 +40,9 @@ class BasePolicy:
     ) -> QuerySet[AbstractMembership]:
         raise NotImplementedError
 
-    def visible_salons(self, user: Any, queryset: QuerySet[AbstractSalon]) -> QuerySet[AbstractSalon]:
+    def visible_salons(
+        self, user: Any, queryset: QuerySet[AbstractSalon]
+    ) -> QuerySet[AbstractSalon]:
         raise NotImplementedError
 
     def can_create_invitation(self, user: Any, salon: AbstractSalon, role: str) -> bool:
@@ -100,7 +104,9 @@ class RolePolicy(BasePolicy):
         )
         return roles.get_role(name) if name else None
 
-    def visible_invitations(self, user: Any, queryset: QuerySet[Invitation]) -> QuerySet[Invitation]:
+    def visible_invitations(
+        self, user: Any, queryset: QuerySet[Invitation]
+    ) -> QuerySet[Invitation]:
         if not user.is_authenticated:
             return queryset.none()
         if _is_operator(user):
@@ -117,7 +123,9 @@ class RolePolicy(BasePolicy):
         own_salons = get_membership_model()._default_manager.filter(user=user).values("salon_id")
         return queryset.filter(salon_id__in=own_salons)
 
-    def visible_salons(self, user: Any, queryset: QuerySet[AbstractSalon]) -> QuerySet[AbstractSalon]:
+    def visible_salons(
+        self, user: Any, queryset: QuerySet[AbstractSalon]
+    ) -> QuerySet[AbstractSalon]:
         return queryset if user.is_authenticated else queryset.none()
 
     def can_create_invitation(self, user: Any, salon: AbstractSalon, role: str) -> bool:
@@ -150,14 +158,14 @@ class RolePolicy(BasePolicy):
     def can_change_salon(self, user: Any, salon: AbstractSalon) -> bool:
         if not user.is_authenticated:
             return False
-        return _is_operator(user) or salon.owner_id == user.pk  # type: ignore[attr-defined]
+        return _is_operator(user) or salon.owner_id == user.pk
 
     def can_remove_membership(self, user: Any, membership: AbstractMembership) -> bool:
         if not user.is_authenticated:
             return False
-        if membership.user_id == user.pk:  # type: ignore[attr-defined]
+        if membership.user_id == user.pk:
             return True  # leaving a salon
-        return self._outranks(user, membership.salon_id, membership.role)  # type: ignore[attr-defined]
+        return self._outranks(user, membership.salon_id, membership.role)
 
     def recipients(self, salon_id: Any, user_id: Any) -> set[Any]:
         managers = (

@@ -1,11 +1,11 @@
 """WebSocket routes, ready to include in a project's ``URLRouter``::
 
-    from salon_invitations.routing import websocket_urlpatterns
+from salon_invitations.routing import websocket_urlpatterns
 
-    application = ProtocolTypeRouter({
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
-        ...
-    })
+application = ProtocolTypeRouter({
+    "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    ...
+})
 """
 
 from django.urls import path

@@ -59,7 +59,11 @@ def _is_member(salon_id: Any, user: Any) -> bool:
 
 
 def _add_member(salon: AbstractSalon, user: Any, role: str, actor: Any) -> AbstractMembership:
-    membership = get_membership_model()._default_manager.create(salon=salon, user=user, role=role)
+    membership = get_membership_model()._default_manager.create(
+        salon=salon,  # type: ignore[misc]  # the stubs see the default, not the swapped, model
+        user=user,
+        role=role,
+    )
     dispatch(Event("membership.created", membership, actor))
     return membership
 
@@ -95,7 +99,9 @@ def delete_salon(salon: AbstractSalon, *, actor: Any = None) -> None:
 # Invitations ----------------------------------------------------------------------------------
 
 
-def create_invitation(*, user: Any, salon: AbstractSalon, role: str, message: str = "") -> Invitation:
+def create_invitation(
+    *, user: Any, salon: AbstractSalon, role: str, message: str = ""
+) -> Invitation:
     """Ask for ``role`` in ``salon`` on behalf of ``user``.
 
     Raises :class:`InvalidInvitation` (with the field at fault) when the role is unknown, not
@@ -118,11 +124,12 @@ def create_invitation(*, user: Any, salon: AbstractSalon, role: str, message: st
             raise InvalidInvitation(MSG_ROLE_TAKEN, code=ROLE_TAKEN, field="role")
         # The partial unique constraint enforces this too, except on databases without
         # conditional constraints (MySQL, MariaDB); the salon lock makes the check safe there.
-        if Invitation.objects.filter(salon=locked, user=user, status=Invitation.STATUS.pending).exists():
+        pending = Invitation.objects.filter(status=Invitation.STATUS.pending)
+        if pending.filter(salon_id=locked.pk, user=user).exists():
             raise InvalidInvitation(MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon")
         invitation = Invitation(
             user=user,
-            salon=locked,
+            salon=locked,  # type: ignore[misc]  # the stubs see the default salon model
             role=role,
             message=message,
             expires_at=timezone.now() + ttl if ttl else None,
@@ -154,8 +161,9 @@ def _decide(
     invitation.decided_by = actor if getattr(actor, "is_authenticated", False) else None
     invitation.decided_at = when or timezone.now()
     invitation.reason = reason
-    invitation.save(update_fields=["status", "status_changed", "decided_by", "decided_at",
-                                   "reason", "modified"])
+    invitation.save(
+        update_fields=["status", "status_changed", "decided_by", "decided_at", "reason", "modified"]
+    )
     dispatch(Event(f"invitation.{status}", invitation, actor))
 
 
@@ -260,7 +268,7 @@ def remove_membership(membership: AbstractMembership, *, actor: Any) -> None:
     """Remove a membership, freeing its role. The owner's membership cannot be removed."""
     Membership = get_membership_model()
     with transaction.atomic():
-        _lock_salon(membership.salon_id)  # type: ignore[attr-defined]
+        _lock_salon(membership.salon_id)
         current = Membership._default_manager.get(pk=membership.pk)
         if current.role == roles.owner_role().name:
             raise Conflict(

@@ -29,7 +29,7 @@ try:
     from drf_spectacular.utils import extend_schema
 except ImportError:  # pragma: no cover - drf-spectacular is optional
 
-    def extend_schema(*args: Any, **kwargs: Any) -> Any:
+    def extend_schema(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
         return lambda view: view
 
 
@@ -39,7 +39,7 @@ try:
     from salon_invitations.filters import InvitationFilterSet, MembershipFilterSet
 except ImportError:  # pragma: no cover - django-filter is an optional extra
     DjangoFilterBackend = None
-    InvitationFilterSet = MembershipFilterSet = None
+    InvitationFilterSet = MembershipFilterSet = None  # type: ignore[assignment,misc]
 
 
 class ConflictError(exceptions.APIException):
@@ -59,20 +59,23 @@ class AliasOrderingFilter(OrderingFilter):
 
     def remove_invalid_fields(self, queryset: Any, fields: Any, view: Any, request: Any) -> Any:
         fields = [
-            ("-" if term.startswith("-") else "") + self.aliases.get(term.lstrip("-"), term.lstrip("-"))
+            ("-" if term.startswith("-") else "")
+            + self.aliases.get(term.lstrip("-"), term.lstrip("-"))
             for term in fields
         ]
         return super().remove_invalid_fields(queryset, fields, view, request)
 
 
 def _filter_backends() -> list[Any]:
-    backends = [b for b in api_settings.DEFAULT_FILTER_BACKENDS if b is not AliasOrderingFilter]
+    backends: list[Any] = [
+        b for b in api_settings.DEFAULT_FILTER_BACKENDS if b is not AliasOrderingFilter
+    ]
     if DjangoFilterBackend is not None and DjangoFilterBackend not in backends:
         backends.append(DjangoFilterBackend)
     return [b for b in backends if not issubclass(b, OrderingFilter)] + [AliasOrderingFilter]
 
 
-class PolicyViewSetMixin:
+class PolicyGenericViewSet(viewsets.GenericViewSet):
     """Scopes querysets by the policy and turns service errors into 400 / 409 responses."""
 
     permission_classes = [PolicyPermission]
@@ -86,16 +89,17 @@ class PolicyViewSetMixin:
         if isinstance(exc, Conflict):
             exc = ConflictError(exc)
         elif isinstance(exc, InvalidInvitation):
-            exc = exceptions.ValidationError({exc.field or "non_field_errors": [exc.message]}, exc.code)
-        return super().handle_exception(exc)  # type: ignore[misc]
+            exc = exceptions.ValidationError(
+                {exc.field or "non_field_errors": [exc.message]}, exc.code
+            )
+        return super().handle_exception(exc)
 
 
 class InvitationViewSet(
-    PolicyViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
-    viewsets.GenericViewSet,
+    PolicyGenericViewSet,
 ):
     """Invitations the caller may see; create one, approve, reject, cancel or delete it."""
 
@@ -131,7 +135,9 @@ class InvitationViewSet(
         )
 
     def _render(self, invitation: Invitation) -> Response:
-        serializer = invitation_serializer_class()(invitation, context=self.get_serializer_context())
+        serializer = invitation_serializer_class()(
+            invitation, context=self.get_serializer_context()
+        )
         return Response(serializer.data)
 
     @extend_schema(request=None, responses=InvitationSerializer)
@@ -147,7 +153,9 @@ class InvitationViewSet(
         body = RejectSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         reason = body.validated_data["reason"]
-        return self._render(services.reject_invitation(invitation, actor=request.user, reason=reason))
+        return self._render(
+            services.reject_invitation(invitation, actor=request.user, reason=reason)
+        )
 
     @extend_schema(request=None, responses=InvitationSerializer)
     @action(detail=True, methods=["patch"])
@@ -160,7 +168,14 @@ class InvitationViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SalonViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
+class SalonViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    mixins.ListModelMixin,
+    PolicyGenericViewSet,
+):
     """Salons. Whoever creates one becomes its owner; the owner (or staff) changes or deletes it."""
 
     policy_checks = {
@@ -185,21 +200,24 @@ class SalonViewSet(PolicyViewSetMixin, viewsets.ModelViewSet):
     def perform_create(self, serializer: Any) -> None:
         if not self.policy.can_create_salon(self.request.user):
             raise exceptions.PermissionDenied()
-        serializer.instance = services.create_salon(owner=self.request.user, **serializer.validated_data)
+        serializer.instance = services.create_salon(
+            owner=self.request.user, **serializer.validated_data
+        )
 
     def perform_update(self, serializer: Any) -> None:
-        serializer.instance = services.update_salon(serializer.instance, **serializer.validated_data)
+        serializer.instance = services.update_salon(
+            serializer.instance, **serializer.validated_data
+        )
 
     def perform_destroy(self, instance: Any) -> None:
         services.delete_salon(instance, actor=self.request.user)
 
 
 class MembershipViewSet(
-    PolicyViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    PolicyGenericViewSet,
 ):
     """Memberships (roles) in the salons the caller belongs to; remove one to free the role."""
 

@@ -21,6 +21,8 @@ URL checks quiet whatever ``APPEND_SLASH`` is.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import URLPattern, path
 
 from salon_invitations.views import InvitationViewSet, MembershipViewSet, SalonViewSet
@@ -31,28 +33,50 @@ def invitation_patterns(prefix: str) -> list[URLPattern]:
     ``prefix/delete/invitation/<pk>``. URL names: ``salon-invitation-*``."""
     prefix = prefix.strip("/")
     return [
-        path(prefix, InvitationViewSet.as_view({"get": "list", "post": "create"}),
-             name="salon-invitation-list"),
-        path(f"{prefix}/<int:pk>", InvitationViewSet.as_view({"get": "retrieve"}),
-             name="salon-invitation-detail"),
-        path(f"{prefix}/<int:pk>/approved", InvitationViewSet.as_view({"patch": "approve"}),
-             name="salon-invitation-approve"),
-        path(f"{prefix}/<int:pk>/rejected", InvitationViewSet.as_view({"patch": "reject"}),
-             name="salon-invitation-reject"),
-        path(f"{prefix}/<int:pk>/cancelled", InvitationViewSet.as_view({"patch": "cancel"}),
-             name="salon-invitation-cancel"),
-        path(f"{prefix}/delete/invitation/<int:pk>",
-             InvitationViewSet.as_view({"delete": "destroy"}), name="salon-invitation-delete"),
+        path(
+            prefix,
+            InvitationViewSet.as_view({"get": "list", "post": "create"}),
+            name="salon-invitation-list",
+        ),
+        path(
+            f"{prefix}/<int:pk>",
+            InvitationViewSet.as_view({"get": "retrieve"}),
+            name="salon-invitation-detail",
+        ),
+        path(
+            f"{prefix}/<int:pk>/approved",
+            InvitationViewSet.as_view({"patch": "approve"}),
+            name="salon-invitation-approve",
+        ),
+        path(
+            f"{prefix}/<int:pk>/rejected",
+            InvitationViewSet.as_view({"patch": "reject"}),
+            name="salon-invitation-reject",
+        ),
+        path(
+            f"{prefix}/<int:pk>/cancelled",
+            InvitationViewSet.as_view({"patch": "cancel"}),
+            name="salon-invitation-cancel",
+        ),
+        path(
+            f"{prefix}/delete/invitation/<int:pk>",
+            InvitationViewSet.as_view({"delete": "destroy"}),
+            name="salon-invitation-delete",
+        ),
     ]
 
 
 def salon_patterns(prefix: str) -> list[URLPattern]:
     """``prefix`` (list, create) and ``prefix/<pk>`` (retrieve, update, delete)."""
     prefix = prefix.strip("/")
-    detail = {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
+    detail: dict[str, Any] = {
+        "get": "retrieve",
+        "put": "update",
+        "patch": "partial_update",
+        "delete": "destroy",
+    }
     return [
-        path(prefix, SalonViewSet.as_view({"get": "list", "post": "create"}),
-             name="salon-list"),
+        path(prefix, SalonViewSet.as_view({"get": "list", "post": "create"}), name="salon-list"),
         path(f"{prefix}/<pk>", SalonViewSet.as_view(detail), name="salon-detail"),
     ]
 
@@ -62,9 +86,11 @@ def membership_patterns(prefix: str) -> list[URLPattern]:
     prefix = prefix.strip("/")
     return [
         path(prefix, MembershipViewSet.as_view({"get": "list"}), name="salon-membership-list"),
-        path(f"{prefix}/<pk>",
-             MembershipViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
-             name="salon-membership-detail"),
+        path(
+            f"{prefix}/<pk>",
+            MembershipViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
+            name="salon-membership-detail",
+        ),
     ]
 
 

@@ -1,4 +1,5 @@
-"""DRF router layout: ``invitations/``, ``invitations/{pk}/approve/``, ``salons/``, ``memberships/``.
+"""DRF router layout: ``invitations/``, ``invitations/{pk}/approve/``, ``salons/``,
+``memberships/``.
 
 URL names are namespaced ``salon_invitations:`` (e.g. ``salon_invitations:invitation-approve``)."""
 

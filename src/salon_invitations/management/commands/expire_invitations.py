@@ -8,10 +8,14 @@ from salon_invitations import services
 
 
 class Command(BaseCommand):
-    help = "Mark pending invitations past their expiry time as expired (for projects without Celery)."
+    help = (
+        "Mark pending invitations past their expiry time as expired (for projects without Celery)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--batch-size", type=int, default=None, help="Invitations per transaction.")
+        parser.add_argument(
+            "--batch-size", type=int, default=None, help="Invitations per transaction."
+        )
 
     def handle(self, *args: Any, batch_size: int | None = None, **options: Any) -> None:
         count = services.expire_invitations(batch_size=batch_size)
