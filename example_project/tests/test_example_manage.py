@@ -1,0 +1,92 @@
+"""The example project's ``manage.py`` commands, without a server: system checks (also for
+deployment), the OpenAPI schema, migrations, and the demo data."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+from .support import manage, project_env, sqlite_url
+
+#: What a production deployment sets (README "Environment"). Nothing here is connected to.
+PRODUCTION = {
+    "DEBUG": "0",
+    "ALLOWED_HOSTS": "example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://example.com",
+    "DATABASE_URL": "postgres://salon:secret@db.example.com:5432/salon",
+    "REDIS_URL": "redis://redis.example.com:6379/0",
+    "EMAIL_HOST": "smtp.example.com",
+}
+
+COUNTS = (
+    "import json; "
+    "from django.contrib.auth import get_user_model; "
+    "from salon_invitations.models import Invitation, get_membership_model, get_salon_model; "
+    "print(json.dumps({"
+    "'users': get_user_model()._default_manager.count(), "
+    "'salons': get_salon_model()._default_manager.count(), "
+    "'memberships': get_membership_model()._default_manager.count(), "
+    "'invitations': Invitation._default_manager.count()}))"
+)
+
+
+def test_check_without_environment() -> None:
+    result = manage("check", "--fail-level", "WARNING", env=project_env()).ok()
+    assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_with_production_environment() -> None:
+    env = project_env(SECRET_KEY=secrets.token_urlsafe(64), **PRODUCTION)
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env).ok()
+    assert "System check identified no issues" in result.stdout
+
+
+def test_debug_off_requires_a_secret_key() -> None:
+    result = manage("check", env=project_env(**PRODUCTION))
+    assert result.returncode != 0, str(result)
+    assert "ImproperlyConfigured" in result.stderr
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_schema_validates(tmp_path: Path) -> None:
+    schema = tmp_path / "schema.yaml"
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path))
+    manage("spectacular", "--validate", "--fail-on-warn", "--file", str(schema), env=env).ok()
+    text = schema.read_text()
+    assert text.startswith("openapi: 3")
+    for path in (
+        "/api/invitation_to_auto_salon:",
+        "/api/invitation_to_auto_salon/{id}/approved:",
+        "/api/auto_salon:",
+        "/api/salon_role:",
+        "/api/auth:",
+        "/api/user/registration:",
+    ):
+        assert f"\n  {path}\n" in text, path
+
+
+def test_no_missing_migrations(tmp_path: Path) -> None:
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path))
+    result = manage("makemigrations", "--check", "--dry-run", env=env).ok()
+    assert "No changes detected" in result.stdout
+
+
+def test_seed_demo_is_idempotent(tmp_path: Path) -> None:
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path))
+    manage("migrate", "--noinput", env=env).ok()
+
+    first = manage("seed_demo", env=env).ok()
+    assert "created  user owner@example.com" in first.stdout
+    assert "Demo data is ready" in first.stdout
+    counts = json.loads(manage("shell", "-c", COUNTS, env=env).ok().stdout.splitlines()[-1])
+    # 5 users; 2 salons owned by one user; the admin approved, the seller pending, the
+    # mechanic rejected.
+    assert counts == {"users": 5, "salons": 2, "memberships": 3, "invitations": 3}
+
+    second = manage("seed_demo", env=env).ok()
+    assert "created" not in second.stdout, second.stdout
+    assert "exists   user owner@example.com" in second.stdout
+    assert "Demo data is ready" in second.stdout
+    again = json.loads(manage("shell", "-c", COUNTS, env=env).ok().stdout.splitlines()[-1])
+    assert again == counts
