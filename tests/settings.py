@@ -2,6 +2,8 @@
 
 import os
 
+import django
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
@@ -23,6 +25,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -93,5 +96,9 @@ if os.environ.get("SALON_TEST_CHANNEL_LAYER") == "redis":
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+LOCMEM_EMAIL = "django.core.mail.backends.locmem.EmailBackend"
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": LOCMEM_EMAIL}}
+else:
+    EMAIL_BACKEND = LOCMEM_EMAIL
 LANGUAGE_CODE = "en"

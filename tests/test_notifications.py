@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 from unittest import mock
 
+import django
 import pytest
 from celery import Celery
 from celery import _state as celery_state
@@ -69,6 +70,14 @@ def queued_tasks():
 def email_only(settings):
     settings.SALON_INVITATIONS = {"NOTIFICATION_BACKENDS": [EMAIL]}
     return settings
+
+
+def use_email_backend(settings: Any, backend: str) -> None:
+    """Point the default mailer at ``backend`` (MAILERS from Django 6.1, EMAIL_BACKEND before)."""
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": backend}}
+    else:
+        settings.EMAIL_BACKEND = backend
 
 
 class DisconnectedEmailBackend(BaseEmailBackend):
@@ -374,7 +383,7 @@ def test_failing_mail_server_does_not_fail_an_approval(
     if delivery == "celery":
         request.getfixturevalue("eager_celery")
     settings.SALON_INVITATIONS = {"NOTIFICATION_BACKENDS": [EMAIL], "EMAIL_DELIVERY": delivery}
-    settings.EMAIL_BACKEND = "tests.test_notifications.DisconnectedEmailBackend"
+    use_email_backend(settings, "tests.test_notifications.DisconnectedEmailBackend")
     DisconnectedEmailBackend.attempts = 0
 
     with caplog.at_level(logging.INFO):
