@@ -129,8 +129,12 @@ def main(dist_dir: str) -> None:
             ["-m", "django", "makemigrations", "--check", "--dry-run"],
             ["-c", "import django; django.setup()\n" + SMOKE],
         ):
-            subprocess.run([python, "-W", "error::DeprecationWarning", *command],
-                           cwd=project, env=env, check=True)
+            subprocess.run(
+                [python, "-W", "error::DeprecationWarning", *command],
+                cwd=project,
+                env=env,
+                check=True,
+            )
     print("check_dist: the wheel installs and works outside the source tree")
 
 
