@@ -1,4 +1,5 @@
-"""DRF permission classes. They decide nothing themselves: they ask the policy."""
+"""DRF permission and throttle classes. Permissions decide nothing themselves: they ask the
+policy."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 
 from salon_invitations.policies import get_policy
 
@@ -26,3 +29,33 @@ class PolicyPermission(IsAuthenticated):
         if check is None:
             return True
         return bool(getattr(get_policy(), check)(request.user, obj))
+
+
+class InvitationRateThrottle(ScopedRateThrottle):
+    """Throttles invitation requests and decisions by scope, when the project sets a rate.
+
+    The views name their scope in ``salon_throttle_scope``: ``"salon_invitations.create"``
+    for new invitations and ``"salon_invitations.decide"`` for approve, reject, cancel and
+    delete. Rates come from DRF's ``DEFAULT_THROTTLE_RATES``, read per request::
+
+        REST_FRAMEWORK = {
+            "DEFAULT_THROTTLE_RATES": {
+                "salon_invitations.create": "20/hour",
+                "salon_invitations.decide": "120/hour",
+            },
+        }
+
+    A scope without a rate is not throttled (DRF's own ``ScopedRateThrottle`` would raise).
+    The attribute has its own name so a project-wide ``ScopedRateThrottle`` ignores it.
+    """
+
+    scope_attr = "salon_throttle_scope"
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        self.scope = getattr(view, self.scope_attr, None)
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope) if self.scope else None
+        if rate is None:
+            return True
+        self.rate = rate
+        self.num_requests, self.duration = self.parse_rate(rate)
+        return SimpleRateThrottle.allow_request(self, request, view)

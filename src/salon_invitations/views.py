@@ -15,7 +15,7 @@ from rest_framework.settings import api_settings
 from salon_invitations import services
 from salon_invitations.exceptions import Conflict, InvalidInvitation
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
-from salon_invitations.permissions import PolicyPermission
+from salon_invitations.permissions import InvitationRateThrottle, PolicyPermission
 from salon_invitations.policies import BasePolicy, get_policy
 from salon_invitations.serializers import (
     InvitationSerializer,
@@ -109,8 +109,23 @@ class InvitationViewSet(
         "cancel": "can_cancel",
         "destroy": "can_delete",
     }
+    throttle_scopes = {
+        "create": "salon_invitations.create",
+        "approve": "salon_invitations.decide",
+        "reject": "salon_invitations.decide",
+        "cancel": "salon_invitations.decide",
+        "destroy": "salon_invitations.decide",
+    }
     filterset_class = InvitationFilterSet
     ordering_fields = ("created", "modified", "status", "role", "decided_at", "expires_at", "id")
+
+    @property
+    def salon_throttle_scope(self) -> str | None:
+        return self.throttle_scopes.get(self.action)
+
+    def get_throttles(self) -> list[Any]:
+        return [*super().get_throttles(), InvitationRateThrottle()]
+
     ordering = ("-created", "-id")
 
     @property
