@@ -3,7 +3,7 @@ policy."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import IsAuthenticated
@@ -53,7 +53,8 @@ class InvitationRateThrottle(ScopedRateThrottle):
 
     def allow_request(self, request: Request, view: Any) -> bool:
         self.scope = getattr(view, self.scope_attr, None)
-        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope) if self.scope else None
+        rates = cast("dict[str, str | None]", api_settings.DEFAULT_THROTTLE_RATES)
+        rate = rates.get(self.scope) if self.scope else None
         if rate is None:
             return True
         self.rate = rate
