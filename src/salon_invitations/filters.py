@@ -26,10 +26,15 @@ def _pk_filter(get_model: Callable[[], Any], field_name: str) -> django_filters.
             value = super().to_python(value)
             if value in self.empty_values:
                 return None
+            pk = get_model()._meta.pk
             try:
-                return get_model()._meta.pk.to_python(value)
+                value = pk.to_python(value)
+                # The pk's own range check: an id beyond the column's range is malformed too
+                # (SQLite cannot even bind one past 64 bits: OverflowError, a 500).
+                pk.run_validators(value)
             except ValidationError as exc:
                 raise forms.ValidationError(_("Enter a valid id."), code="invalid") from exc
+            return value
 
     class PkFilter(django_filters.Filter):
         field_class = PkField

@@ -17,6 +17,7 @@ Writing a backend::
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -122,6 +123,10 @@ def serialize(event: Event) -> dict[str, Any]:
     return dict(serializer_class(event.instance).data)
 
 
+async def _group_send_all(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
+    await asyncio.gather(*(layer.group_send(group, message) for group in groups))
+
+
 def websocket_frame(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """What a WebSocket client receives: ``{"type": kind, "<model>": data}``."""
     return {"type": kind, kind.split(".", 1)[0]: data}
@@ -148,8 +153,9 @@ class ChannelsBackend(BaseBackend):
             "type": "salon_invitations.event",
             "frame": websocket_frame(event.kind, serialize(event)),
         }
-        for user_id in sorted(event.recipients, key=str):
-            async_to_sync(layer.group_send)(group_name(event.model, user_id), message)
+        groups = [group_name(event.model, user_id) for user_id in sorted(event.recipients, key=str)]
+        # One hop into the event loop per event, not one per recipient.
+        async_to_sync(_group_send_all)(layer, groups, message)
 
 
 class EmailBackend(BaseBackend):

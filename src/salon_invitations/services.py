@@ -58,11 +58,9 @@ def _is_member(salon_id: Any, user: Any) -> bool:
     return get_membership_model()._default_manager.filter(salon_id=salon_id, user=user).exists()
 
 
-def _add_member(salon: AbstractSalon, user: Any, role: str, actor: Any) -> AbstractMembership:
+def _add_member(salon_id: Any, user_id: Any, role: str, actor: Any) -> AbstractMembership:
     membership = get_membership_model()._default_manager.create(
-        salon=salon,  # type: ignore[misc]  # the stubs see the default, not the swapped, model
-        user=user,
-        role=role,
+        salon_id=salon_id, user_id=user_id, role=role
     )
     dispatch(Event("membership.created", membership, actor))
     return membership
@@ -75,7 +73,7 @@ def create_salon(*, owner: Any, **fields: Any) -> AbstractSalon:
     """Create a salon; ``owner`` gets the owner role in the same transaction."""
     with transaction.atomic():
         salon = get_salon_model()._default_manager.create(owner=owner, **fields)
-        _add_member(salon, owner, roles.owner_role().name, owner)
+        _add_member(salon.pk, owner.pk, roles.owner_role().name, owner)
     return salon
 
 
@@ -186,7 +184,7 @@ def approve_invitation(invitation: Invitation, *, actor: Any) -> Invitation:
             _decide(current, Invitation.STATUS.rejected, actor, reason=str(conflict.message))
         else:
             _decide(current, Invitation.STATUS.approved, actor)
-            _add_member(current.salon, current.user, current.role, actor)
+            _add_member(current.salon_id, current.user_id, current.role, actor)
     if conflict is not None:
         raise conflict
     return current
