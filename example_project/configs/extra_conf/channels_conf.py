@@ -10,7 +10,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 gives each connection a 5 s socket timeout and each pool 100
+            # connections; channels-redis blocks up to 5 s reading a channel, so idle sockets
+            # would time out and mass disconnects would exhaust the pool (docs/benchmarks.md).
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 2000}]
+            },
         }
     }
 else:
