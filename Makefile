@@ -110,3 +110,17 @@ if runs:
     print(f"tests: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
 endef
 export TOX_RESULTS_SUMMARY
+
+# Benchmarks (bench/, documented in docs/benchmarks.md): the package against a plain-DRF
+# baseline on PostgreSQL under two uvicorn processes with the Redis channel layer. Needs
+# PostgreSQL (PGHOST/PGPORT/PGUSER/PGPASSWORD, default 127.0.0.1:5432 postgres; it creates and
+# drops the database salon_bench) and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/9).
+# Rewrites bench/results/results.json, docs/benchmarks.md and docs/img/benchmarks.png, in
+# about 15 minutes; BENCH_QUICK=1 make bench is a short run that writes bench/results/quick.*.
+BENCH_PY := .venv/bin/python
+.PHONY: bench
+bench:
+	@test -x $(BENCH_PY) || python3 -m venv .venv
+	$(BENCH_PY) -m pip install --disable-pip-version-check --quiet -e ".[example]"
+	$(BENCH_PY) -m pip install --disable-pip-version-check --quiet -r bench/requirements.txt
+	$(BENCH_PY) bench/run.py

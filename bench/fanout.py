@@ -1,0 +1,157 @@
+"""WebSocket fan-out: many idle connections, a stream of invitation events over HTTP, and who
+received which frame when.
+
+Every connection records ``(perf_counter(), type, invitation id)`` for each frame it receives.
+``perf_counter()`` is CLOCK_MONOTONIC, the same clock the HTTP driver uses, so "receipt minus
+HTTP response" is well defined within this one client process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+
+
+@dataclass
+class Conn:
+    user: int
+    server: int  # index of the server process it is connected to
+    ws: Any = None
+    frames: list[tuple[float, str, Any]] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+    closed_code: int | None = None
+
+
+async def _read(conn: Conn) -> None:
+    try:
+        async for message in conn.ws:
+            now = time.perf_counter()
+            try:
+                data = json.loads(message)
+            except ValueError:
+                conn.frames.append((now, "invalid", None))
+                continue
+            invitation = data.get("invitation") if isinstance(data, dict) else None
+            conn.frames.append(
+                (now, str(data.get("type")), invitation.get("id") if invitation else None)
+            )
+    except websockets.ConnectionClosed as exc:
+        conn.closed_code = exc.code if hasattr(exc, "code") else None
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # a broken connection ends its reader; it shows as missing frames
+        conn.closed_code = -1
+
+
+async def connect_all(
+    ws_bases: Sequence[str],
+    users: Sequence[int],
+    tokens: dict[int, str],
+    *,
+    path: str,
+    batch: int = 50,
+    timeout_s: float = 120.0,
+) -> tuple[list[Conn], float, list[str]]:
+    """Open one connection per user, alternating between the servers, ``batch`` at a time.
+    Returns the connections, the seconds it took, and the errors."""
+    conns = [Conn(user=u, server=i % len(ws_bases)) for i, u in enumerate(users)]
+    errors: list[str] = []
+    deadline = time.perf_counter() + timeout_s
+    start = time.perf_counter()
+
+    async def open_one(conn: Conn) -> None:
+        url = f"{ws_bases[conn.server]}{path}?token={tokens[conn.user]}"
+        try:
+            conn.ws = await websockets.connect(
+                url, ping_interval=None, open_timeout=30, close_timeout=2, max_queue=None
+            )
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            return
+        conn.reader = asyncio.create_task(_read(conn))
+
+    for lo in range(0, len(conns), batch):
+        if time.perf_counter() > deadline:
+            errors.append("connect deadline")
+            break
+        await asyncio.gather(*(open_one(c) for c in conns[lo : lo + batch]))
+    return [c for c in conns if c.ws is not None], time.perf_counter() - start, errors
+
+
+async def close_all(conns: Sequence[Conn], timeout_s: float = 30.0) -> None:
+    async def close_one(conn: Conn) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.ws.close(), 5)
+        if conn.reader is not None:
+            conn.reader.cancel()
+            with contextlib.suppress(BaseException):
+                await conn.reader
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(close_one(c) for c in conns)), timeout_s)
+
+
+@dataclass
+class Event:
+    kind: str  # "invitation.created" | "invitation.approved"
+    invitation: int
+    recipients: frozenset[int]
+    sent: float
+    done: float
+    status: int
+
+
+def analyse(events: Sequence[Event], conns: Sequence[Conn]) -> dict[str, Any]:
+    """Latencies (receipt - HTTP response, and receipt - request sent) at every recipient
+    connection, frames at non-recipients, missing deliveries."""
+    by_key = {(e.kind, e.invitation): e for e in events}
+    wanted: dict[tuple[str, int], set[int]] = {}
+    for i, conn in enumerate(conns):
+        for e in events:
+            if conn.user in e.recipients:
+                wanted.setdefault((e.kind, e.invitation), set()).add(i)
+    from_response: list[float] = []
+    from_request: list[float] = []
+    by_kind: dict[str, list[float]] = {}
+    non_recipient = 0
+    unexpected = 0
+    duplicates = 0
+    got: dict[tuple[str, int], set[int]] = {}
+    for i, conn in enumerate(conns):
+        for t, kind, inv in conn.frames:
+            event = by_key.get((kind, inv))
+            if event is None:
+                unexpected += 1
+                continue
+            if conn.user not in event.recipients:
+                non_recipient += 1
+                continue
+            seen = got.setdefault((kind, inv), set())
+            if i in seen:
+                duplicates += 1
+                continue
+            seen.add(i)
+            by_kind.setdefault(kind, []).append(t - event.done)
+            from_response.append(t - event.done)
+            from_request.append(t - event.sent)
+    expected = sum(len(v) for v in wanted.values())
+    delivered = sum(len(v) for v in got.values())
+    return {
+        "expected_deliveries": expected,
+        "delivered": delivered,
+        "missing": expected - delivered,
+        "non_recipient_frames": non_recipient,
+        "unexpected_frames": unexpected,
+        "duplicate_frames": duplicates,
+        "from_response": from_response,
+        "from_request": from_request,
+        "from_response_by_kind": by_kind,
+        "before_response": sum(1 for v in from_response if v < 0),
+    }

@@ -1,0 +1,168 @@
+"""A small closed-loop HTTP load generator (asyncio + httpx) and the statistics helpers.
+
+``concurrency`` workers share one request counter; each sends its next request as soon as the
+previous one answered. Requests alternate between the server processes (client-side round
+robin), so each process gets half of them. Every run is bounded by a request count and a
+deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class Req:
+    method: str
+    path: str
+    user: int
+    json: Any = None
+
+
+@dataclass
+class Sample:
+    index: int
+    status: int
+    latency: float  # seconds, as the client saw it
+    server_us: int  # X-Server-Time-Us: time spent in Django
+    sent: float  # perf_counter() when sent
+    done: float  # perf_counter() when the response was read
+    body: Any = None
+
+
+@dataclass
+class RunResult:
+    samples: list[Sample] = field(default_factory=list)
+    wall: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[Sample]:
+        return [s for s in self.samples if 200 <= s.status < 300]
+
+    @property
+    def rps(self) -> float:
+        return len(self.samples) / self.wall if self.wall > 0 else 0.0
+
+    def statuses(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.samples:
+            counts[str(s.status)] = counts.get(str(s.status), 0) + 1
+        if self.errors:
+            counts["transport_error"] = len(self.errors)
+        return counts
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); ``q`` in [0, 100]."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
+    """p50 / p90 / p99 / mean of durations given in seconds, in milliseconds."""
+    ms = [v * 1000.0 for v in values_s]
+    if not ms:
+        return {"n": 0}
+    return {
+        "n": len(ms),
+        "p50": round(percentile(ms, 50), 3),
+        "p90": round(percentile(ms, 90), 3),
+        "p99": round(percentile(ms, 99), 3),
+        "mean": round(statistics.fmean(ms), 3),
+    }
+
+
+class Clients:
+    """One ``httpx.AsyncClient`` per server process; ``pick(i)`` alternates between them."""
+
+    def __init__(self, base_urls: Sequence[str], connections: int, timeout: float = 30.0) -> None:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self.clients = [
+            httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) for url in base_urls
+        ]
+
+    def pick(self, index: int) -> httpx.AsyncClient:
+        return self.clients[index % len(self.clients)]
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
+async def run_closed_loop(
+    clients: Clients,
+    make: Callable[[int], Req],
+    n: int,
+    concurrency: int,
+    *,
+    deadline_s: float = 120.0,
+    keep_body: bool = False,
+    offset: int = 0,
+) -> RunResult:
+    """Send ``n`` requests (``make(offset + k)`` for k < n) with ``concurrency`` workers."""
+    result = RunResult()
+    counter = iter(range(n))
+    stop_at = time.perf_counter() + deadline_s
+
+    async def worker() -> None:
+        for k in counter:
+            if time.perf_counter() > stop_at:
+                result.errors.append("deadline")
+                return
+            index = offset + k
+            req = make(index)
+            client = clients.pick(index)
+            headers = {"X-Bench-User": str(req.user)}
+            sent = time.perf_counter()
+            try:
+                response = await client.request(
+                    req.method, req.path, headers=headers, json=req.json
+                )
+                await response.aread()
+            except httpx.HTTPError as exc:
+                result.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            done = time.perf_counter()
+            body = None
+            if keep_body or response.status_code >= 400:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = response.text[:200]
+            result.samples.append(
+                Sample(
+                    index=index,
+                    status=response.status_code,
+                    latency=done - sent,
+                    server_us=int(response.headers.get("x-server-time-us", "0") or 0),
+                    sent=sent,
+                    done=done,
+                    body=body,
+                )
+            )
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.wall = time.perf_counter() - start
+    return result
+
+
+async def warm_up(clients: Clients, make: Callable[[int], Req], n: int, concurrency: int) -> None:
+    """Open the connections and warm the servers' caches (results discarded)."""
+    await run_closed_loop(clients, make, n, concurrency, deadline_s=60.0)

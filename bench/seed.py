@@ -1,0 +1,281 @@
+"""Seeding of the benchmark database with set-based SQL (``generate_series``), fast enough for
+a million invitations in well under a minute.
+
+The layout (who owns which salon, which rows each benchmark uses) is fixed by :class:`Layout`
+and built once; later steps only add rows. Row ``i`` of the bulk data goes to salon
+``bulk[i % len(bulk)]`` and pool user ``(i // len(bulk)) % POOL_USERS``, so (user, salon) pairs
+never repeat and the one-pending-per-pair constraint holds at any size.
+
+All ids are read back from the database (and checked to be contiguous where the SQL relies on
+it) rather than assumed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SALONS = 1000
+POOL_USERS = 20_000
+LIST_SALON_ROWS = 100  # invitations of the measured manager's salon, at every table size
+REQUESTER_ROWS = 100  # invitations of the measured requester, one per salon
+FANOUT_SALONS = 100
+FANOUT_REQUESTERS_PER_SALON = 8  # + owner + admin = 10 connections per salon
+WRITE_SALONS = 100
+CONTENDERS = 50
+
+STATUS_CYCLE = (
+    "ARRAY['pending','pending','rejected','rejected','rejected','rejected',"
+    "'cancelled','cancelled','expired','expired']"
+)
+
+
+@dataclass
+class Layout:
+    owner_first: int = 0
+    salon_first: int = 0
+    pool_first: int = 0
+    requester: int = 0
+    writer_first: int = 0
+    writers: int = 0
+    approvee_first: int = 0
+    approvees: int = 0
+    admin_first: int = 0
+    fan_first: int = 0
+    contender_first: int = 0
+    contention_rounds: int = 0
+    bulk_rows: int = 0  # bulk invitations inserted so far
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # Salons by index (0-based) -> id.
+    def salon(self, index: int) -> int:
+        return self.salon_first + index
+
+    def owner_of(self, salon_id: int) -> int:
+        return self.owner_first + (salon_id - self.salon_first)
+
+    @property
+    def list_salon(self) -> int:
+        return self.salon(0)
+
+    @property
+    def list_manager(self) -> int:
+        return self.owner_of(self.list_salon)
+
+    @property
+    def bulk_salons(self) -> tuple[int, int]:
+        """(first id, count) of the salons holding the bulk rows: all but the list salon."""
+        return self.salon(1), SALONS - 1
+
+    def requester_salons(self) -> list[int]:
+        return [self.salon(1 + k) for k in range(REQUESTER_ROWS)]
+
+    def same_salon(self) -> int:
+        return self.salon(600)
+
+    def contention_salon(self, round_index: int) -> int:
+        return self.salon(700 + round_index)
+
+    def fanout_salons(self) -> list[int]:
+        return [self.salon(800 + k) for k in range(FANOUT_SALONS)]
+
+    def write_salons(self) -> list[int]:
+        return [self.salon(900 + k) for k in range(WRITE_SALONS)]
+
+    def fanout_admin(self, k: int) -> int:
+        return self.admin_first + k
+
+    def fanout_requester(self, k: int, j: int) -> int:
+        return self.fan_first + k * FANOUT_REQUESTERS_PER_SALON + j
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _users(cursor: Any, prefix: str, count: int) -> int:
+    """Insert ``count`` users named ``prefix<n>``; return the first id (ids are contiguous)."""
+    cursor.execute(
+        """
+        INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email,
+                               is_staff, is_active, date_joined)
+        SELECT '!', false, %s || g, '', '', %s || g || '@bench.invalid', false, true, now()
+        FROM generate_series(0, %s - 1) AS g
+        RETURNING id
+        """,
+        [prefix, prefix, count],
+    )
+    ids = sorted(row[0] for row in cursor.fetchall())
+    assert ids[-1] - ids[0] + 1 == count, f"user ids of {prefix} not contiguous"
+    return ids[0]
+
+
+def seed_base(connection: Any, *, writers: int, approvees: int, contention_rounds: int) -> Layout:
+    """Users, salons with their owners, the fan-out admins, the measured manager's and
+    requester's invitations. No bulk rows yet."""
+    layout = Layout(writers=writers, approvees=approvees, contention_rounds=contention_rounds)
+    with connection.cursor() as cursor:
+        layout.owner_first = _users(cursor, "owner", SALONS)
+        layout.pool_first = _users(cursor, "pool", POOL_USERS)
+        layout.requester = _users(cursor, "requester", 1)
+        layout.writer_first = _users(cursor, "writer", writers)
+        layout.approvee_first = _users(cursor, "approvee", approvees)
+        layout.admin_first = _users(cursor, "admin", FANOUT_SALONS)
+        layout.fan_first = _users(cursor, "fan", FANOUT_SALONS * FANOUT_REQUESTERS_PER_SALON)
+        layout.contender_first = _users(cursor, "contender", CONTENDERS)
+
+        cursor.execute(
+            """
+            INSERT INTO salon_invitations_salon (created, modified, name, owner_id)
+            SELECT now(), now(), 'Salon ' || g, %s + g FROM generate_series(0, %s - 1) AS g
+            RETURNING id
+            """,
+            [layout.owner_first, SALONS],
+        )
+        ids = sorted(row[0] for row in cursor.fetchall())
+        assert ids[-1] - ids[0] + 1 == SALONS
+        layout.salon_first = ids[0]
+        # Owners (the role that manages everything) of every salon.
+        cursor.execute(
+            """
+            INSERT INTO salon_invitations_membership (created, modified, user_id, salon_id, role)
+            SELECT now(), now(), %s + g, %s + g, 'superuser' FROM generate_series(0, %s - 1) g
+            """,
+            [layout.owner_first, layout.salon_first, SALONS],
+        )
+        # One admin (also a manager) in each fan-out salon.
+        fan_first_salon = layout.fanout_salons()[0]
+        cursor.execute(
+            """
+            INSERT INTO salon_invitations_membership (created, modified, user_id, salon_id, role)
+            SELECT now(), now(), %s + g, %s + g, 'admin' FROM generate_series(0, %s - 1) g
+            """,
+            [layout.admin_first, fan_first_salon, FANOUT_SALONS],
+        )
+        # The measured manager's salon: LIST_SALON_ROWS invitations by distinct pool users,
+        # spread over the same period as the bulk rows.
+        cursor.execute(
+            f"""
+            INSERT INTO salon_invitations_invitation
+                (created, modified, status, status_changed, user_id, salon_id, role, message,
+                 reason, decided_by_id, decided_at, expires_at)
+            SELECT c, c, st, c, %(pool)s + j, %(salon)s,
+                   (ARRAY['seller','mechanic','admin'])[1 + j %% 3],
+                   'Hello, I would like to join your salon.', '',
+                   CASE WHEN st = 'pending' THEN NULL ELSE %(owner)s END,
+                   CASE WHEN st = 'pending' THEN NULL ELSE c END, NULL
+            FROM (SELECT j, timestamptz '2024-01-01' + j * interval '3 hours' AS c,
+                         ({STATUS_CYCLE})[1 + (j * 7) %% 10] AS st
+                  FROM generate_series(0, %(n)s - 1) AS j) s
+            """,
+            {
+                "pool": layout.pool_first,
+                "salon": layout.list_salon,
+                "owner": layout.list_manager,
+                "n": LIST_SALON_ROWS,
+            },
+        )
+        # The measured requester: one invitation in each of REQUESTER_ROWS salons.
+        cursor.execute(
+            f"""
+            INSERT INTO salon_invitations_invitation
+                (created, modified, status, status_changed, user_id, salon_id, role, message,
+                 reason, decided_by_id, decided_at, expires_at)
+            SELECT c, c, st, c, %(user)s, %(salon)s + j, 'seller',
+                   'Hello, I would like to join your salon.', '', NULL,
+                   CASE WHEN st = 'pending' THEN NULL ELSE c END, NULL
+            FROM (SELECT j, timestamptz '2024-01-01' + j * interval '3 hours' AS c,
+                         ({STATUS_CYCLE})[1 + (j * 3) %% 10] AS st
+                  FROM generate_series(0, %(n)s - 1) AS j) s
+            """,
+            {"user": layout.requester, "salon": layout.salon(1), "n": REQUESTER_ROWS},
+        )
+    return layout
+
+
+def grow_bulk(connection: Any, layout: Layout, total_rows: int, batch: int = 250_000) -> float:
+    """Add bulk invitations until the table holds about ``total_rows``; return seconds taken.
+
+    Foreign-key triggers are skipped for the load (``session_replication_role = replica``):
+    the rows are consistent by construction. Then ``ANALYZE``.
+    """
+    start = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM salon_invitations_invitation")
+        present = cursor.fetchone()[0]
+        target_bulk = layout.bulk_rows + max(0, total_rows - present)
+        first_salon, nsalons = layout.bulk_salons
+        cursor.execute("SET session_replication_role = replica")
+        try:
+            lo = layout.bulk_rows
+            while lo < target_bulk:
+                hi = min(target_bulk, lo + batch)
+                cursor.execute(
+                    f"""
+                    INSERT INTO salon_invitations_invitation
+                        (created, modified, status, status_changed, user_id, salon_id, role,
+                         message, reason, decided_by_id, decided_at, expires_at)
+                    SELECT c, c, st, c, %(pool)s + ((i / %(ns)s) %% %(nu)s), %(s0)s + (i %% %(ns)s),
+                           (ARRAY['seller','mechanic','admin'])[1 + i %% 3],
+                           'Hello, I would like to join your salon.',
+                           CASE WHEN st = 'rejected' THEN 'Not now, sorry.' ELSE '' END,
+                           CASE WHEN st = 'rejected' THEN %(o0)s + (i %% %(ns)s) ELSE NULL END,
+                           CASE WHEN st = 'pending' THEN NULL ELSE c + interval '1 hour' END,
+                           NULL
+                    FROM (SELECT i, timestamptz '2024-01-01' + i * interval '10 seconds' AS c,
+                                 ({STATUS_CYCLE})[1 + (i * 7) %% 10] AS st
+                          FROM generate_series(%(lo)s, %(hi)s - 1) AS i) s
+                    """,
+                    {
+                        "pool": layout.pool_first,
+                        "ns": nsalons,
+                        "nu": POOL_USERS,
+                        "s0": first_salon,
+                        "o0": layout.owner_of(first_salon),
+                        "lo": lo,
+                        "hi": hi,
+                    },
+                )
+                lo = hi
+            layout.bulk_rows = target_bulk
+        finally:
+            cursor.execute("SET session_replication_role = DEFAULT")
+        cursor.execute("ANALYZE")
+    return time.perf_counter() - start
+
+
+def seed_pending(
+    connection: Any, *, users: list[int], salons: list[int], role: str, message: str = ""
+) -> list[tuple[int, int, int]]:
+    """One pending invitation for every (user, salon) pair. Returns ``(id, user_id,
+    salon_id)`` sorted by id."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO salon_invitations_invitation
+                (created, modified, status, status_changed, user_id, salon_id, role, message,
+                 reason, decided_by_id, decided_at, expires_at)
+            SELECT now(), now(), 'pending', now(), u, s, %s, %s, '', NULL, NULL, NULL
+            FROM unnest(%s::bigint[]) WITH ORDINALITY AS uu(u, un)
+            CROSS JOIN unnest(%s::bigint[]) WITH ORDINALITY AS ss(s, sn)
+            ORDER BY un, sn
+            RETURNING id, user_id, salon_id
+            """,
+            [role, message, users, salons],
+        )
+        return sorted(cursor.fetchall())
+
+
+def table_size(connection: Any) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM salon_invitations_invitation")
+        return int(cursor.fetchone()[0])
+
+
+def writers_needed(total_creates: int) -> int:
+    return math.ceil(total_creates / WRITE_SALONS) + 2
+
+
+def approvees_needed(total_approvals: int) -> int:
+    return math.ceil(total_approvals / WRITE_SALONS) + 2
