@@ -414,22 +414,36 @@ def render_markdown(results: dict[str, Any], image: str) -> str:
         pc = ip.get("package create", {})
         pcs = ip.get("package create without notification backends", {})
         bc = ip.get("baseline create", {})
+        bcpu = create["baseline"].get("cpu_ms_per_request")
         w(
-            f"{n}. **Creates: {fmt(create['ratio']['rps'], 2)}× the baseline's requests/s.** "
-            "The package's create does more than an insert: it locks the salon row, checks"
+            f"{n}. **A create costs the servers {fmt(cpu_all, 1)} ms of Python CPU, the "
+            f"baseline's {fmt(bcpu, 1)} ms** ({fmt(create['ratio']['cpu_per_request'], 2)}×; "
+            f"requests/s {fmt(create['ratio']['rps'], 2)}×, a noisier number)."
         )
-        w("   membership, the role's limit and duplicates, and after commit computes the")
-        w("   recipients, serialises the invitation and sends it to each over Redis. With the")
+        w("   The package's create does more than an insert: it locks the salon row, checks")
         w(
-            f"   notification backends switched off it reaches {fmt(silent['ratio']['rps'], 2)}×; "
-            f"the notifications are about {fmt(100 * share if share is not None else None, 0)}%"
+            "   membership, the role's limit and duplicates ("
+            f"{qc.get('package create', {}).get('queries', '–')} queries with the transaction"
         )
-        w("   of the package's Python CPU per create. In-process medians: package")
         w(
-            f"   {fmt(pc.get('p50_ms'), 1)} ms, without backends {fmt(pcs.get('p50_ms'), 1)} ms, "
-            f"baseline {fmt(bc.get('p50_ms'), 1)} ms (in-process each `async_to_sync` starts"
+            f"   statements, against {qc.get('baseline create', {}).get('queries', '–')}), and "
+            "after commit computes the recipients, serialises the"
         )
-        w("   an event loop and a Redis connection, so this overstates the notifications; profile:")
+        w("   invitation and sends it to each over Redis. On servers without notification")
+        w(
+            f"   backends a create costs {fmt(cpu_silent, 1)} ms, so the notifications are about "
+            f"{fmt(100 * share if share is not None else None, 0)}% of it"
+        )
+        w(
+            f"   (requests/s {fmt(silent['ratio']['rps'], 2)}× the baseline there). In-process "
+            f"medians: package {fmt(pc.get('p50_ms'), 1)} ms, without backends "
+            f"{fmt(pcs.get('p50_ms'), 1)} ms,"
+        )
+        w(
+            f"   baseline {fmt(bc.get('p50_ms'), 1)} ms (in-process each `async_to_sync` starts "
+            "an event loop and a Redis"
+        )
+        w("   connection, which overstates the notifications; profile:")
         w("   `bench/results/profile-create-package.txt`).")
         w("")
     if ip:
