@@ -92,11 +92,15 @@ def pending_events() -> int:
     return len(connection.run_on_commit)
 
 
+# Django 6.1 renamed transaction.savepoint() to savepoint_create().
+_savepoint_create = getattr(transaction, "savepoint_create", None) or transaction.savepoint
+
+
 class InvitationMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         # Rolled back in teardown(): every example starts from the same empty tables.
-        self._savepoint = transaction.savepoint()
+        self._savepoint = _savepoint_create()
         self.policy = get_policy()
         self.users = [factories.make_user() for _ in range(USERS)]
         self.staff = factories.make_staff()
@@ -136,9 +140,18 @@ class InvitationMachine(RuleBasedStateMachine):
         }
         return {kind: users for kind, users in by_kind.items() if users}
 
-    def draw_actor(self, data: Any, salon: Any, requester: Any = None) -> tuple[str, Any]:
+    def draw_actor(
+        self, data: Any, salon: Any, requester: Any = None, prefer: Any = None
+    ) -> tuple[str, Any]:
+        """An actor kind and a user of that kind; with ``prefer(user)``, mostly such a user."""
         candidates = self.actors_for(salon, requester)
-        kind = data.draw(st.sampled_from(sorted(candidates)), label="actor")
+        kinds = sorted(candidates)
+        if prefer is not None:
+            kind = self.draw_mostly(
+                data, kinds, lambda k: any(prefer(u) for u in candidates[k]), label="actor"
+            )
+        else:
+            kind = data.draw(st.sampled_from(kinds), label="actor")
         user = data.draw(st.sampled_from(candidates[kind]), label=f"{kind} user")
         return kind, user
 
@@ -217,11 +230,23 @@ class InvitationMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: Invitation.objects.filter(status="pending").exists())
     @rule(data=st.data(), message=TEXT)
-    def compete_for_a_role(self, data: Any, message: str) -> None:
-        """Someone else asks for a role that a pending invitation asks for."""
+    def race_for_a_role(self, data: Any, message: str) -> None:
+        """Someone else asks for the role a pending invitation asks for, then both requests
+        are approved, mostly by actors who may: the second finds the role taken (SPEC §2.3)."""
         pending = [i for i in self.invitations() if i.is_pending]
-        invitation = data.draw(st.sampled_from(pending), label="competing with")
+        invitation = data.draw(st.sampled_from(pending), label="racing with")
         self.request(data, invitation.salon, invitation.role, message)
+        rivals = Invitation.objects.filter(
+            status="pending", salon_id=invitation.salon_id, role=invitation.role
+        )
+        for rival in rivals.order_by("pk")[:2]:
+            kind, actor = self.draw_actor(
+                data,
+                rival.salon,
+                rival.user,
+                prefer=lambda u, r=rival: self.policy.can_decide(u, r),
+            )
+            self.approve_one(rival, kind, actor)
 
     def request(self, data: Any, salon: Any, role: str, message: str) -> None:
         """A user (mostly one who is not a member of ``salon``) asks for ``role`` in it."""
@@ -289,10 +314,12 @@ class InvitationMachine(RuleBasedStateMachine):
             wanted = full or rivals or wanted
         invitation = self.draw_mostly(data, invitations, wanted.__contains__, label="invitation")
         kind, actor = self.draw_actor(data, invitation.salon, invitation.user)
-        visible = self.policy.visible_invitations(
-            actor, Invitation.objects.filter(pk=invitation.pk)
-        ).exists()
-        return invitation, kind, actor, visible
+        return invitation, kind, actor, self.visible(actor, invitation)
+
+    def visible(self, actor: Any, invitation: Invitation) -> bool:
+        """Can ``actor`` see ``invitation`` (the views answer 404 if not)?"""
+        queryset = Invitation.objects.filter(pk=invitation.pk)
+        return self.policy.visible_invitations(actor, queryset).exists()
 
     def _decided(self, invitation: Invitation, actor: Any, status: str, reason: Any = None):
         key = ("invitation", invitation.pk)
@@ -315,7 +342,11 @@ class InvitationMachine(RuleBasedStateMachine):
     @precondition(lambda self: Invitation.objects.filter(status="pending").exists())
     @rule(data=st.data())
     def approve(self, data: Any) -> None:
-        invitation, kind, actor, visible = self._invitation_and_actor(data, contested=True)
+        invitation, kind, actor, _ = self._invitation_and_actor(data, contested=True)
+        self.approve_one(invitation, kind, actor)
+
+    def approve_one(self, invitation: Invitation, kind: str, actor: Any) -> None:
+        visible = self.visible(actor, invitation)
         decided = self._decided(invitation, actor, "approved")
 
         def expect(before, after, added, removed, changed):
