@@ -18,6 +18,7 @@ production.
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import socket
 import threading
@@ -63,9 +64,9 @@ class RecordingBackend(BaseBackend):
 
 
 @pytest.fixture
-def events(settings):
-    """Kinds of the events delivered (backend) and signals sent while the test runs, listed
-    after the backends named by ``settings.SALON_INVITATIONS`` (plus the recording one)."""
+def events():
+    """The package signals sent while the test runs (``"signal <kind>"``), and an empty
+    :data:`EVENTS` for :class:`RecordingBackend` (see :func:`backends`)."""
     delivered: list[str] = []
 
     def receiver(sender: Any, *, kind: str, **kwargs: Any) -> None:
@@ -87,6 +88,7 @@ def events(settings):
 
 
 def backends(settings: Any, *paths: str) -> None:
+    """Notify through ``paths``, then record every event in :data:`EVENTS`."""
     settings.SALON_INVITATIONS = {"NOTIFICATION_BACKENDS": [*paths, RECORDING]}
 
 
@@ -203,18 +205,25 @@ def approve(user: Any, invitation: Invitation) -> Any:
 def database_drops_on_insert_into(table: str) -> Iterator[list[str]]:
     """Every ``INSERT`` into ``table`` fails as if the connection to the server was lost.
 
-    Yields the statements that were refused.
+    Yields the statements sent meanwhile, each as ``"<VERB> <table>"`` (``"INSERT
+    salon_invitations_membership (refused)"``), so a test can tell what had already been
+    written when the connection dropped.
     """
-    refused: list[str] = []
+    statements: list[str] = []
+    table_name = re.compile(r'(?:INTO|UPDATE|FROM)\s+"([^"]+)"', re.IGNORECASE)
 
     def drop(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if sql.lstrip().upper().startswith("INSERT") and f'"{table}"' in sql:
-            refused.append(sql)
+        verb = sql.lstrip().split(None, 1)[0].upper()
+        match = table_name.search(sql)
+        statement = f"{verb} {match.group(1) if match else '?'}"
+        if verb == "INSERT" and f'"{table}"' in sql:
+            statements.append(f"{statement} (refused)")
             raise OperationalError("server closed the connection unexpectedly")
+        statements.append(statement)
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(drop):
-        yield refused
+        yield statements
 
 
 def rows() -> dict[str, list[dict[str, Any]]]:
@@ -242,10 +251,13 @@ def test_lost_database_during_approval_rolls_everything_back(
     before = rows()
 
     table = get_membership_model()._meta.db_table
-    with caplog.at_level(logging.ERROR), database_drops_on_insert_into(table) as refused:
+    with caplog.at_level(logging.ERROR), database_drops_on_insert_into(table) as statements:
         response = approve(owner, invitation)
 
-    assert len(refused) == 1  # the status had been changed already, in the same transaction
+    # The connection dropped after the invitation had been marked approved, in the same
+    # transaction: what follows shows that write was rolled back.
+    writes = [s for s in statements if s.split()[0] in {"INSERT", "UPDATE", "DELETE"}]
+    assert writes == ["UPDATE salon_invitations_invitation", f"INSERT {table} (refused)"]
     assert response.status_code == 500
     assert rows() == before
     invitation.refresh_from_db()
@@ -273,10 +285,12 @@ def test_lost_database_while_creating_a_salon_leaves_no_ownerless_salon(
     before = rows()
 
     table = get_membership_model()._meta.db_table
-    with caplog.at_level(logging.ERROR), database_drops_on_insert_into(table) as refused:
+    with caplog.at_level(logging.ERROR), database_drops_on_insert_into(table) as statements:
         response = client_for(owner).post("/api/auto_salon", {"name": "Half Motors"})
 
-    assert len(refused) == 1
+    salon_table = get_salon_model()._meta.db_table
+    writes = [s for s in statements if s.split()[0] in {"INSERT", "UPDATE", "DELETE"}]
+    assert writes == [f"INSERT {salon_table}", f"INSERT {table} (refused)"]
     assert response.status_code == 500
     assert rows() == before
     assert not get_salon_model()._default_manager.filter(name="Half Motors").exists()

@@ -1173,3 +1173,12 @@ def test_message_limit_follows_settings(api, requester, salon):
     assert response.status_code == 400
     assert "message" in response.json()
     assert not Invitation.objects.exists()
+
+
+@pytest.mark.parametrize("param", ["salon", "user"])
+@pytest.mark.parametrize("value", [str(2**63), str(-(2**64))])
+def test_an_out_of_range_id_in_a_filter_is_400(api, requester, param, value):
+    response = api(requester).get(f"/api/invitation_to_auto_salon?{param}={value}")
+
+    assert response.status_code == 400
+    assert param in response.json()
