@@ -15,6 +15,18 @@ from rest_framework.test import APIClient
 
 from tests import factories
 
+try:
+    from celery import Celery
+    from celery import _state as celery_state
+except ImportError:  # pragma: no cover - celery is in the test extra
+    Celery = None
+
+# An eager Celery app: tasks run in the test's thread, exceptions are recorded, not raised.
+celery_app = Celery("tests") if Celery is not None else None
+if celery_app is not None:
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = False
+
 
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("SALON_TEST_DATABASE") == "postgres":
@@ -77,3 +89,17 @@ def api():
         return client
 
     return client_for
+
+
+@pytest.fixture
+def eager_celery():
+    """The eager Celery app as the current and default app, for one test."""
+    previous_default = celery_state.default_app
+    previous_current = celery_state._tls.current_app
+    celery_app.set_current()
+    celery_app.set_default()
+    try:
+        yield celery_app
+    finally:
+        celery_state._tls.current_app = previous_current
+        celery_state.set_default_app(previous_default)

@@ -29,8 +29,6 @@ from typing import Any
 import django
 import pytest
 import redis.exceptions
-from celery import Celery
-from celery import _state as celery_state
 from celery.signals import task_prerun
 from django.db import OperationalError, connection
 from rest_framework.test import APIClient
@@ -49,10 +47,6 @@ SMTP = "django.core.mail.backends.smtp.EmailBackend"
 
 #: events seen by :class:`RecordingBackend` while a test runs
 EVENTS: list[Event] = []
-
-celery_app = Celery("tests.test_faults", set_as_current=False)
-celery_app.conf.task_always_eager = True
-celery_app.conf.task_eager_propagates = False
 
 
 class RecordingBackend(BaseBackend):
@@ -90,20 +84,6 @@ def events():
 def backends(settings: Any, *paths: str) -> None:
     """Notify through ``paths``, then record every event in :data:`EVENTS`."""
     settings.SALON_INVITATIONS = {"NOTIFICATION_BACKENDS": [*paths, RECORDING]}
-
-
-@pytest.fixture
-def eager_celery():
-    """This module's eager Celery app as the current and default app, for one test."""
-    previous_default = celery_state.default_app
-    previous_current = celery_state._tls.current_app
-    celery_app.set_current()
-    celery_app.set_default()
-    try:
-        yield celery_app
-    finally:
-        celery_state._tls.current_app = previous_current
-        celery_state.set_default_app(previous_default)
 
 
 @pytest.fixture

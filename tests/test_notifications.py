@@ -11,8 +11,6 @@ from unittest import mock
 
 import django
 import pytest
-from celery import Celery
-from celery import _state as celery_state
 from celery.signals import task_prerun
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.core.mail.backends.base import BaseEmailBackend
@@ -31,24 +29,6 @@ from salon_invitations.tasks import deliver_email
 from tests import factories
 
 EMAIL = "salon_invitations.notifications.EmailBackend"
-
-celery_app = Celery("tests", set_as_current=False)
-celery_app.conf.task_always_eager = True
-celery_app.conf.task_eager_propagates = False
-
-
-@pytest.fixture
-def eager_celery():
-    """This module's eager Celery app as the current and default app, for one test."""
-    previous_default = celery_state.default_app
-    previous_current = celery_state._tls.current_app
-    celery_app.set_current()
-    celery_app.set_default()
-    try:
-        yield celery_app
-    finally:
-        celery_state._tls.current_app = previous_current
-        celery_state.set_default_app(previous_default)
 
 
 @pytest.fixture
