@@ -427,14 +427,14 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(cast):
         assert await socket.receive_json_from() == {
             "type": "error",
             "code": "unknown_action",
-            "detail": "Unknown action 'dance'; known: ping.",
+            "detail": "Unknown action 'dance'; known: ping, authenticate.",
         }
 
         await socket.send_json_to(["ping"])
         assert await socket.receive_json_from() == {
             "type": "error",
             "code": "unknown_action",
-            "detail": "Unknown action None; known: ping.",
+            "detail": "Unknown action None; known: ping, authenticate.",
         }
 
         await socket.send_json_to({"action": "ping"})

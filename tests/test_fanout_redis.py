@@ -24,7 +24,9 @@ import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from salon_invitations.models import Invitation, get_membership_model
@@ -50,6 +52,7 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    channel_prefix: str
 
     def http(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -97,13 +100,14 @@ def _wait_until_listening(servers: list[Server]) -> None:
 @pytest.fixture
 def servers(require_postgres, transactional_db, tmp_path, request) -> Iterator[list[Server]]:
     """Two daphne processes on free ports, stopped (always) before the database is flushed."""
+    prefix = f"salon-fanout-{uuid.uuid4().hex}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
         "SALON_TEST_DATABASE": "postgres",
         "PGDATABASE": connection.settings_dict["NAME"],
         "SALON_TEST_CHANNEL_LAYER": "redis",
-        "SALON_TEST_CHANNEL_PREFIX": f"salon-fanout-{uuid.uuid4().hex}",
+        "SALON_TEST_CHANNEL_PREFIX": prefix,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     started: list[Server] = []
@@ -125,7 +129,7 @@ def servers(require_postgres, transactional_db, tmp_path, request) -> Iterator[l
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        started.append(Server(name, port, process, log))
+        started.append(Server(name, port, process, log, prefix))
     _wait_until_listening(started)
     yield started
     for server in started:
@@ -203,3 +207,36 @@ def test_events_reach_sockets_on_other_server_processes(servers, salon, owner, r
     assert (invitation.status, invitation.decided_by_id) == ("approved", owner.pk)
     membership = get_membership_model()._default_manager.get(salon=salon, user=requester)
     assert membership.role == "seller"
+
+
+def test_deactivating_a_user_closes_their_sockets_on_every_server(servers, requester):
+    """SPEC §4 / hardening: an account that can no longer sign in hears nothing more."""
+    one = servers[0]
+    with ExitStack() as stack:
+        token = AccessToken.for_user(requester)
+        sockets = [
+            stack.enter_context(
+                connect(server.ws(f"{path}/?token={token}"), open_timeout=EVENT_TIMEOUT, proxy=None)
+            )
+            for server in servers
+            for path in (INVITATIONS, "/api/salon_role")
+        ]
+        for sock in sockets:
+            sock.send(json.dumps({"action": "ping"}))
+            assert json.loads(sock.recv(timeout=EVENT_TIMEOUT)) == {"type": "pong"}
+
+        layers = dict(settings.CHANNEL_LAYERS)
+        layers["default"] = {
+            **layers["default"],
+            "CONFIG": {**layers["default"]["CONFIG"], "prefix": one.channel_prefix},
+        }
+        with override_settings(CHANNEL_LAYERS=layers):
+            requester.is_active = False
+            started = time.monotonic()
+            requester.save()
+
+        for sock in sockets:
+            with pytest.raises(ConnectionClosed) as closed:
+                sock.recv(timeout=EVENT_TIMEOUT)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        assert time.monotonic() - started < 1.0

@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from salon_invitations import services
-from salon_invitations.exceptions import Conflict
+from salon_invitations import roles, services
+from salon_invitations.exceptions import Conflict, Gone
 from salon_invitations.models import (
     Invitation,
     Membership,
@@ -111,6 +111,19 @@ class SalonAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     raw_id_fields = ("owner",)
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The owner is also a membership: changing the field alone would split ownership.
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return (*readonly, "owner") if obj is not None else readonly
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # The salon's invitations and memberships are removed by the service (each one
+        # announced), not one by one through their own admin, so their per-object delete
+        # permission (pending invitations only, never the owner's membership) does not apply.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        handled = {str(model._meta.verbose_name) for model in (Invitation, get_membership_model())}
+        return deleted, counts, set(perms_needed) - handled, protected
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
@@ -148,17 +161,23 @@ class MembershipAdmin(admin.ModelAdmin):
         allowed = super().has_delete_permission(request, obj)
         if obj is None:
             return allowed
-        return allowed and get_policy().can_remove_membership(request.user, obj)
+        # The owner's membership cannot be removed while the salon exists: no delete button,
+        # and the bulk action refuses a selection that holds it, instead of reporting success.
+        return (
+            allowed
+            and obj.role != roles.owner_role().name
+            and get_policy().can_remove_membership(request.user, obj)
+        )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        try:
-            services.remove_membership(obj, actor=request.user)
-        except Conflict as exc:
-            self.message_user(request, str(exc.message), messages.ERROR)
+        services.remove_membership(obj, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for membership in queryset:
-            self.delete_model(request, membership)
+            try:
+                services.remove_membership(membership, actor=request.user)
+            except (Conflict, Gone) as exc:
+                self.message_user(request, f"{membership}: {exc.message}", messages.ERROR)
 
 
 # The default models are registered only when they are the active ones; a project that swaps

@@ -10,4 +10,6 @@ class SalonInvitationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from salon_invitations import checks, conf  # noqa: F401 - registers checks and receivers
+        from salon_invitations import checks, conf, receivers  # noqa: F401 - registers checks
+
+        receivers.connect()

@@ -26,12 +26,18 @@ class InvalidInvitation(SalonInvitationsError):
     code = "invalid"
 
 
+class Gone(SalonInvitationsError):
+    """The object was deleted meanwhile, e.g. by a concurrent request (a 404 over HTTP)."""
+
+    code = "not_found"
+
+
 class Conflict(SalonInvitationsError):
     """The object's current state forbids the change (a 409 over HTTP).
 
     ``code`` is one of ``already_decided``, ``role_taken``, ``already_member``,
-    ``owner_membership``. ``instance`` is the object as it is after the attempt — for
-    ``role_taken`` and ``already_member`` the invitation has been rejected.
+    ``owner_membership``, ``inactive_user``. ``instance`` is the object as it is after the
+    attempt — for ``role_taken`` and ``already_member`` the invitation has been rejected.
     """
 
     code = "conflict"

@@ -13,8 +13,10 @@ from typing import Any, ClassVar
 
 from django.apps import apps as django_apps
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from model_utils import Choices, FieldTracker
 from model_utils.models import StatusModel, TimeStampedModel
@@ -191,3 +193,15 @@ def get_salon_model() -> type[AbstractSalon]:
 def get_membership_model() -> type[AbstractMembership]:
     """The active membership model (``SALON_INVITATIONS_MEMBERSHIP_MODEL``)."""
     return _get_swappable(app_settings.MEMBERSHIP_MODEL, "SALON_INVITATIONS_MEMBERSHIP_MODEL")  # type: ignore[return-value]
+
+
+def active_users() -> QuerySet[Any]:
+    """The user model's rows that may act and hear of events: ``is_active`` where it is a field.
+
+    A custom user model without an ``is_active`` column counts every user as active.
+    """
+    User = get_user_model()
+    users = User._default_manager.all()
+    if any(f.name == "is_active" for f in User._meta.concrete_fields):
+        users = users.filter(is_active=True)
+    return users

@@ -85,6 +85,10 @@ class LoggingBackend(BaseBackend):
         )
 
 
+#: The event streams a consumer can follow: one per model that has events.
+STREAMS = ("invitation", "membership")
+
+
 def group_name(stream: str, user_id: Any) -> str:
     """The channel-layer group of one user's ``stream`` (``"invitation"`` or ``"membership"``).
 
@@ -156,6 +160,22 @@ class ChannelsBackend(BaseBackend):
         groups = [group_name(event.model, user_id) for user_id in sorted(event.recipients, key=str)]
         # One hop into the event loop per event, not one per recipient.
         async_to_sync(_group_send_all)(layer, groups, message)
+
+
+def close_user_sockets(user_id: Any, *, code: int = 4401, alias: str = "default") -> None:
+    """Close every WebSocket of ``user_id``, in every server process (through the channel layer).
+
+    Sent when an account is deactivated or deleted: its open sockets stop at once instead of
+    hearing events until they disconnect.
+    """
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer(alias)
+    if layer is None:
+        return
+    message = {"type": "salon_invitations.close", "code": code}
+    groups = [group_name(stream, user_id) for stream in STREAMS]
+    async_to_sync(_group_send_all)(layer, groups, message)
 
 
 class EmailBackend(BaseBackend):

@@ -17,7 +17,7 @@ from django.db.models import Q, QuerySet
 
 from salon_invitations import roles
 from salon_invitations.conf import app_settings
-from salon_invitations.models import get_membership_model
+from salon_invitations.models import active_users, get_membership_model
 
 if TYPE_CHECKING:
     from salon_invitations.models import AbstractMembership, AbstractSalon, Invitation
@@ -68,7 +68,10 @@ class BasePolicy:
         raise NotImplementedError
 
     def recipients(self, salon_id: Any, user_id: Any) -> set[Any]:
-        """Primary keys of the users told about a change to ``salon_id`` concerning ``user_id``."""
+        """Primary keys of the users told about a change to ``salon_id`` concerning ``user_id``.
+
+        Inactive accounts are never among them.
+        """
         raise NotImplementedError
 
 
@@ -175,12 +178,14 @@ class RolePolicy(BasePolicy):
         return self._outranks(user, membership.salon_id, membership.role)
 
     def recipients(self, salon_id: Any, user_id: Any) -> set[Any]:
+        """The subject and the salon's managers, active accounts only (one query)."""
         managers = (
             self._memberships()
             .filter(salon_id=salon_id, role__in=roles.managing_role_names())
-            .values_list("user_id", flat=True)
+            .values("user_id")
         )
-        return {user_id, *managers}
+        users = active_users().filter(Q(pk=user_id) | Q(pk__in=managers))
+        return set(users.order_by().values_list("pk", flat=True))
 
 
 def get_policy() -> BasePolicy:

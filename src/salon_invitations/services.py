@@ -21,30 +21,54 @@ from django.utils.translation import gettext_lazy as _
 
 from salon_invitations import roles
 from salon_invitations.conf import app_settings
-from salon_invitations.exceptions import Conflict, InvalidInvitation
+from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation
 from salon_invitations.models import (
     AbstractMembership,
     AbstractSalon,
     Invitation,
+    active_users,
     get_membership_model,
     get_salon_model,
 )
 from salon_invitations.notifications import Event, dispatch
+from salon_invitations.policies import get_policy
 
 ROLE_TAKEN = "role_taken"
 ALREADY_MEMBER = "already_member"
 ALREADY_DECIDED = "already_decided"
 OWNER_MEMBERSHIP = "owner_membership"
 DUPLICATE_PENDING = "duplicate_pending"
+INACTIVE_USER = "inactive_user"
 
 MSG_ROLE_TAKEN = _("This role is already taken in this salon.")
 MSG_ALREADY_MEMBER = _("The user is already a member of this salon.")
 MSG_ALREADY_DECIDED = _("This invitation has already been decided.")
 MSG_DUPLICATE_PENDING = _("You already have a pending invitation to this salon.")
+MSG_INACTIVE_USER = _("The requester's account is inactive.")
+MSG_SALON_GONE = _("This salon no longer exists.")
+MSG_INVITATION_GONE = _("This invitation no longer exists.")
+MSG_MEMBERSHIP_GONE = _("This membership no longer exists.")
 
 
 def _lock_salon(salon_id: Any) -> AbstractSalon:
-    return get_salon_model()._default_manager.select_for_update().get(pk=salon_id)
+    """Lock the salon row; :class:`Gone` when it was deleted meanwhile."""
+    Salon = get_salon_model()
+    try:
+        return Salon._default_manager.select_for_update().get(pk=salon_id)
+    except Salon.DoesNotExist:
+        raise Gone(MSG_SALON_GONE, field="salon") from None
+
+
+def _lock_row(model: Any, pk: Any, message: Any) -> Any:
+    """Lock one row (after its salon); :class:`Gone` when it was deleted meanwhile."""
+    try:
+        return model._default_manager.select_for_update().get(pk=pk)
+    except model.DoesNotExist:
+        raise Gone(message) from None
+
+
+def _is_active(user_id: Any) -> bool:
+    return active_users().filter(pk=user_id).exists()
 
 
 def _role_is_full(salon_id: Any, role: roles.Role) -> bool:
@@ -89,9 +113,73 @@ def update_salon(salon: AbstractSalon, **fields: Any) -> AbstractSalon:
 
 
 def delete_salon(salon: AbstractSalon, *, actor: Any = None) -> None:
-    """Delete a salon with its memberships and invitations."""
+    """Delete a salon with its invitations and memberships, announcing each removal."""
     with transaction.atomic():
-        _lock_salon(salon.pk).delete()
+        locked = _lock_salon(salon.pk)
+        remove_salon_records(locked, actor=actor)
+        locked.delete()
+
+
+def _remove_announced(kind: str, rows: list[Any], actor: Any) -> None:
+    """Delete ``rows`` (of one salon) and announce each one after commit.
+
+    Recipients are computed *before* the rows go, while the salon's memberships still say who
+    manages it; computed after commit they would miss everyone but the subject.
+    """
+    if not rows:
+        return
+    policy = get_policy()
+    recipients: dict[Any, set[Any]] = {}
+    events = []
+    for row in rows:
+        key = (row.salon_id, row.user_id)
+        if key not in recipients:
+            recipients[key] = policy.recipients(row.salon_id, row.user_id)
+        events.append(Event(kind, row, actor, _recipients=recipients[key]))
+    model = type(rows[0])
+    model._default_manager.filter(pk__in=[row.pk for row in rows]).delete()
+    for event in events:
+        dispatch(event)
+
+
+def remove_salon_records(salon: AbstractSalon, *, actor: Any = None) -> None:
+    """Remove a salon's invitations and memberships through the services, each announced.
+
+    Called by :func:`delete_salon`, and for any other deletion of a salon by the ``pre_delete``
+    receiver the app connects, so a cascade never removes rows silently. Call it inside the
+    transaction that deletes the salon.
+    """
+    _remove_announced(
+        "invitation.deleted",
+        list(Invitation.objects.filter(salon_id=salon.pk).order_by("pk")),
+        actor,
+    )
+    memberships = get_membership_model()._default_manager.filter(salon_id=salon.pk).order_by("pk")
+    _remove_announced("membership.deleted", list(memberships), actor)
+
+
+def remove_user_records(user: Any, *, actor: Any = None) -> None:
+    """Remove a user's invitations and memberships, salon by salon under each salon's lock.
+
+    The app connects it to the user model's ``pre_delete`` signal, so deleting a user announces
+    every invitation and membership that goes with them (``invitation.deleted``,
+    ``membership.deleted``) after commit. A salon the user owns protects the user from deletion.
+    """
+    Membership = get_membership_model()
+    with transaction.atomic():
+        salon_ids = set(
+            Invitation.objects.filter(user=user).values_list("salon_id", flat=True)
+        ) | set(Membership._default_manager.filter(user=user).values_list("salon_id", flat=True))
+        # One salon at a time, in a fixed order, so two deletions never wait on each other.
+        for salon_id in sorted(salon_ids):
+            try:
+                _lock_salon(salon_id)
+            except Gone:
+                continue
+            invitations = Invitation.objects.filter(user=user, salon_id=salon_id).order_by("pk")
+            _remove_announced("invitation.deleted", list(invitations), actor)
+            memberships = Membership._default_manager.filter(user=user, salon_id=salon_id)
+            _remove_announced("membership.deleted", list(memberships.order_by("pk")), actor)
 
 
 # Invitations ----------------------------------------------------------------------------------
@@ -115,7 +203,11 @@ def create_invitation(
         )
     ttl = app_settings.invitation_ttl
     with transaction.atomic():
-        locked = _lock_salon(salon.pk)
+        try:
+            locked = _lock_salon(salon.pk)
+        except Gone as exc:
+            # The same answer as for a salon that never existed: the field is at fault.
+            raise InvalidInvitation(exc.message, code="does_not_exist", field="salon") from None
         if _is_member(locked.pk, user):
             raise InvalidInvitation(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, field="salon")
         if _role_is_full(locked.pk, role_obj):
@@ -146,7 +238,7 @@ def create_invitation(
 def _lock_pending(invitation: Invitation) -> Invitation:
     """Lock the salon, then the invitation; raise unless it is still pending."""
     _lock_salon(invitation.salon_id)
-    current = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    current = _lock_row(Invitation, invitation.pk, MSG_INVITATION_GONE)
     if not current.is_pending:
         raise Conflict(MSG_ALREADY_DECIDED, code=ALREADY_DECIDED, instance=current)
     return current
@@ -170,11 +262,15 @@ def approve_invitation(invitation: Invitation, *, actor: Any) -> Invitation:
 
     Re-checks under the salon lock that the requester is not a member yet and the role still
     has room. If not, the invitation is *rejected* (that change is committed) and
-    :class:`Conflict` is raised with code ``already_member`` or ``role_taken``.
+    :class:`Conflict` is raised with code ``already_member`` or ``role_taken``. A requester
+    whose account is inactive is refused with ``inactive_user`` and the invitation stays
+    pending (the account may be reactivated, or the request rejected).
     """
     conflict: Conflict | None = None
     with transaction.atomic():
         current = _lock_pending(invitation)
+        if not _is_active(current.user_id):
+            raise Conflict(MSG_INACTIVE_USER, code=INACTIVE_USER, instance=current)
         role = roles.get_role(current.role)
         if _is_member(current.salon_id, current.user_id):
             conflict = Conflict(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, instance=current)
@@ -267,7 +363,7 @@ def remove_membership(membership: AbstractMembership, *, actor: Any) -> None:
     Membership = get_membership_model()
     with transaction.atomic():
         _lock_salon(membership.salon_id)
-        current = Membership._default_manager.get(pk=membership.pk)
+        current = _lock_row(Membership, membership.pk, MSG_MEMBERSHIP_GONE)
         if current.role == roles.owner_role().name:
             raise Conflict(
                 _("The owner's membership cannot be removed while the salon exists."),

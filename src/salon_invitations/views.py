@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from salon_invitations import services
-from salon_invitations.exceptions import Conflict, InvalidInvitation
+from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from salon_invitations.permissions import InvitationRateThrottle, PolicyPermission
 from salon_invitations.policies import BasePolicy, get_policy
@@ -85,9 +85,19 @@ class PolicyGenericViewSet(viewsets.GenericViewSet):
     def policy(self) -> BasePolicy:
         return get_policy()
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method in ("POST", "PUT", "PATCH"):
+            # Parse the body even for actions that read nothing from it: a body that is not
+            # valid JSON is a 400, never silently ignored (``PATCH …/approved`` included).
+            request.data  # noqa: B018
+
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, Conflict):
             exc = ConflictError(exc)
+        elif isinstance(exc, Gone):
+            # Deleted by a concurrent request after this one loaded it.
+            exc = exceptions.NotFound(exc.message)
         elif isinstance(exc, InvalidInvitation):
             exc = exceptions.ValidationError(
                 {exc.field or "non_field_errors": [exc.message]}, exc.code
