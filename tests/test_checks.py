@@ -10,7 +10,7 @@ from django.core.checks import Error
 from django.core.checks.registry import registry
 from django.test import override_settings
 
-from salon_invitations.checks import check_settings, check_swappable_models
+from salon_invitations.checks import check_settings, check_sqlite_locking, check_swappable_models
 from salon_invitations.conf import DEFAULTS
 from salon_invitations.policies import RolePolicy
 
@@ -55,6 +55,7 @@ def test_the_checks_are_registered_with_django():
 
     assert check_settings in checks
     assert check_swappable_models in checks
+    assert check_sqlite_locking in checks
 
 
 # E001: the role table -------------------------------------------------------------------------
@@ -250,7 +251,9 @@ def test_e009_reports_each_unknown_key():
 # E010: positive integers ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["MESSAGE_MAX_LENGTH", "EXPIRY_BATCH_SIZE"])
+@pytest.mark.parametrize(
+    "key", ["MESSAGE_MAX_LENGTH", "EXPIRY_BATCH_SIZE", "DELIVERY_MAX_ATTEMPTS"]
+)
 @pytest.mark.parametrize("value", [0, -5, "100", True, None], ids=repr)
 def test_e010_non_positive_integers(key, value):
     with with_settings(**{key: value}):
@@ -263,6 +266,64 @@ def test_e010_non_positive_integers(key, value):
 def test_positive_integers_are_fine():
     with with_settings(MESSAGE_MAX_LENGTH=1, EXPIRY_BATCH_SIZE=10_000):
         assert check_settings() == []
+
+
+# E011: an INVITATION_TTL that overflows --------------------------------------------------------
+
+
+@pytest.mark.parametrize("ttl", [timedelta(days=999_999_999), timedelta(days=365 * 101)])
+def test_e011_a_ttl_whose_expiry_date_overflows(ttl):
+    with with_settings(INVITATION_TTL=ttl):
+        errors = check_settings()
+    assert_only(errors, "salon_invitations.E011")
+
+
+def test_a_long_but_storable_ttl_is_fine():
+    with with_settings(INVITATION_TTL=timedelta(days=365 * 50)):
+        assert check_settings() == []
+
+
+# E012: QUEUE_TIMEOUT ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, -1, 61, "1", None, True], ids=repr)
+def test_e012_queue_timeout_out_of_range(value):
+    with with_settings(QUEUE_TIMEOUT=value):
+        assert_only(check_settings(), "salon_invitations.E012")
+
+
+@pytest.mark.parametrize("value", [0.2, 1, 60])
+def test_queue_timeouts_in_range_are_fine(value):
+    with with_settings(QUEUE_TIMEOUT=value):
+        assert check_settings() == []
+
+
+# W001: SQLite without IMMEDIATE transactions ---------------------------------------------------
+
+
+def _sqlite(**options):
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:", "OPTIONS": options}
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"transaction_mode": "DEFERRED"}, {"timeout": 20}], ids=repr
+)
+def test_w001_sqlite_in_deferred_mode(options):
+    databases = {**settings.DATABASES, "other": _sqlite(**options)}
+    with override_settings(DATABASES=databases):
+        warnings = check_sqlite_locking()
+    assert [w.id for w in warnings] == ["salon_invitations.W001"]
+    assert "'other'" in warnings[0].msg
+    assert "IMMEDIATE" in warnings[0].hint
+
+
+def test_sqlite_in_immediate_mode_and_other_databases_are_fine():
+    databases = {
+        "default": _sqlite(transaction_mode="immediate", timeout=20),
+        "pg": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"},
+    }
+    with override_settings(DATABASES=databases):
+        assert check_sqlite_locking() == []
 
 
 # Errors do not leak past the override ---------------------------------------------------------

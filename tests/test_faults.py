@@ -24,6 +24,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import django
@@ -31,10 +32,11 @@ import pytest
 import redis.exceptions
 from celery.signals import task_prerun
 from django.db import OperationalError, connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from salon_invitations import services
-from salon_invitations.models import Invitation, get_membership_model, get_salon_model
+from salon_invitations import outbox, services
+from salon_invitations.models import Delivery, Invitation, get_membership_model, get_salon_model
 from salon_invitations.notifications import BaseBackend, Event
 from salon_invitations.signals import SIGNALS
 
@@ -361,7 +363,7 @@ def test_refusing_mail_server_does_not_fail_an_approval(
     assert [event.kind for event in EVENTS] == ["invitation.approved", "membership.created"]
 
 
-def test_refusing_mail_server_with_celery_retries_a_bounded_number_of_times(
+def test_refusing_mail_server_with_celery_is_retried_by_the_relay_a_bounded_number_of_times(
     settings, caplog, events, eager_celery, deliveries, smtp_failure, salon, owner, requester
 ):
     port, server = smtp_failure
@@ -376,13 +378,29 @@ def test_refusing_mail_server_with_celery_retries_a_bounded_number_of_times(
 
     assert response.status_code == 200, response.content
     assert memberships().get(salon=salon, user=requester).role == "seller"
-    attempts = 1 + 5  # the first run and deliver_email.max_retries
-    assert len(deliveries) == attempts
-    if server is not None:
-        assert server.connections == attempts
-    (error,) = errors(caplog)  # the task's final failure, logged by Celery
-    assert error.name == "celery.app.trace"
-    assert "salon_invitations.deliver_email" in error.getMessage()
+    assert len(deliveries) == 1  # the task ran once and recorded the failure
+    (delivery,) = Delivery.objects.all()
+    assert (delivery.status, delivery.attempts, delivery.recipients) == (
+        "pending",
+        1,
+        ["requester@example.com"],
+    )
+    assert delivery.last_error
+    (error,) = errors(caplog)
+    assert error.getMessage() == (
+        "Could not e-mail ['requester@example.com'] about invitation.approved"
+    )
     expected = OSError if server is None else smtplib.SMTPConnectError
     assert isinstance(error.exc_info[1], expected)
+
+    # The relay retries with back-off until DELIVERY_MAX_ATTEMPTS, then gives up.
+    assert outbox.deliver_due() == (0, 0)  # not due yet
+    later = timezone.now()
+    for _ in range(10):
+        later += timedelta(hours=2)
+        outbox.deliver_due(now=later)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 6)
+    if server is not None:
+        assert server.connections == 6
     assert [event.kind for event in EVENTS] == ["invitation.approved", "membership.created"]

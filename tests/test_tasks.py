@@ -1,4 +1,4 @@
-"""Expiry (SPEC §2.6): the Celery task and the management command for projects without Celery."""
+"""Expiry (SPEC §2.6) and the e-mail relay: the Celery tasks and the management commands."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from salon_invitations import services
-from salon_invitations.models import Invitation
+from salon_invitations import outbox, services, tasks
+from salon_invitations.models import Delivery, Invitation
 from salon_invitations.notifications import BaseBackend, Event
 from salon_invitations.signals import invitation_expired
 from salon_invitations.tasks import expire_invitations
@@ -179,3 +179,32 @@ def test_management_command_expires_and_prints_the_count(
     again = StringIO()
     call_command("expire_invitations", "--batch-size", "1", stdout=again)
     assert again.getvalue() == "0 invitation(s) expired.\n"
+
+
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_expire_command_refuses_a_non_positive_batch_size(db, value):
+    with pytest.raises(CommandError, match="--batch-size"):
+        call_command("expire_invitations", "--batch-size", value, stdout=StringIO())
+
+
+def test_deliver_pending_command_sends_what_is_due(db, mailoutbox):
+    message = {"subject": "S", "body": "B", "html": "<p>B</p>", "to": ["a@example.com"]}
+    due = outbox.record(message)
+    later = outbox.record(message)
+    Delivery.objects.filter(pk=later.pk).update(next_attempt_at=timezone.now() + timedelta(hours=1))
+    out = StringIO()
+
+    call_command("deliver_pending", stdout=out)
+
+    assert out.getvalue().strip() == "1 e-mail(s) sent, 0 not sent (retried later)."
+    assert Delivery.objects.get(pk=due.pk).status == "sent"
+    assert Delivery.objects.get(pk=later.pk).status == "pending"
+    assert len(mailoutbox) == 1
+    with pytest.raises(CommandError, match="--limit"):
+        call_command("deliver_pending", "--limit", "0", stdout=StringIO())
+
+
+def test_deliver_pending_task_is_the_relay(db, mailoutbox):
+    outbox.record({"subject": "S", "body": "B", "html": "<p>B</p>", "to": ["a@example.com"]})
+    assert tasks.deliver_pending() == {"sent": 1, "failed": 0}
+    assert tasks.deliver_pending() == {"sent": 0, "failed": 0}

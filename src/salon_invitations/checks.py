@@ -6,13 +6,16 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, register
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from salon_invitations.conf import DEFAULTS, IMPORT_STRINGS, app_settings
 
 ROLE_KEYS = {"label", "rank", "limit", "requestable", "manages"}
+#: The longest INVITATION_TTL: ``now + ttl`` must stay below ``datetime.max`` for a long while.
+MAX_TTL = timedelta(days=365 * 100)
 
 
 def _error(msg: str, hint: str, id: int) -> Error:
@@ -139,6 +142,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 4,
             )
         )
+    elif ttl is not None and ttl > MAX_TTL:
+        errors.append(
+            _error(
+                f'SALON_INVITATIONS["INVITATION_TTL"] = {ttl!r} is too long: the expiry date of '
+                "a new invitation would be past the largest date the database can store.",
+                "Use at most a few years, or None for invitations that never expire.",
+                11,
+            )
+        )
     if app_settings.raw("EMAIL_DELIVERY") not in ("sync", "celery"):
         errors.append(
             _error(
@@ -147,7 +159,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 5,
             )
         )
-    for key in ("MESSAGE_MAX_LENGTH", "EXPIRY_BATCH_SIZE"):
+    for key in ("MESSAGE_MAX_LENGTH", "EXPIRY_BATCH_SIZE", "DELIVERY_MAX_ATTEMPTS"):
         value = app_settings.raw(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(
@@ -157,7 +169,41 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     10,
                 )
             )
+    timeout = app_settings.raw("QUEUE_TIMEOUT")
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 60:
+        errors.append(
+            _error(
+                f'SALON_INVITATIONS["QUEUE_TIMEOUT"] = {timeout!r} is not a number of seconds '
+                "between 0 and 60.",
+                "A request waits this long for the Celery broker; the default is 1.0.",
+                12,
+            )
+        )
     return errors
+
+
+@register()
+def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """SQLite must take its write lock when a transaction begins, or concurrent writers fail.
+
+    Read from the settings alone (no connection), so it runs with every ``manage.py check``.
+    """
+    warnings: list[CheckMessage] = []
+    for alias, config in settings.DATABASES.items():
+        if config.get("ENGINE") != "django.db.backends.sqlite3":
+            continue
+        mode = str((config.get("OPTIONS") or {}).get("transaction_mode", "")).upper()
+        if mode != "IMMEDIATE":
+            warnings.append(
+                Warning(
+                    f"SQLite database {alias!r} starts transactions in DEFERRED mode: concurrent "
+                    'approvals fail with "database is locked" instead of waiting their turn.',
+                    hint=f'Set DATABASES["{alias}"]["OPTIONS"] = '
+                    '{"transaction_mode": "IMMEDIATE", "timeout": 20} (Django 5.1+).',
+                    id="salon_invitations.W001",
+                )
+            )
+    return warnings
 
 
 @register()

@@ -64,6 +64,11 @@ DEFAULTS: dict[str, Any] = {
     "INVITATION_TTL": None,
     # "sync" sends e-mail in the request's on-commit hook; "celery" queues it.
     "EMAIL_DELIVERY": "sync",
+    # Seconds a request waits for the Celery broker to take an e-mail before leaving it to the
+    # relay (EMAIL_DELIVERY = "celery").
+    "QUEUE_TIMEOUT": 1.0,
+    # Attempts per e-mail (the first one and the relay's retries) before it is marked failed.
+    "DELIVERY_MAX_ATTEMPTS": 6,
     # Longest accepted invitation message and rejection reason, in characters.
     "MESSAGE_MAX_LENGTH": 1000,
     # Serializer classes used by the views (dotted paths), for projects that add fields.

@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from model_utils import Choices, FieldTracker
 from model_utils.models import StatusModel, TimeStampedModel
@@ -170,6 +171,43 @@ class Invitation(TimeStampedModel, StatusModel):
         if self.pk and previous in self.DECIDED_STATUSES and self.tracker.has_changed("status"):
             raise ValueError("A decided invitation cannot change its status.")
         super().save(*args, **kwargs)
+
+
+class Delivery(TimeStampedModel):
+    """One outgoing message (an e-mail) recorded before it is sent, and where it stands.
+
+    Nothing is lost when the mail server or the Celery broker is down: a message that could not
+    be sent stays ``pending`` with its next attempt scheduled, for the relay
+    (:func:`salon_invitations.outbox.deliver_due`) to send again, at most
+    ``DELIVERY_MAX_ATTEMPTS`` times; then it is ``failed``.
+    """
+
+    STATUS = Choices(("pending", _("pending")), ("sent", _("sent")), ("failed", _("failed")))
+
+    channel = models.CharField(_("channel"), max_length=16, default="email")
+    event_kind = models.CharField(_("event"), max_length=64, blank=True, default="")
+    payload = models.JSONField(_("payload"))
+    status = models.CharField(_("status"), max_length=16, choices=STATUS, default=STATUS.pending)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True, default="")
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created", "-pk")
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="salon_delivery_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event_kind} → {', '.join(self.recipients)} ({self.status})"
+
+    @property
+    def recipients(self) -> list[str]:
+        to = self.payload.get("to") if isinstance(self.payload, dict) else None
+        return [str(address) for address in to or []]
 
 
 def _get_swappable(setting_value: str, setting_name: str) -> type[models.Model]:

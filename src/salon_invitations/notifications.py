@@ -26,12 +26,13 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from salon_invitations import outbox
 from salon_invitations.conf import app_settings
+from salon_invitations.outbox import send_email  # noqa: F401 - the historical import place
 from salon_invitations.signals import SIGNALS
 
 logger = logging.getLogger("salon_invitations")
@@ -183,9 +184,10 @@ class EmailBackend(BaseBackend):
 
     Templates (override them in your project): ``salon_invitations/email/<action>_subject.txt``,
     ``<action>.txt`` and ``<action>.html`` for the actions in :attr:`templates`. Messages are
-    rendered in :meth:`language_for` the recipient. With ``EMAIL_DELIVERY = "celery"`` sending
-    is queued to the ``salon_invitations.deliver_email`` task (bounded retries); otherwise it
-    happens at once. A failing mail server is logged, never raised.
+    rendered in :meth:`language_for` the recipient. Each message is recorded in the outbox
+    (:mod:`salon_invitations.outbox`) and sent at once, or with ``EMAIL_DELIVERY = "celery"``
+    queued to the ``salon_invitations.deliver_email`` task. A failing mail server or broker is
+    logged and the message retried later, never raised.
     """
 
     #: event kind -> template name
@@ -229,24 +231,9 @@ class EmailBackend(BaseBackend):
     def send(self, event: Event) -> None:
         if event.kind not in self.templates:
             return
-        for user in self.recipients_for(event):
-            message = self.render(event, user)
-            try:
-                if app_settings.raw("EMAIL_DELIVERY") == "celery":
-                    from salon_invitations.tasks import deliver_email
-
-                    deliver_email.delay(message)
-                else:
-                    send_email(message)
-            except Exception:
-                logger.exception("Could not e-mail %s about %s", message["to"], event.kind)
-
-
-def send_email(message: dict[str, Any]) -> None:
-    """Send one rendered message through Django's e-mail API (raises on SMTP errors)."""
-    email = EmailMultiAlternatives(message["subject"], message["body"], to=message["to"])
-    email.attach_alternative(message["html"], "text/html")
-    email.send()
+        messages = [self.render(event, user) for user in self.recipients_for(event)]
+        if messages:
+            outbox.deliver(messages, event_kind=event.kind)
 
 
 def deliver(event: Event) -> None:

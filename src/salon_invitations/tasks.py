@@ -1,27 +1,26 @@
 """Celery tasks (extra ``celery``). Import this module only where Celery is installed.
 
-Schedule the expiry in your beat schedule, e.g.::
+Schedule the expiry and the e-mail relay in your beat schedule, e.g.::
 
     CELERY_BEAT_SCHEDULE = {
         "expire-invitations": {
             "task": "salon_invitations.expire_invitations",
             "schedule": 300.0,
         },
+        "deliver-pending": {
+            "task": "salon_invitations.deliver_pending",
+            "schedule": 60.0,
+        },
     }
 """
 
 from __future__ import annotations
 
-import logging
-import smtplib
 from typing import Any
 
 from celery import shared_task
 
-from salon_invitations import services
-from salon_invitations.notifications import send_email
-
-logger = logging.getLogger("salon_invitations")
+from salon_invitations import outbox, services
 
 
 @shared_task(name="salon_invitations.expire_invitations")
@@ -30,13 +29,21 @@ def expire_invitations() -> int:
     return services.expire_invitations()
 
 
-@shared_task(
-    name="salon_invitations.deliver_email",
-    autoretry_for=(smtplib.SMTPException, OSError),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    max_retries=5,
-)
-def deliver_email(message: dict[str, Any]) -> None:
-    """Send one rendered e-mail; SMTP and connection errors are retried with back-off."""
-    send_email(message)
+@shared_task(name=outbox.DELIVER_TASK)
+def deliver_email(delivery: Any) -> bool:
+    """Send one recorded e-mail (a :class:`~salon_invitations.models.Delivery` id).
+
+    A failure is recorded on the delivery, which the ``deliver_pending`` relay retries with
+    back-off. A rendered message (a dict, as queued by earlier versions) is sent as it is.
+    """
+    if isinstance(delivery, dict):
+        outbox.send_email(delivery)
+        return True
+    return outbox.attempt(delivery)
+
+
+@shared_task(name="salon_invitations.deliver_pending")
+def deliver_pending() -> dict[str, int]:
+    """The relay: send every pending e-mail whose next attempt is due."""
+    sent, failed = outbox.deliver_due()
+    return {"sent": sent, "failed": failed}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from salon_invitations import services
 
@@ -18,5 +18,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, batch_size: int | None = None, **options: Any) -> None:
+        if batch_size is not None and batch_size < 1:
+            raise CommandError("--batch-size must be a positive integer.")
         count = services.expire_invitations(batch_size=batch_size)
         self.stdout.write(f"{count} invitation(s) expired.")

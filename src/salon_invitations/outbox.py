@@ -1,0 +1,162 @@
+"""Outgoing e-mail that survives a broken mail server or a broker outage.
+
+The :class:`~salon_invitations.notifications.EmailBackend` records each rendered message as a
+:class:`~salon_invitations.models.Delivery` row, then sends it: at once
+(``EMAIL_DELIVERY = "sync"``) or through the ``salon_invitations.deliver_email`` Celery task
+(``"celery"``), waiting at most ``QUEUE_TIMEOUT`` seconds for the broker. A request never
+waits longer than that on the broker, and an e-mail that could not be sent or queued is not
+lost: it stays ``pending`` with its next attempt scheduled (exponential back-off), and the relay
+sends it — the ``salon_invitations.deliver_pending`` task in the beat schedule, or
+``manage.py deliver_pending``. Delivery is at least once: a worker that dies after the mail
+server took a message but before the row was marked sent sends it again.
+
+Each attempt first *claims* the row (one ``UPDATE`` that also moves its next attempt a lease
+ahead), so a worker and the relay never send the same row at the same time, and no database
+lock is held while the mail server answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.mail import EmailMultiAlternatives
+from django.db.models import F
+from django.utils import timezone
+
+from salon_invitations.conf import app_settings
+from salon_invitations.models import Delivery
+
+logger = logging.getLogger("salon_invitations")
+
+#: Name of the Celery task that sends one recorded delivery.
+DELIVER_TASK = "salon_invitations.deliver_email"
+#: How long a claimed delivery is left to the worker that claimed it before another may retry.
+LEASE = timedelta(minutes=5)
+#: Back-off between attempts: 30 s, 1 min, 2 min, … at most one hour.
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_RETRY = timedelta(hours=1)
+
+#: After the broker failed to take a message, requests leave it alone this many seconds.
+BROKER_PAUSE = 10.0
+
+# Publishing to the broker happens in these threads, so a request can stop waiting for it.
+_publisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="salon-invitations-publish")
+_broker_down_until = 0.0
+
+
+def send_email(message: dict[str, Any]) -> None:
+    """Send one rendered message through Django's e-mail API (raises on SMTP errors)."""
+    email = EmailMultiAlternatives(message["subject"], message["body"], to=message["to"])
+    email.attach_alternative(message["html"], "text/html")
+    email.send()
+
+
+def record(message: dict[str, Any], *, event_kind: str = "") -> Delivery:
+    """Store a rendered e-mail as a pending delivery, due now."""
+    return Delivery.objects.create(channel="email", event_kind=event_kind, payload=message)
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait before attempt ``attempts + 1``."""
+    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_RETRY)
+
+
+def _claim(pk: Any, now: datetime) -> Delivery | None:
+    due = Delivery.objects.filter(pk=pk, status=Delivery.STATUS.pending, next_attempt_at__lte=now)
+    if not due.update(next_attempt_at=now + LEASE, attempts=F("attempts") + 1):
+        return None  # sent, failed for good, or being sent by another worker
+    return Delivery.objects.get(pk=pk)
+
+
+def attempt(pk: Any, *, now: datetime | None = None) -> bool:
+    """Send delivery ``pk`` once if it is due (at ``now``); ``True`` when it went out.
+
+    A failure is recorded on the row (error, next attempt) and logged, never raised.
+    """
+    now = now or timezone.now()
+    delivery = _claim(pk, now)
+    if delivery is None:
+        return False
+    try:
+        send_email(delivery.payload)
+    except Exception as exc:
+        final = delivery.attempts >= app_settings.DELIVERY_MAX_ATTEMPTS
+        Delivery.objects.filter(pk=pk).update(
+            status=Delivery.STATUS.failed if final else Delivery.STATUS.pending,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            next_attempt_at=now + backoff(delivery.attempts),
+        )
+        logger.error(
+            "Could not e-mail %s about %s",
+            delivery.payload.get("to"),
+            delivery.event_kind or "an event",
+            exc_info=exc,
+        )
+        return False
+    Delivery.objects.filter(pk=pk).update(status=Delivery.STATUS.sent, sent_at=now, last_error="")
+    return True
+
+
+def enqueue(pks: list[Any]) -> bool:
+    """Queue deliveries ``pks`` to the Celery task, waiting at most ``QUEUE_TIMEOUT`` seconds.
+
+    ``False`` when the broker did not take them all in time; what was not queued stays pending
+    for the relay. After a failure the broker is left alone for :data:`BROKER_PAUSE`, so
+    requests made during an outage do not wait at all.
+    """
+    global _broker_down_until
+    from celery import current_app
+
+    app = current_app._get_current_object()
+    if app.conf.task_always_eager:
+        task = app.tasks.get(DELIVER_TASK)
+        for pk in pks:
+            task.apply(args=[pk]) if task is not None else attempt(pk)
+        return True
+    if time.monotonic() < _broker_down_until:
+        return False
+
+    def publish() -> None:
+        for pk in pks:
+            app.send_task(DELIVER_TASK, args=[pk], retry=False)
+
+    future = _publisher.submit(publish)
+    try:
+        future.result(timeout=app_settings.QUEUE_TIMEOUT)
+    except Exception as exc:
+        future.cancel()
+        _broker_down_until = time.monotonic() + BROKER_PAUSE
+        logger.warning(
+            "Could not queue deliveries %s (%s); they stay pending for the relay.",
+            pks,
+            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+        )
+        return False
+    return True
+
+
+def deliver(messages: list[dict[str, Any]], *, event_kind: str = "") -> list[Delivery]:
+    """Record ``messages`` and send them the configured way (``EMAIL_DELIVERY``)."""
+    deliveries = [record(message, event_kind=event_kind) for message in messages]
+    if app_settings.raw("EMAIL_DELIVERY") == "celery":
+        enqueue([delivery.pk for delivery in deliveries])
+    else:
+        for delivery in deliveries:
+            attempt(delivery.pk)
+    return deliveries
+
+
+def deliver_due(*, now: datetime | None = None, limit: int | None = None) -> tuple[int, int]:
+    """The relay: send every pending delivery whose next attempt is due.
+
+    Returns ``(sent, not sent)``. Safe to run in several processes at once.
+    """
+    now = now or timezone.now()
+    due = Delivery.objects.filter(status=Delivery.STATUS.pending, next_attempt_at__lte=now)
+    pks = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
+    sent = sum(attempt(pk, now=now) for pk in pks)
+    return sent, len(pks) - sent

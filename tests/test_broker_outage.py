@@ -1,0 +1,150 @@
+"""A Celery broker that is down costs a request at most ``QUEUE_TIMEOUT``, and loses no e-mail.
+
+The broker is a real Celery app (not eager) pointed at a loopback port nobody listens on. The
+e-mail is recorded in the outbox; once the broker is back the relay sends it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery import _state as celery_state
+from django.db import connection
+
+from salon_invitations import outbox
+from salon_invitations.models import Delivery, Invitation
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EMAIL = "salon_invitations.notifications.EmailBackend"
+INVITATIONS = "/api/invitation_to_auto_salon"
+
+
+@pytest.fixture
+def dead_broker(settings) -> Iterator[Celery]:
+    """The current Celery app publishes to a closed port; e-mail goes through Celery."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        app = Celery("dead-broker", broker=f"redis://127.0.0.1:{sock.getsockname()[1]}/0")
+        previous_default = celery_state.default_app
+        previous_current = celery_state._tls.current_app
+        app.set_current()
+        app.set_default()
+        settings.SALON_INVITATIONS = {"NOTIFICATION_BACKENDS": [EMAIL], "EMAIL_DELIVERY": "celery"}
+        outbox._broker_down_until = 0.0
+        try:
+            yield app
+        finally:
+            celery_state._tls.current_app = previous_current
+            celery_state.set_default_app(previous_default)
+            outbox._broker_down_until = 0.0
+
+
+def _timed(call: Any) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def test_writes_with_a_dead_broker_answer_in_bounded_time_and_keep_the_mail(
+    dead_broker, api, salon, owner, admin_member, mailoutbox, settings
+):
+    requesters = [factories.make_user(f"applicant{n}") for n in range(2)]
+    latencies = []
+    for user, role in zip(requesters, ["seller", "mechanic"], strict=True):
+        response, took = _timed(
+            lambda user=user, role=role: api(user).post(
+                INVITATIONS, {"salon": salon.pk, "role": role}
+            )
+        )
+        assert response.status_code == 201, response.content
+        latencies.append(took)
+    pending = Invitation.objects.get(user=requesters[0])
+    approved, took = _timed(lambda: api(owner).patch(f"{INVITATIONS}/{pending.pk}/approved"))
+    assert approved.status_code == 200, approved.content
+    latencies.append(took)
+    read, read_took = _timed(lambda: api(owner).get("/api/auto_salon"))
+
+    # The first write waits at most QUEUE_TIMEOUT (1 s), the following ones not at all.
+    assert max(latencies) < 1.5, latencies
+    assert sum(latencies) < 2.5, latencies
+    assert read.status_code == 200 and read_took < 1.0
+    # Nothing was sent, nothing is lost: 2 requests to 2 managers + 1 decision.
+    assert mailoutbox == []
+    assert Delivery.objects.filter(status="pending").count() == 5
+
+    # The broker is back (here: e-mail sent by the relay itself); everything goes out once.
+    assert outbox.deliver_due() == (5, 0)
+    assert outbox.deliver_due() == (0, 0)
+    assert len(mailoutbox) == 5
+    assert [mail.to[0] for mail in mailoutbox].count("owner@example.com") == 2
+
+
+def test_a_hanging_broker_is_abandoned_after_queue_timeout(dead_broker, settings, monkeypatch):
+    settings.SALON_INVITATIONS = {**settings.SALON_INVITATIONS, "QUEUE_TIMEOUT": 0.3}
+    release = threading.Event()
+    monkeypatch.setattr(dead_broker, "send_task", lambda *a, **kw: release.wait(5))
+    delivery = outbox.record({"subject": "S", "body": "B", "html": "B", "to": ["a@x.com"]})
+
+    queued, took = _timed(lambda: outbox.enqueue([delivery.pk]))
+
+    release.set()
+    assert queued is False
+    assert 0.3 <= took < 0.8
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 0)
+
+
+@pytest.mark.postgres
+def test_parallel_writes_with_a_dead_broker_leave_reads_answering(
+    require_postgres, dead_broker, salon, owner
+):
+    """Eight writers at once, each in its own connection, while a reader keeps reading."""
+    from rest_framework.test import APIClient
+
+    salons = [factories.make_salon(owner=owner, name=f"S{n}") for n in range(8)]
+    users = [factories.make_user(f"writer{n}") for n in range(8)]
+    results: list[tuple[int, float]] = []
+    reads: list[tuple[int, float]] = []
+    barrier = threading.Barrier(9)
+
+    def write(user: Any, target: Any) -> None:
+        client = APIClient()
+        client.force_authenticate(user)
+        barrier.wait(timeout=10)
+        response, took = _timed(
+            lambda: client.post(INVITATIONS, {"salon": target.pk, "role": "seller"})
+        )
+        results.append((response.status_code, took))
+        connection.close()
+
+    def read() -> None:
+        client = APIClient()
+        client.force_authenticate(owner)
+        barrier.wait(timeout=10)
+        for _ in range(5):
+            response, took = _timed(lambda: client.get("/api/auto_salon"))
+            reads.append((response.status_code, took))
+        connection.close()
+
+    threads = [
+        threading.Thread(target=write, args=pair) for pair in zip(users, salons, strict=True)
+    ]
+    threads.append(threading.Thread(target=read))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert [status for status, _ in results] == [201] * 8
+    assert max(took for _, took in results) < 2.0, results
+    assert [status for status, _ in reads] == [200] * 5
+    assert max(took for _, took in reads) < 2.0, reads
+    assert Delivery.objects.filter(status="pending").count() == 8
