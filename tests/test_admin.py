@@ -330,3 +330,20 @@ def test_deleting_a_salon_with_decided_invitations_in_the_admin(client, salon, o
 
     assert response.status_code == 302
     assert not Invitation.objects.filter(pk=decided.pk).exists()
+
+
+def test_the_outbox_is_listed_read_only(client, admin_user):
+    from salon_invitations import outbox
+
+    delivery = outbox.record(
+        {"subject": "S", "body": "secret-link", "html": "x", "to": ["a@example.com"]},
+        event_kind="invitation.created",
+    )
+    client.force_login(admin_user)
+    listing = client.get(reverse("admin:salon_invitations_delivery_changelist"))
+    assert listing.status_code == 200
+    assert b"a@example.com" in listing.content
+    page = client.get(reverse("admin:salon_invitations_delivery_change", args=[delivery.pk]))
+    assert page.status_code == 200
+    assert b"secret-link" not in page.content
+    assert b'name="_save"' not in page.content

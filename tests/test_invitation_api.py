@@ -1182,3 +1182,25 @@ def test_an_out_of_range_id_in_a_filter_is_400(api, requester, param, value):
 
     assert response.status_code == 400
     assert param in response.json()
+
+
+# A body that does not parse is a 400 on every endpoint, even where the body is not read ------
+
+
+@pytest.mark.parametrize("action", ["approved", "rejected", "cancelled"])
+@pytest.mark.parametrize("body", ["{not json", "[" * 500 + "]" * 500], ids=["broken", "nested"])
+def test_a_malformed_body_is_a_400_and_decides_nothing(api, salon, owner, requester, action, body):
+    invitation = factories.make_invitation(salon, requester)
+    user = requester if action == "cancelled" else owner
+
+    response = api(user).generic(
+        "PATCH",
+        f"/api/invitation_to_auto_salon/{invitation.pk}/{action}",
+        body,
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.content
+    assert "detail" in response.json()
+    invitation.refresh_from_db()
+    assert invitation.status == "pending"

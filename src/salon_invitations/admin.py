@@ -13,6 +13,7 @@ from django.utils.translation import ngettext
 from salon_invitations import roles, services
 from salon_invitations.exceptions import Conflict, Gone
 from salon_invitations.models import (
+    Delivery,
     Invitation,
     Membership,
     Salon,
@@ -104,6 +105,38 @@ class InvitationAdmin(admin.ModelAdmin):
     @admin.action(description=_("Reject selected invitations"), permissions=["change"])
     def reject_selected(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
         self._decide(request, queryset, approve=False)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    """The e-mail outbox, read-only: what was sent, what waits for the relay, what failed."""
+
+    list_display = ("id", "event_kind", "recipient_list", "status", "attempts", "next_attempt_at")
+    list_filter = ("status", "channel", "event_kind")
+    date_hierarchy = "created"
+    readonly_fields = (
+        "channel",
+        "event_kind",
+        "recipient_list",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "sent_at",
+        "created",
+        "modified",
+    )
+    exclude = ("payload",)  # the rendered message may hold links meant for its recipient only
+
+    @admin.display(description=_("recipients"))
+    def recipient_list(self, obj: Delivery) -> str:
+        return ", ".join(obj.recipients)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
 
 
 class SalonAdmin(admin.ModelAdmin):

@@ -192,7 +192,8 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     for alias, config in settings.DATABASES.items():
         if config.get("ENGINE") != "django.db.backends.sqlite3":
             continue
-        mode = str((config.get("OPTIONS") or {}).get("transaction_mode", "")).upper()
+        options: Mapping[str, Any] = config.get("OPTIONS") or {}  # type: ignore[assignment]
+        mode = str(options.get("transaction_mode", "")).upper()
         if mode != "IMMEDIATE":
             warnings.append(
                 Warning(
