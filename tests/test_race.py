@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from salon_invitations import services
 from salon_invitations.exceptions import Conflict, InvalidInvitation
-from salon_invitations.models import Invitation, get_membership_model
+from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from tests import factories
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -137,3 +137,53 @@ def test_concurrent_approvals_of_one_invitation_by_two_managers(
         assert stored.decided_by_id in {owner.pk, admin_member.pk}
         holders = get_membership_model()._default_manager.filter(salon=salon, role=role)
         assert list(holders.values_list("user_id", flat=True)) == [invitation.user_id]
+
+
+@pytest.mark.parametrize("action", ["approved", "cancelled", "delete"])
+def test_a_request_waiting_for_the_lock_while_its_invitation_is_deleted_gets_404(
+    require_postgres, salon, owner, requester, action
+):
+    """The reproduction of the race: hold the salon row, send the request, delete, commit."""
+    from rest_framework.test import APIClient
+
+    invitation = services.create_invitation(user=requester, salon=salon, role="seller")
+    locked = threading.Event()
+    release = threading.Event()
+    answer: list[Any] = []
+
+    def hold_the_lock_then_delete() -> None:
+        try:
+            with transaction.atomic():
+                get_salon_model()._default_manager.select_for_update().get(pk=salon.pk)
+                locked.set()
+                release.wait(timeout=10)
+                Invitation.objects.filter(pk=invitation.pk).delete()
+        finally:
+            connection.close()
+
+    def send_the_request() -> None:
+        client = APIClient()
+        client.force_authenticate(requester if action == "cancelled" else owner)
+        base = "/api/invitation_to_auto_salon"
+        try:
+            if action == "delete":
+                answer.append(client.delete(f"{base}/delete/invitation/{invitation.pk}"))
+            else:
+                answer.append(client.patch(f"{base}/{invitation.pk}/{action}"))
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_lock_then_delete)
+    holder.start()
+    assert locked.wait(timeout=10)
+    sender = threading.Thread(target=send_the_request)
+    sender.start()
+    sender.join(timeout=1)
+    assert sender.is_alive(), "the request did not wait for the salon lock"
+    release.set()
+    holder.join(timeout=10)
+    sender.join(timeout=10)
+
+    (response,) = answer
+    assert response.status_code == 404, response.content
+    assert not Invitation.objects.filter(pk=invitation.pk).exists()
