@@ -90,3 +90,49 @@ def test_seed_demo_is_idempotent(tmp_path: Path) -> None:
     assert "Demo data is ready" in second.stdout
     again = json.loads(manage("shell", "-c", COUNTS, env=env).ok().stdout.splitlines()[-1])
     assert again == counts
+
+
+def run_sql(statement: str, env: dict[str, str]) -> str:
+    """Run one SQL statement through ``manage.py shell``: the rows it returns, or the database
+    error it raised, as text."""
+    code = (
+        "from django.db import DatabaseError, connection\n"
+        "try:\n"
+        "    with connection.cursor() as cursor:\n"
+        f"        cursor.execute({statement!r})\n"
+        "        print(cursor.fetchall() if cursor.description else 'done')\n"
+        "except DatabaseError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    return manage("shell", "-c", code, env=env).ok().stdout.splitlines()[-1]
+
+
+def insert_user(email: str) -> str:
+    return (
+        "INSERT INTO users_user (password, is_superuser, email, is_staff, is_active, date_joined)"
+        f" VALUES ('', FALSE, '{email}', FALSE, TRUE, '2026-01-01')"
+    )
+
+
+def test_case_insensitive_email_migration_keeps_clashing_accounts(tmp_path: Path) -> None:
+    """users.0002 adds a unique index on LOWER(email); accounts that clash stop it, untouched."""
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path))
+    manage("migrate", "users", "0001", "--noinput", env=env).ok()
+    for email in ("Ann@X.com", "ann@x.com", "bob@x.com"):
+        assert run_sql(insert_user(email), env) == "done"
+
+    refused = manage("migrate", "--noinput", env=env)
+    assert refused.returncode != 0, str(refused)
+    assert (
+        "CommandError: 1 e-mail address(es) belong to more than one account when compared "
+        "case-insensitively: ann@x.com." in refused.stderr
+    ), str(refused)
+    assert "Traceback" not in refused.stderr
+    emails = "SELECT email FROM users_user ORDER BY id"
+    assert run_sql(emails, env) == "[('Ann@X.com',), ('ann@x.com',), ('bob@x.com',)]"
+
+    # Once the accounts no longer clash, the migration goes through and the index holds.
+    run_sql("UPDATE users_user SET email = 'ann+old@x.com' WHERE email = 'ann@x.com'", env)
+    manage("migrate", "--noinput", env=env).ok()
+    assert run_sql(insert_user("BOB@x.com"), env).startswith("IntegrityError UNIQUE")
+    assert run_sql(emails, env) == "[('Ann@X.com',), ('ann+old@x.com',), ('bob@x.com',)]"
