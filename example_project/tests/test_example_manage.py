@@ -4,8 +4,11 @@ deployment), the OpenAPI schema, migrations, and the demo data."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
+
+import pytest
 
 from .support import manage, project_env, sqlite_url
 
@@ -29,6 +32,18 @@ COUNTS = (
     "'memberships': get_membership_model()._default_manager.count(), "
     "'invitations': Invitation._default_manager.count()}))"
 )
+
+
+DATABASE_OPTIONS = (
+    "import json; from django.conf import settings; "
+    "print(json.dumps(settings.DATABASES['default']['OPTIONS']))"
+)
+
+
+def database_options(database_url: str, **variables: str) -> dict:
+    """``DATABASES["default"]["OPTIONS"]`` as the settings compute them (nothing connects)."""
+    env = project_env(DATABASE_URL=database_url, **variables)
+    return json.loads(manage("shell", "-c", DATABASE_OPTIONS, env=env).ok().stdout.splitlines()[-1])
 
 
 def test_check_without_environment() -> None:
@@ -136,3 +151,46 @@ def test_case_insensitive_email_migration_keeps_clashing_accounts(tmp_path: Path
     manage("migrate", "--noinput", env=env).ok()
     assert run_sql(insert_user("BOB@x.com"), env).startswith("IntegrityError UNIQUE")
     assert run_sql(emails, env) == "[('Ann@X.com',), ('ann+old@x.com',), ('bob@x.com',)]"
+
+
+POSTGRES_URL = "postgres://salon:secret@db.example.com:5432/salon?sslmode=require"
+
+
+def test_postgres_pool_defaults_follow_the_thread_count() -> None:
+    """README "Database connections": max_size = ASGI_THREADS (Python's default thread-pool
+    size, min(32, CPUs + 4), when unset) + 4, min_size 2, timeout 5 s."""
+    cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+    assert database_options(POSTGRES_URL) == {
+        "sslmode": "require",
+        "pool": {"min_size": 2, "max_size": min(32, cpus + 4) + 4, "timeout": 5.0},
+    }
+    assert database_options(POSTGRES_URL, ASGI_THREADS="12")["pool"] == {
+        "min_size": 2,
+        "max_size": 16,
+        "timeout": 5.0,
+    }
+
+
+def test_postgres_pool_is_sized_by_the_environment() -> None:
+    pool = database_options(
+        POSTGRES_URL, DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="3", DB_POOL_TIMEOUT="2.5"
+    )["pool"]
+    assert pool == {"min_size": 1, "max_size": 3, "timeout": 2.5}
+    # A maximum below the default minimum takes the minimum down with it.
+    assert database_options(POSTGRES_URL, DB_POOL_MAX_SIZE="1")["pool"]["min_size"] == 1
+
+
+@pytest.mark.parametrize(
+    "sizes", [{"DB_POOL_MIN_SIZE": "8", "DB_POOL_MAX_SIZE": "4"}, {"DB_POOL_MAX_SIZE": "0"}]
+)
+def test_postgres_pool_sizes_that_cannot_work_are_refused(sizes: dict[str, str]) -> None:
+    result = manage("check", env=project_env(DATABASE_URL=POSTGRES_URL, **sizes))
+    assert result.returncode != 0, str(result)
+    assert "ImproperlyConfigured: The database pool needs" in result.stderr, str(result)
+
+
+def test_sqlite_has_no_pool(tmp_path: Path) -> None:
+    assert database_options(sqlite_url(tmp_path), DB_POOL_MAX_SIZE="3") == {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
