@@ -10,6 +10,7 @@ Production needs at least ``DEBUG=0``, ``SECRET_KEY``, ``ALLOWED_HOSTS``, ``DATA
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 import salon_invitations
-from configs.extra_conf import REDIS_URL, env_bool, env_int, env_list, env_str
+from configs.extra_conf import REDIS_URL, env_bool, env_float, env_int, env_list, env_str
 from configs.extra_conf.celery_conf import *  # noqa: F403
 from configs.extra_conf.channels_conf import *  # noqa: F403
 from configs.extra_conf.email_conf import *  # noqa: F403
@@ -92,21 +93,43 @@ TEMPLATES = [
 
 # Database --------------------------------------------------------------------------------------
 # DATABASE_URL, e.g. postgres://user:password@host:5432/name; a SQLite file when unset.
+# Options in the URL's query string (?sslmode=require) are kept.
 
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
     ),
 }
+_DB_OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock at BEGIN, and the busy timeout makes
     # concurrent writers queue instead of failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    _DB_OPTIONS.update(transaction_mode="IMMEDIATE", timeout=20)
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Persistent connections do not suit ASGI (each request may run in another thread):
     # psycopg's pool shares connections instead. The pool needs CONN_MAX_AGE = 0.
+    # Sizing: README, "Database connections". Each HTTP request's synchronous code runs in a
+    # thread of its own, so the pool is what bounds the requests using the database at once;
+    # the default follows ASGI_THREADS (daphne's thread pool; Python's default size when
+    # unset), plus a few. A request that finds the pool empty for DB_POOL_TIMEOUT seconds
+    # fails rather than waiting psycopg's default 30 s.
+    _THREADS = env_int(
+        "ASGI_THREADS",
+        min(32, (getattr(os, "process_cpu_count", os.cpu_count)() or 1) + 4),
+    )
+    _POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", _THREADS + 4)
+    _POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", min(2, _POOL_MAX_SIZE))
+    if not 0 <= _POOL_MIN_SIZE <= _POOL_MAX_SIZE or _POOL_MAX_SIZE < 1:
+        raise ImproperlyConfigured(
+            f"The database pool needs 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE and "
+            f"DB_POOL_MAX_SIZE >= 1 (min {_POOL_MIN_SIZE}, max {_POOL_MAX_SIZE})."
+        )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {"pool": True}
+    _DB_OPTIONS["pool"] = {
+        "min_size": _POOL_MIN_SIZE,
+        "max_size": _POOL_MAX_SIZE,
+        "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import httpx
 import pytest
 
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent
@@ -34,6 +35,10 @@ PROJECT_VARIABLES = frozenset(
         "ALLOWED_HOSTS",
         "CSRF_TRUSTED_ORIGINS",
         "DATABASE_URL",
+        "DB_POOL_MIN_SIZE",
+        "DB_POOL_MAX_SIZE",
+        "DB_POOL_TIMEOUT",
+        "ASGI_THREADS",
         "REDIS_URL",
         "EMAIL_HOST",
         "EMAIL_HOST_USER",
@@ -62,6 +67,9 @@ PROJECT_VARIABLES = frozenset(
 )
 
 SUBPROCESS_WARNINGS = "error::DeprecationWarning,error::PendingDeprecationWarning"
+
+#: The password of every account the tests register.
+PASSWORD = "Smoke-test-pass-739!"
 
 
 # Subprocesses ---------------------------------------------------------------------------------
@@ -343,3 +351,28 @@ class Configuration:
     env: dict[str, str]
     postgres: PostgresDatabase | None = None
     redis: RedisDatabase | None = None
+
+
+# Clients ---------------------------------------------------------------------------------------
+
+
+def bearer(access: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access}"}
+
+
+def sign_up(http: httpx.Client, email: str) -> tuple[int, str]:
+    """Register and log in: ``(user id, access token)``."""
+    registered = http.post("api/user/registration", json={"email": email, "password": PASSWORD})
+    assert registered.status_code == 201, registered.text
+    body = registered.json()
+    assert body["email"] == email
+    assert "password" not in body
+    tokens = http.post("api/auth", json={"email": email, "password": PASSWORD})
+    assert tokens.status_code == 200, tokens.text
+    access = tokens.json()["access"]
+    assert tokens.json()["refresh"]
+    me = http.get("api/user/me", headers=bearer(access))
+    assert me.status_code == 200, me.text
+    assert me.json()["id"] == body["id"]
+    assert me.json()["email"] == email
+    return body["id"], access

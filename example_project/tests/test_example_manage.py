@@ -4,8 +4,11 @@ deployment), the OpenAPI schema, migrations, and the demo data."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
+
+import pytest
 
 from .support import manage, project_env, sqlite_url
 
@@ -29,6 +32,18 @@ COUNTS = (
     "'memberships': get_membership_model()._default_manager.count(), "
     "'invitations': Invitation._default_manager.count()}))"
 )
+
+
+DATABASE_OPTIONS = (
+    "import json; from django.conf import settings; "
+    "print(json.dumps(settings.DATABASES['default']['OPTIONS']))"
+)
+
+
+def database_options(database_url: str, **variables: str) -> dict:
+    """``DATABASES["default"]["OPTIONS"]`` as the settings compute them (nothing connects)."""
+    env = project_env(DATABASE_URL=database_url, **variables)
+    return json.loads(manage("shell", "-c", DATABASE_OPTIONS, env=env).ok().stdout.splitlines()[-1])
 
 
 def test_check_without_environment() -> None:
@@ -90,3 +105,92 @@ def test_seed_demo_is_idempotent(tmp_path: Path) -> None:
     assert "Demo data is ready" in second.stdout
     again = json.loads(manage("shell", "-c", COUNTS, env=env).ok().stdout.splitlines()[-1])
     assert again == counts
+
+
+def run_sql(statement: str, env: dict[str, str]) -> str:
+    """Run one SQL statement through ``manage.py shell``: the rows it returns, or the database
+    error it raised, as text."""
+    code = (
+        "from django.db import DatabaseError, connection\n"
+        "try:\n"
+        "    with connection.cursor() as cursor:\n"
+        f"        cursor.execute({statement!r})\n"
+        "        print(cursor.fetchall() if cursor.description else 'done')\n"
+        "except DatabaseError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    return manage("shell", "-c", code, env=env).ok().stdout.splitlines()[-1]
+
+
+def insert_user(email: str) -> str:
+    return (
+        "INSERT INTO users_user (password, is_superuser, email, is_staff, is_active, date_joined)"
+        f" VALUES ('', FALSE, '{email}', FALSE, TRUE, '2026-01-01')"
+    )
+
+
+def test_case_insensitive_email_migration_keeps_clashing_accounts(tmp_path: Path) -> None:
+    """users.0002 adds a unique index on LOWER(email); accounts that clash stop it, untouched."""
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path))
+    manage("migrate", "users", "0001", "--noinput", env=env).ok()
+    for email in ("Ann@X.com", "ann@x.com", "bob@x.com"):
+        assert run_sql(insert_user(email), env) == "done"
+
+    refused = manage("migrate", "--noinput", env=env)
+    assert refused.returncode != 0, str(refused)
+    assert (
+        "CommandError: 1 e-mail address(es) belong to more than one account when compared "
+        "case-insensitively: ann@x.com." in refused.stderr
+    ), str(refused)
+    assert "Traceback" not in refused.stderr
+    emails = "SELECT email FROM users_user ORDER BY id"
+    assert run_sql(emails, env) == "[('Ann@X.com',), ('ann@x.com',), ('bob@x.com',)]"
+
+    # Once the accounts no longer clash, the migration goes through and the index holds.
+    run_sql("UPDATE users_user SET email = 'ann+old@x.com' WHERE email = 'ann@x.com'", env)
+    manage("migrate", "--noinput", env=env).ok()
+    assert run_sql(insert_user("BOB@x.com"), env).startswith("IntegrityError UNIQUE")
+    assert run_sql(emails, env) == "[('Ann@X.com',), ('ann+old@x.com',), ('bob@x.com',)]"
+
+
+POSTGRES_URL = "postgres://salon:secret@db.example.com:5432/salon?sslmode=require"
+
+
+def test_postgres_pool_defaults_follow_the_thread_count() -> None:
+    """README "Database connections": max_size = ASGI_THREADS (Python's default thread-pool
+    size, min(32, CPUs + 4), when unset) + 4, min_size 2, timeout 5 s."""
+    cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+    assert database_options(POSTGRES_URL) == {
+        "sslmode": "require",
+        "pool": {"min_size": 2, "max_size": min(32, cpus + 4) + 4, "timeout": 5.0},
+    }
+    assert database_options(POSTGRES_URL, ASGI_THREADS="12")["pool"] == {
+        "min_size": 2,
+        "max_size": 16,
+        "timeout": 5.0,
+    }
+
+
+def test_postgres_pool_is_sized_by_the_environment() -> None:
+    pool = database_options(
+        POSTGRES_URL, DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="3", DB_POOL_TIMEOUT="2.5"
+    )["pool"]
+    assert pool == {"min_size": 1, "max_size": 3, "timeout": 2.5}
+    # A maximum below the default minimum takes the minimum down with it.
+    assert database_options(POSTGRES_URL, DB_POOL_MAX_SIZE="1")["pool"]["min_size"] == 1
+
+
+@pytest.mark.parametrize(
+    "sizes", [{"DB_POOL_MIN_SIZE": "8", "DB_POOL_MAX_SIZE": "4"}, {"DB_POOL_MAX_SIZE": "0"}]
+)
+def test_postgres_pool_sizes_that_cannot_work_are_refused(sizes: dict[str, str]) -> None:
+    result = manage("check", env=project_env(DATABASE_URL=POSTGRES_URL, **sizes))
+    assert result.returncode != 0, str(result)
+    assert "ImproperlyConfigured: The database pool needs" in result.stderr, str(result)
+
+
+def test_sqlite_has_no_pool(tmp_path: Path) -> None:
+    assert database_options(sqlite_url(tmp_path), DB_POOL_MAX_SIZE="3") == {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }

@@ -16,9 +16,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from .support import Configuration, Server
+from .support import Configuration, Server, bearer, sign_up
 
-PASSWORD = "Smoke-test-pass-739!"
 INVITATIONS = "api/invitation_to_auto_salon"
 ROLES = "api/salon_role"
 #: Seconds to wait for a frame that must come.
@@ -32,28 +31,6 @@ def http(server: Server) -> Iterator[httpx.Client]:
     # trust_env=False: a proxy set in the environment must not see loopback requests.
     with httpx.Client(base_url=server.base_url, timeout=10, trust_env=False) as client:
         yield client
-
-
-def bearer(access: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access}"}
-
-
-def sign_up(http: httpx.Client, email: str) -> tuple[int, str]:
-    """Register and log in: ``(user id, access token)``."""
-    registered = http.post("api/user/registration", json={"email": email, "password": PASSWORD})
-    assert registered.status_code == 201, registered.text
-    body = registered.json()
-    assert body["email"] == email
-    assert "password" not in body
-    tokens = http.post("api/auth", json={"email": email, "password": PASSWORD})
-    assert tokens.status_code == 200, tokens.text
-    access = tokens.json()["access"]
-    assert tokens.json()["refresh"]
-    me = http.get("api/user/me", headers=bearer(access))
-    assert me.status_code == 200, me.text
-    assert me.json()["id"] == body["id"]
-    assert me.json()["email"] == email
-    return body["id"], access
 
 
 @contextmanager

@@ -4,10 +4,10 @@ from typing import Any
 
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.utils.translation import gettext_lazy as _
+from django.db import IntegrityError
 from rest_framework import serializers
 
-from apps.users.models import User
+from apps.users.models import EMAIL_TAKEN, User
 
 
 class RegistrationSerializer(serializers.ModelSerializer):
@@ -21,13 +21,13 @@ class RegistrationSerializer(serializers.ModelSerializer):
         model = User
         fields = ("id", "email", "password")
         read_only_fields = ("id",)
-        # Uniqueness is checked case-insensitively in validate_email instead.
+        # Uniqueness is case-insensitive: checked in validate_email, enforced by the database.
         extra_kwargs = {"email": {"validators": []}}
 
     def validate_email(self, value: str) -> str:
         email = User.objects.normalize_email(value)
-        if User.objects.filter(email__iexact=email).exists():
-            raise serializers.ValidationError(_("A user with this e-mail address already exists."))
+        if User.objects.with_email(email).exists():
+            raise serializers.ValidationError(EMAIL_TAKEN, code="unique")
         return email
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +39,14 @@ class RegistrationSerializer(serializers.ModelSerializer):
         return attrs
 
     def create(self, validated_data: dict[str, Any]) -> User:
-        return User.objects.create_user(**validated_data)
+        try:
+            return User.objects.create_user(**validated_data)
+        except IntegrityError:
+            # A concurrent sign-up with this address (in any case) got in between
+            # validate_email and the INSERT; the unique index on LOWER(email) refused this one.
+            if User.objects.with_email(validated_data["email"]).exists():
+                raise serializers.ValidationError({"email": [EMAIL_TAKEN]}, code="unique") from None
+            raise
 
 
 class UserSerializer(serializers.ModelSerializer):

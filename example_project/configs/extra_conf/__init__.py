@@ -26,6 +26,11 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value and value.strip() else default
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value and value.strip() else default
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     """A comma-separated variable as a list, blanks dropped."""
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]

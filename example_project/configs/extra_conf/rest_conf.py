@@ -4,6 +4,11 @@ JWT comes first so that a request without credentials gets a 401 with a ``WWW-Au
 header (DRF takes that header from the first authentication class). The session lets the
 browsable API and Swagger UI work after logging in to the admin.
 
+Request bodies go through ``salon_invitations.parsers``: JSON nested deeper than 64 levels is a
+400 like any malformed JSON (not a ``RecursionError``), and a body over Django's
+``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MiB) a 413 ``{"detail": ...}`` instead of Django's HTML
+error page. The form parsers keep the browsable API's and Swagger UI's forms working.
+
 Throttle rates are per client: ``anon`` by IP, ``user`` by account, and the ``auth`` and
 ``registration`` scopes guard the login and sign-up endpoints.
 """
@@ -16,6 +21,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "salon_invitations.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "salon_invitations.parsers.exception_handler",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
