@@ -423,6 +423,10 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(cast):
         await socket.send_to(bytes_data=b"\x80\x81 not utf-8")
         assert await socket.receive_json_from() == invalid_json
 
+        # Hostile nesting is refused like any bad JSON, not a crashed consumer (1011).
+        await socket.send_to(text_data="[" * 100_000 + "]" * 100_000)
+        assert await socket.receive_json_from() == invalid_json
+
         await socket.send_json_to({"action": "dance"})
         assert await socket.receive_json_from() == {
             "type": "error",

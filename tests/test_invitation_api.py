@@ -1204,3 +1204,27 @@ def test_a_malformed_body_is_a_400_and_decides_nothing(api, salon, owner, reques
     assert "detail" in response.json()
     invitation.refresh_from_db()
     assert invitation.status == "pending"
+
+
+def test_an_oversized_body_is_a_json_413_without_project_wiring(api, salon, requester, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = f'{{"salon": {salon.pk}, "role": "seller", "message": "{"x" * 2000}"}}'
+
+    response = api(requester).generic(
+        "POST", "/api/invitation_to_auto_salon", body, content_type="application/json"
+    )
+
+    assert response.status_code == 413, response.content
+    assert "1000 bytes" in response.json()["detail"]
+    assert not Invitation.objects.exists()
+
+
+def test_deep_nesting_in_a_field_is_a_400_without_project_wiring(api, salon, requester):
+    body = f'{{"salon": {salon.pk}, "role": {"[" * 2000 + "]" * 2000}}}'
+
+    response = api(requester).generic(
+        "POST", "/api/invitation_to_auto_salon", body, content_type="application/json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert "nest deeper" in response.json()["detail"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.utils.translation import gettext_lazy as _
-from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework import exceptions, mixins, parsers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
@@ -15,6 +16,7 @@ from rest_framework.settings import api_settings
 from salon_invitations import services
 from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
+from salon_invitations.parsers import JSONParser, RequestBodyTooLarge
 from salon_invitations.permissions import InvitationRateThrottle, PolicyPermission
 from salon_invitations.policies import BasePolicy, get_policy
 from salon_invitations.serializers import (
@@ -85,6 +87,12 @@ class PolicyGenericViewSet(viewsets.GenericViewSet):
     def policy(self) -> BasePolicy:
         return get_policy()
 
+    def get_parsers(self) -> list[Any]:
+        # DRF's JSON parser recurses once per nesting level: a small ``[[[…]]]`` body would be
+        # a 500. The package's parser refuses deep nesting with a 400; projects that list it
+        # in DEFAULT_PARSER_CLASSES already have it, others get it here.
+        return [(JSONParser if cls is parsers.JSONParser else cls)() for cls in self.parser_classes]
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         if request.method in ("POST", "PUT", "PATCH"):
@@ -98,6 +106,8 @@ class PolicyGenericViewSet(viewsets.GenericViewSet):
         elif isinstance(exc, Gone):
             # Deleted by a concurrent request after this one loaded it.
             exc = exceptions.NotFound(exc.message)
+        elif isinstance(exc, RequestDataTooBig):
+            exc = RequestBodyTooLarge()
         elif isinstance(exc, InvalidInvitation):
             exc = exceptions.ValidationError(
                 {exc.field or "non_field_errors": [exc.message]}, exc.code
