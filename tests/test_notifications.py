@@ -506,3 +506,14 @@ def test_group_names_of_distinct_keys_and_streams_are_distinct():
         group_name(stream, pk) for stream in ("invitation", "membership") for pk in PRIMARY_KEYS
     }
     assert len(names) == 2 * len(PRIMARY_KEYS)
+
+
+def test_no_decision_email_to_an_inactive_requester(
+    email_only, salon, owner, requester, mailoutbox, django_capture_on_commit_callbacks
+):
+    invitation = services.create_invitation(user=requester, salon=salon, role="seller")
+    type(requester).objects.filter(pk=requester.pk).update(is_active=False)
+    mailoutbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.reject_invitation(invitation, actor=owner)
+    assert mailoutbox == []

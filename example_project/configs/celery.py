@@ -22,4 +22,9 @@ app.conf.beat_schedule = {
         "task": "salon_invitations.expire_invitations",
         "schedule": 5 * 60.0,
     },
+    # E-mails that a mail server or broker outage left pending are retried with back-off.
+    "deliver-pending": {
+        "task": "salon_invitations.deliver_pending",
+        "schedule": 60.0,
+    },
 }

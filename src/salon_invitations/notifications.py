@@ -25,13 +25,13 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
 from salon_invitations import outbox
 from salon_invitations.conf import app_settings
+from salon_invitations.models import active_users
 from salon_invitations.outbox import send_email  # noqa: F401 - the historical import place
 from salon_invitations.signals import SIGNALS
 
@@ -200,12 +200,12 @@ class EmailBackend(BaseBackend):
 
     def recipients_for(self, event: Event) -> list[Any]:
         invitation = event.instance
-        User = get_user_model()
         if event.kind == "invitation.created":
             ids = event.recipients - {invitation.user_id}
         else:
             ids = {invitation.user_id}
-        return [u for u in User._default_manager.filter(pk__in=ids) if getattr(u, "email", "")]
+        # Active accounts only, as for every other way of hearing of an event.
+        return [u for u in active_users().filter(pk__in=ids) if getattr(u, "email", "")]
 
     def language_for(self, user: Any) -> str:
         return getattr(user, "language", None) or settings.LANGUAGE_CODE

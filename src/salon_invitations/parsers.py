@@ -46,7 +46,6 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, parsers, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 __all__ = [
     "MAX_DEPTH",
@@ -164,6 +163,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     ``RequestDataTooBig`` answers 413, ``TooManyFieldsSent`` and ``TooManyFilesSent`` 400,
     each ``{"detail": …}``; everything else is left to DRF's default handler.
     """
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES when it is imported,
+    # which may name this module's JSONParser while this module is still being imported.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, RequestDataTooBig):
         exc = RequestBodyTooLarge()
     elif isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
