@@ -25,8 +25,8 @@ TOX := $(TOOLS_VENV)/bin/tox
 TOX_PARALLEL ?= 2
 TOX_RESULT := .tox/make-test-result.json
 
-# Does anything answer on PostgreSQL's port? (No client tools needed.)
-POSTGRES_UP := python3 -c 'import socket, sys; s = socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(("127.0.0.1", 5432)))'
+# Does anything answer on 127.0.0.1:<port>? (No client tools needed.)
+PORT_UP := python3 -c 'import socket, sys; s = socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))))'
 
 $(TOX):
 	python3 -m venv $(TOOLS_VENV)
@@ -36,11 +36,11 @@ $(TOX):
 test: $(TOX)
 	@rm -f .coverage .coverage.* $(TOX_RESULT)
 	@if [ -n "$${CI:-}" ]; then \
-	    label=all; echo "make test: CI is set, running every env (PostgreSQL must answer on 127.0.0.1:5432)"; \
-	elif $(POSTGRES_UP); then \
-	    label=all; echo "make test: PostgreSQL answers on 127.0.0.1:5432, running every env"; \
+	    label=all; echo "make test: CI is set, running every env (PostgreSQL and MariaDB must answer on 127.0.0.1:5432 and :3306)"; \
+	elif $(PORT_UP) 5432 && $(PORT_UP) 3306; then \
+	    label=all; echo "make test: PostgreSQL and MariaDB answer on 127.0.0.1:5432 and :3306, running every env"; \
 	else \
-	    label=local; echo "make test: no PostgreSQL on 127.0.0.1:5432, skipping the postgres envs"; \
+	    label=local; echo "make test: no PostgreSQL on 127.0.0.1:5432 or no MariaDB on :3306, skipping the envs that need them"; \
 	fi; \
 	status=0; \
 	$(TOX) run-parallel -p $(TOX_PARALLEL) -m $$label --result-json $(TOX_RESULT) || status=$$?; \

@@ -1,8 +1,14 @@
-"""Shared fixtures.
+"""Shared fixtures, and the markers that tie a test to a database server.
 
-Tests marked ``postgres`` need PostgreSQL (``SALON_TEST_DATABASE=postgres``). Where
-``SALON_REQUIRE_SERVICES=1`` (the ``postgres`` tox envs, and so CI) they fail loudly on any
-other database instead of being skipped.
+- ``concurrency``: the test needs a database server that several connections (threads or
+  processes) share, with row locks: PostgreSQL or MariaDB/MySQL
+  (``SALON_TEST_DATABASE=postgres`` or ``mariadb``). The in-memory SQLite database of the
+  other runs is private to one connection.
+- ``postgres``: the test needs PostgreSQL itself.
+
+Elsewhere such tests are skipped, except where ``SALON_REQUIRE_SERVICES=1`` (the tox envs
+that run on a server, and so CI): there a test whose database is missing fails. The SQLite
+envs deselect both markers (``-m``), so nothing is skipped in CI.
 """
 
 from __future__ import annotations
@@ -28,21 +34,39 @@ if celery_app is not None:
     celery_app.conf.task_eager_propagates = False
 
 
+#: marker -> (the database vendors it accepts, what to set to run it)
+DATABASE_MARKERS = {
+    "concurrency": (
+        {"postgresql", "mysql"},
+        "a database server: SALON_TEST_DATABASE=postgres or SALON_TEST_DATABASE=mariadb",
+    ),
+    "postgres": ({"postgresql"}, "PostgreSQL: SALON_TEST_DATABASE=postgres"),
+}
+
+
+def missing_database(item: pytest.Item) -> str | None:
+    """What ``item`` needs that this run's database is not, or ``None``."""
+    for marker, (vendors, needs) in DATABASE_MARKERS.items():
+        if item.get_closest_marker(marker) and connection.vendor not in vendors:
+            return f"needs {needs} (this run is on {connection.vendor})"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("SALON_TEST_DATABASE") == "postgres":
-        return
     if os.environ.get("SALON_REQUIRE_SERVICES") == "1":
-        return  # the require_postgres fixture fails them loudly
-    skip = pytest.mark.skip(reason="needs SALON_TEST_DATABASE=postgres")
+        return  # require_database fails them instead
     for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+        reason = missing_database(item)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture
-def require_postgres():
-    if connection.vendor != "postgresql":
-        pytest.fail(f"this test needs PostgreSQL, the suite runs on {connection.vendor}")
+@pytest.fixture(autouse=True)
+def require_database(request):
+    """Fail, rather than skip, a test whose database this run does not have."""
+    reason = missing_database(request.node)
+    if reason:
+        pytest.fail(f"SALON_REQUIRE_SERVICES=1 and this test {reason}", pytrace=False)
 
 
 @pytest.fixture

@@ -102,10 +102,8 @@ def test_a_hanging_broker_is_abandoned_after_queue_timeout(dead_broker, settings
     assert (delivery.status, delivery.attempts) == ("pending", 0)
 
 
-@pytest.mark.postgres
-def test_parallel_writes_with_a_dead_broker_leave_reads_answering(
-    require_postgres, dead_broker, salon, owner
-):
+@pytest.mark.concurrency
+def test_parallel_writes_with_a_dead_broker_leave_reads_answering(dead_broker, salon, owner):
     """Eight writers at once, each in its own connection, while a reader keeps reading."""
     from rest_framework.test import APIClient
 

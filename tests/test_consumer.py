@@ -289,13 +289,13 @@ async def test_blacklisted_token_is_refused():
     simplejwt's blacklist models are abstract unless the app is installed when they are first
     imported, so the case cannot run in this process.
     """
-    database = os.environ.get("PGDATABASE", "salon_invitations")
     env = {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings_jwt_blacklist",
         SALON_TEST_BASE_SETTINGS=settings.SETTINGS_MODULE,
-        # Its own test database on PostgreSQL, next to this run's.
-        PGDATABASE=f"{database}_jwt_blacklist",
+        # Its own test database on PostgreSQL or MariaDB, next to this run's.
+        PGDATABASE=os.environ.get("PGDATABASE", "salon_invitations") + "_jwt_blacklist",
+        MYSQL_DATABASE=os.environ.get("MYSQL_DATABASE", "salon_invitations") + "_jwt_blacklist",
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -1,8 +1,9 @@
 """Events cross server processes through Redis (SPEC §4): two daphne servers, one database.
 
-The servers run ``tests.asgi`` with PostgreSQL (this run's test database, so they see the rows
-this test commits) and the Redis channel layer under a key prefix of their own. A change made
-over HTTP on one server reaches sockets connected to the other.
+The servers run ``tests.asgi`` on this run's database server, PostgreSQL or MariaDB/MySQL (its
+test database, so they see the rows this test commits), and the Redis channel layer under a key
+prefix of their own. A change made over HTTP on one server reaches sockets connected to the
+other.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from salon_invitations.models import Invitation, get_membership_model
 from tests import factories
 
 pytestmark = [
-    pytest.mark.postgres,
+    pytest.mark.concurrency,
     pytest.mark.django_db(transaction=True),
     # The test settings' SECRET_KEY (the JWT signing key) is deliberately short.
     pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
@@ -44,6 +45,11 @@ STARTUP_TIMEOUT = 20.0
 EVENT_TIMEOUT = 5.0
 SILENCE = 1.0
 INVITATIONS = "/api/invitation_to_auto_salon"
+#: database vendor -> (SALON_TEST_DATABASE for tests.settings, its database-name variable)
+SERVER_DATABASES = {
+    "postgresql": ("postgres", "PGDATABASE"),
+    "mysql": ("mariadb", "MYSQL_DATABASE"),
+}
 
 
 @dataclass
@@ -98,14 +104,15 @@ def _wait_until_listening(servers: list[Server]) -> None:
 
 
 @pytest.fixture
-def servers(require_postgres, transactional_db, tmp_path, request) -> Iterator[list[Server]]:
+def servers(transactional_db, tmp_path, request) -> Iterator[list[Server]]:
     """Two daphne processes on free ports, stopped (always) before the database is flushed."""
     prefix = f"salon-fanout-{uuid.uuid4().hex}"
+    database, name_variable = SERVER_DATABASES[connection.vendor]
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
-        "SALON_TEST_DATABASE": "postgres",
-        "PGDATABASE": connection.settings_dict["NAME"],
+        "SALON_TEST_DATABASE": database,
+        name_variable: connection.settings_dict["NAME"],
         "SALON_TEST_CHANNEL_LAYER": "redis",
         "SALON_TEST_CHANNEL_PREFIX": prefix,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),

@@ -192,13 +192,15 @@ def database_drops_on_insert_into(table: str) -> Iterator[list[str]]:
     written when the connection dropped.
     """
     statements: list[str] = []
-    table_name = re.compile(r'(?:INTO|UPDATE|FROM)\s+"([^"]+)"', re.IGNORECASE)
+    # Table names are quoted "like this" on PostgreSQL and SQLite, `like this` on MySQL.
+    table_name = re.compile(r"(?:INTO|UPDATE|FROM)\s+[\"`]([^\"`]+)[\"`]", re.IGNORECASE)
+    quoted_table = connection.ops.quote_name(table)
 
     def drop(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         verb = sql.lstrip().split(None, 1)[0].upper()
         match = table_name.search(sql)
         statement = f"{verb} {match.group(1) if match else '?'}"
-        if verb == "INSERT" and f'"{table}"' in sql:
+        if verb == "INSERT" and quoted_table in sql:
             statements.append(f"{statement} (refused)")
             raise OperationalError("server closed the connection unexpectedly")
         statements.append(statement)

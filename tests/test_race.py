@@ -1,7 +1,8 @@
-"""Concurrent calls never break the domain rules (SPEC §2.3, §2.4, §2.7), on PostgreSQL.
+"""Concurrent calls never break the domain rules (SPEC §2.3, §2.4, §2.7).
 
 Each test starts N threads, each with its own database connection, lines them up on a barrier
-and lets them call the same service at once.
+and lets them call the same service at once. They run on the database servers, PostgreSQL and
+MariaDB/MySQL, whose row locks the services take (``concurrency`` marker).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from salon_invitations.exceptions import Conflict, InvalidInvitation
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from tests import factories
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
 
 N = 8
 
@@ -61,9 +62,7 @@ def outcomes(results):
     return ok, errors
 
 
-def test_concurrent_approvals_give_a_single_holder_role_to_exactly_one_user(
-    require_postgres, salon, owner
-):
+def test_concurrent_approvals_give_a_single_holder_role_to_exactly_one_user(salon, owner):
     invitations = [
         services.create_invitation(user=factories.make_user(), salon=salon, role="seller")
         for _ in range(N)
@@ -93,9 +92,7 @@ def test_concurrent_approvals_give_a_single_holder_role_to_exactly_one_user(
     assert set(rejected.values_list("decided_by", flat=True)) == {owner.pk}
 
 
-def test_concurrent_requests_by_one_user_leave_one_pending_invitation(
-    require_postgres, salon, requester
-):
+def test_concurrent_requests_by_one_user_leave_one_pending_invitation(salon, requester):
     roles = ["seller", "mechanic", "admin", "seller", "mechanic", "admin", "seller", "mechanic"]
 
     results = run_concurrently(
@@ -114,9 +111,7 @@ def test_concurrent_requests_by_one_user_leave_one_pending_invitation(
     assert list(pending.values_list("pk", "status")) == [(ok[0].pk, "pending")]
 
 
-def test_concurrent_approvals_of_one_invitation_by_two_managers(
-    require_postgres, salon, owner, admin_member
-):
+def test_concurrent_approvals_of_one_invitation_by_two_managers(salon, owner, admin_member):
     for role in ("seller", "mechanic"):
         invitation = services.create_invitation(user=factories.make_user(), salon=salon, role=role)
 
@@ -141,7 +136,7 @@ def test_concurrent_approvals_of_one_invitation_by_two_managers(
 
 @pytest.mark.parametrize("action", ["approved", "cancelled", "delete"])
 def test_a_request_waiting_for_the_lock_while_its_invitation_is_deleted_gets_404(
-    require_postgres, salon, owner, requester, action
+    salon, owner, requester, action
 ):
     """The reproduction of the race: hold the salon row, send the request, delete, commit."""
     from rest_framework.test import APIClient

@@ -245,6 +245,17 @@ def test_create_invitation_refuses_a_second_pending_invitation(salon, pending, s
     assert list(Invitation.objects.all()) == [pending]
 
 
+def test_a_second_pending_invitation_is_refused_before_the_database_is_asked(salon, pending):
+    # The database's conditional unique constraint is only a second line: MySQL and MariaDB
+    # cannot create it, and there this check, made under the salon lock, is the only one.
+    with CaptureQueriesContext(connection) as queries, pytest.raises(InvalidInvitation) as exc:
+        services.create_invitation(user=pending.user, salon=salon, role="mechanic")
+
+    assert exc.value.code == "duplicate_pending"
+    inserts = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("INSERT")]
+    assert inserts == []
+
+
 def test_a_new_invitation_is_accepted_after_the_previous_one_was_decided(salon, owner, pending):
     services.reject_invitation(pending, actor=owner)
 
