@@ -72,10 +72,11 @@ def test_writes_with_a_dead_broker_answer_in_bounded_time_and_keep_the_mail(
     latencies.append(took)
     read, read_took = _timed(lambda: api(owner).get("/api/auto_salon"))
 
-    # The first write waits at most QUEUE_TIMEOUT (1 s), the following ones not at all.
-    assert max(latencies) < 1.5, latencies
-    assert sum(latencies) < 2.5, latencies
-    assert read.status_code == 200 and read_took < 1.0
+    # The first write waits at most QUEUE_TIMEOUT (1 s), the following ones not at all (the
+    # margins leave room for a loaded machine; an unbounded wait on the broker takes ~20 s).
+    assert max(latencies) < 2.5, latencies
+    assert sum(latencies) < 4.0, latencies
+    assert read.status_code == 200 and read_took < 2.0
     # Nothing was sent, nothing is lost: 2 requests to 2 managers + 1 decision.
     assert mailoutbox == []
     assert Delivery.objects.filter(status="pending").count() == 5
