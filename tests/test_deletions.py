@@ -20,6 +20,7 @@ from django.urls import reverse
 from salon_invitations import services
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from salon_invitations.notifications import BaseBackend
+from salon_invitations.services import base
 from salon_invitations.signals import SIGNALS
 from tests import factories
 
@@ -176,7 +177,7 @@ def test_a_rolled_back_salon_deletion_announces_nothing(
 
 def _deleted_meanwhile(delete: Any) -> Any:
     """Patch the salon lock so ``delete`` commits just before the service takes it."""
-    original = services._lock_salon
+    original = base.lock_salon
     done = []
 
     def lock(salon_id: Any) -> Any:
@@ -185,7 +186,7 @@ def _deleted_meanwhile(delete: Any) -> Any:
             delete()
         return original(salon_id)
 
-    return mock.patch.object(services, "_lock_salon", lock)
+    return mock.patch.object(base, "lock_salon", lock)
 
 
 def _remove_invitation(invitation: Invitation) -> Any:

@@ -120,7 +120,7 @@ def test_create_salon_gives_the_configured_owner_role(owner):
 
 def test_create_salon_is_rolled_back_when_the_owner_membership_fails(owner):
     with (
-        mock.patch.object(services, "_add_member", side_effect=Boom("no membership")),
+        mock.patch.object(services.base, "add_member", side_effect=Boom("no membership")),
         pytest.raises(Boom),
     ):
         services.create_salon(owner=owner, name="Doomed")

@@ -27,7 +27,7 @@ DISPATCH_PREFIX = "salon_invitations.receivers."
 def salon_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
     """Any deletion of a salon (a project's own code, a cascade) goes through the services."""
     try:
-        locked = services._lock_salon(instance.pk)
+        locked = services.base.lock_salon(instance.pk)
     except Gone:
         return
     services.remove_salon_records(locked)

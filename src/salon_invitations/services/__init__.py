@@ -1,0 +1,74 @@
+"""Every state change of salons, memberships and invitations.
+
+Each function runs in one ``transaction.atomic()`` block that locks the salon row
+(``select_for_update``) before it reads what it checks, so concurrent calls for one salon
+queue up instead of racing. Events and signals go out only after commit.
+
+Services enforce the domain rules (SPEC §2). They do not decide *who* may call them: ask the
+permission policy (:func:`salon_invitations.policies.get_policy`) first, as the views and the
+admin do.
+"""
+
+from salon_invitations.services.base import (
+    ALREADY_DECIDED,
+    ALREADY_MEMBER,
+    DUPLICATE_PENDING,
+    INACTIVE_USER,
+    MSG_ALREADY_DECIDED,
+    MSG_ALREADY_MEMBER,
+    MSG_DUPLICATE_PENDING,
+    MSG_INACTIVE_USER,
+    MSG_INVITATION_GONE,
+    MSG_MEMBERSHIP_GONE,
+    MSG_ROLE_TAKEN,
+    MSG_SALON_GONE,
+    OWNER_MEMBERSHIP,
+    ROLE_TAKEN,
+)
+from salon_invitations.services.invitations import (
+    approve_invitation,
+    cancel_invitation,
+    create_invitation,
+    decide_many,
+    delete_invitation,
+    expire_invitations,
+    reject_invitation,
+)
+from salon_invitations.services.memberships import remove_membership
+from salon_invitations.services.salons import (
+    create_salon,
+    delete_salon,
+    remove_salon_records,
+    remove_user_records,
+    update_salon,
+)
+
+__all__ = [
+    "ALREADY_DECIDED",
+    "ALREADY_MEMBER",
+    "DUPLICATE_PENDING",
+    "INACTIVE_USER",
+    "MSG_ALREADY_DECIDED",
+    "MSG_ALREADY_MEMBER",
+    "MSG_DUPLICATE_PENDING",
+    "MSG_INACTIVE_USER",
+    "MSG_INVITATION_GONE",
+    "MSG_MEMBERSHIP_GONE",
+    "MSG_ROLE_TAKEN",
+    "MSG_SALON_GONE",
+    "OWNER_MEMBERSHIP",
+    "ROLE_TAKEN",
+    "approve_invitation",
+    "cancel_invitation",
+    "create_invitation",
+    "create_salon",
+    "decide_many",
+    "delete_invitation",
+    "delete_salon",
+    "expire_invitations",
+    "reject_invitation",
+    "remove_membership",
+    "remove_salon_records",
+    "remove_user_records",
+    "update_salon",
+]

@@ -1,0 +1,97 @@
+"""What every service shares: conflict codes and messages, locks, membership helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+from salon_invitations import roles
+from salon_invitations.exceptions import Gone
+from salon_invitations.models import (
+    AbstractMembership,
+    AbstractSalon,
+    active_users,
+    get_membership_model,
+    get_salon_model,
+)
+from salon_invitations.notifications import Event, dispatch
+from salon_invitations.policies import get_policy
+
+ROLE_TAKEN = "role_taken"
+ALREADY_MEMBER = "already_member"
+ALREADY_DECIDED = "already_decided"
+OWNER_MEMBERSHIP = "owner_membership"
+DUPLICATE_PENDING = "duplicate_pending"
+INACTIVE_USER = "inactive_user"
+
+MSG_ROLE_TAKEN = _("This role is already taken in this salon.")
+MSG_ALREADY_MEMBER = _("The user is already a member of this salon.")
+MSG_ALREADY_DECIDED = _("This invitation has already been decided.")
+MSG_DUPLICATE_PENDING = _("You already have a pending invitation to this salon.")
+MSG_INACTIVE_USER = _("The requester's account is inactive.")
+MSG_SALON_GONE = _("This salon no longer exists.")
+MSG_INVITATION_GONE = _("This invitation no longer exists.")
+MSG_MEMBERSHIP_GONE = _("This membership no longer exists.")
+
+
+def lock_salon(salon_id: Any) -> AbstractSalon:
+    """Lock the salon row; :class:`Gone` when it was deleted meanwhile."""
+    Salon = get_salon_model()
+    try:
+        return Salon._default_manager.select_for_update().get(pk=salon_id)
+    except Salon.DoesNotExist:
+        raise Gone(MSG_SALON_GONE, field="salon") from None
+
+
+def lock_row(model: Any, pk: Any, message: Any) -> Any:
+    """Lock one row (after its salon); :class:`Gone` when it was deleted meanwhile."""
+    try:
+        return model._default_manager.select_for_update().get(pk=pk)
+    except model.DoesNotExist:
+        raise Gone(message) from None
+
+
+def is_active(user_id: Any) -> bool:
+    return active_users().filter(pk=user_id).exists()
+
+
+def role_is_full(salon_id: Any, role: roles.Role) -> bool:
+    if role.limit is None:
+        return False
+    holders = get_membership_model()._default_manager.filter(salon_id=salon_id, role=role.name)
+    return holders.count() >= role.limit
+
+
+def is_member(salon_id: Any, user: Any) -> bool:
+    return get_membership_model()._default_manager.filter(salon_id=salon_id, user=user).exists()
+
+
+def add_member(salon_id: Any, user_id: Any, role: str, actor: Any) -> AbstractMembership:
+    membership = get_membership_model()._default_manager.create(
+        salon_id=salon_id, user_id=user_id, role=role
+    )
+    dispatch(Event("membership.created", membership, actor))
+    return membership
+
+
+def remove_announced(kind: str, rows: list[Any], actor: Any) -> None:
+    """Delete ``rows`` (of one salon) and announce each one after commit.
+
+    Recipients are computed *before* the rows go, while the salon's memberships still say who
+    manages it; computed after commit they would miss everyone but the subject.
+    """
+    if not rows:
+        return
+    policy = get_policy()
+    recipients: dict[Any, set[Any]] = {}
+    events = []
+    for row in rows:
+        key = (row.salon_id, row.user_id)
+        if key not in recipients:
+            recipients[key] = policy.recipients(row.salon_id, row.user_id)
+        events.append(Event(kind, row, actor, _recipients=recipients[key]))
+    model = type(rows[0])
+    model._default_manager.filter(pk__in=[row.pk for row in rows]).delete()
+    for event in events:
+        dispatch(event)

@@ -1,0 +1,201 @@
+"""Requests to join: create, approve, reject, cancel, delete, expire."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from salon_invitations import roles
+from salon_invitations.conf import app_settings
+from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation
+from salon_invitations.models import AbstractSalon, Invitation
+from salon_invitations.notifications import Event, dispatch
+from salon_invitations.services import base
+from salon_invitations.services.base import (
+    ALREADY_DECIDED,
+    ALREADY_MEMBER,
+    DUPLICATE_PENDING,
+    INACTIVE_USER,
+    MSG_ALREADY_DECIDED,
+    MSG_ALREADY_MEMBER,
+    MSG_DUPLICATE_PENDING,
+    MSG_INACTIVE_USER,
+    MSG_INVITATION_GONE,
+    MSG_ROLE_TAKEN,
+    ROLE_TAKEN,
+)
+
+
+def create_invitation(
+    *, user: Any, salon: AbstractSalon, role: str, message: str = ""
+) -> Invitation:
+    """Ask for ``role`` in ``salon`` on behalf of ``user``.
+
+    Raises :class:`InvalidInvitation` (with the field at fault) when the role is unknown, not
+    requestable or taken, when ``user`` is already a member, or already has a pending
+    invitation to this salon.
+    """
+    role_obj = roles.get_role(role)
+    if role_obj is None or role_obj not in roles.requestable_roles():
+        raise InvalidInvitation(
+            _('"%(role)s" is not a role that can be requested.') % {"role": role},
+            code="invalid_role",
+            field="role",
+        )
+    ttl = app_settings.invitation_ttl
+    with transaction.atomic():
+        try:
+            locked = base.lock_salon(salon.pk)
+        except Gone as exc:
+            # The same answer as for a salon that never existed: the field is at fault.
+            raise InvalidInvitation(exc.message, code="does_not_exist", field="salon") from None
+        if base.is_member(locked.pk, user):
+            raise InvalidInvitation(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, field="salon")
+        if base.role_is_full(locked.pk, role_obj):
+            raise InvalidInvitation(MSG_ROLE_TAKEN, code=ROLE_TAKEN, field="role")
+        # The partial unique constraint enforces this too, except on databases without
+        # conditional constraints (MySQL, MariaDB); the salon lock makes the check safe there.
+        pending = Invitation.objects.filter(status=Invitation.STATUS.pending)
+        if pending.filter(salon_id=locked.pk, user=user).exists():
+            raise InvalidInvitation(MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon")
+        invitation = Invitation(
+            user=user,
+            salon=locked,  # type: ignore[misc]  # the stubs see the default salon model
+            role=role,
+            message=message,
+            expires_at=timezone.now() + ttl if ttl else None,
+        )
+        try:
+            with transaction.atomic():
+                invitation.save()
+        except IntegrityError as exc:
+            raise InvalidInvitation(
+                MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon"
+            ) from exc
+        dispatch(Event("invitation.created", invitation, user))
+    return invitation
+
+
+def lock_pending(invitation: Invitation) -> Invitation:
+    """Lock the salon, then the invitation; raise unless it is still pending."""
+    base.lock_salon(invitation.salon_id)
+    current = base.lock_row(Invitation, invitation.pk, MSG_INVITATION_GONE)
+    if not current.is_pending:
+        raise Conflict(MSG_ALREADY_DECIDED, code=ALREADY_DECIDED, instance=current)
+    return current
+
+
+def decide(
+    invitation: Invitation, status: str, actor: Any, reason: str = "", when: datetime | None = None
+) -> None:
+    invitation.status = status
+    invitation.decided_by = actor if getattr(actor, "is_authenticated", False) else None
+    invitation.decided_at = when or timezone.now()
+    invitation.reason = reason
+    invitation.save(
+        update_fields=["status", "status_changed", "decided_by", "decided_at", "reason", "modified"]
+    )
+    dispatch(Event(f"invitation.{status}", invitation, actor))
+
+
+def approve_invitation(invitation: Invitation, *, actor: Any) -> Invitation:
+    """Approve a pending invitation and create the membership.
+
+    Re-checks under the salon lock that the requester is not a member yet and the role still
+    has room. If not, the invitation is *rejected* (that change is committed) and
+    :class:`Conflict` is raised with code ``already_member`` or ``role_taken``. A requester
+    whose account is inactive is refused with ``inactive_user`` and the invitation stays
+    pending (the account may be reactivated, or the request rejected).
+    """
+    conflict: Conflict | None = None
+    with transaction.atomic():
+        current = lock_pending(invitation)
+        if not base.is_active(current.user_id):
+            raise Conflict(MSG_INACTIVE_USER, code=INACTIVE_USER, instance=current)
+        role = roles.get_role(current.role)
+        if base.is_member(current.salon_id, current.user_id):
+            conflict = Conflict(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, instance=current)
+        elif role is None or base.role_is_full(current.salon_id, role):
+            conflict = Conflict(MSG_ROLE_TAKEN, code=ROLE_TAKEN, instance=current)
+        if conflict is not None:
+            decide(current, Invitation.STATUS.rejected, actor, reason=str(conflict.message))
+        else:
+            decide(current, Invitation.STATUS.approved, actor)
+            base.add_member(current.salon_id, current.user_id, current.role, actor)
+    if conflict is not None:
+        raise conflict
+    return current
+
+
+def reject_invitation(invitation: Invitation, *, actor: Any, reason: str = "") -> Invitation:
+    with transaction.atomic():
+        current = lock_pending(invitation)
+        decide(current, Invitation.STATUS.rejected, actor, reason=reason)
+    return current
+
+
+def cancel_invitation(invitation: Invitation, *, actor: Any) -> Invitation:
+    """The requester withdraws a pending invitation."""
+    with transaction.atomic():
+        current = lock_pending(invitation)
+        decide(current, Invitation.STATUS.cancelled, actor)
+    return current
+
+
+def delete_invitation(invitation: Invitation, *, actor: Any) -> None:
+    """Delete a pending invitation (decided invitations are kept as a record)."""
+    with transaction.atomic():
+        current = lock_pending(invitation)
+        pk = current.pk
+        current.delete()
+        current.pk = pk
+        dispatch(Event("invitation.deleted", current, actor))
+
+
+def expire_invitations(*, now: datetime | None = None, batch_size: int | None = None) -> int:
+    """Mark pending invitations past ``expires_at`` as expired; return how many changed.
+
+    Works in batches of ``EXPIRY_BATCH_SIZE``, one transaction each; running it again changes
+    nothing more.
+    """
+    now = now or timezone.now()
+    batch_size = batch_size or app_settings.EXPIRY_BATCH_SIZE
+    expired = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                Invitation.objects.select_for_update(skip_locked=True)
+                .filter(status=Invitation.STATUS.pending, expires_at__lte=now)
+                .order_by("pk")[:batch_size]
+            )
+            for invitation in batch:
+                decide(invitation, Invitation.STATUS.expired, None, when=now)
+        expired += len(batch)
+        if len(batch) < batch_size:
+            return expired
+
+
+def decide_many(
+    invitations: Iterable[Invitation], *, actor: Any, approve: bool
+) -> dict[str, list[Invitation]]:
+    """Approve or reject several invitations, one transaction each (used by the admin).
+
+    Returns ``{"done": [...], "<conflict code>": [...]}``.
+    """
+    outcome: dict[str, list[Invitation]] = {"done": []}
+    for invitation in invitations:
+        try:
+            if approve:
+                approve_invitation(invitation, actor=actor)
+            else:
+                reject_invitation(invitation, actor=actor)
+        except Conflict as exc:
+            outcome.setdefault(exc.code, []).append(invitation)
+        else:
+            outcome["done"].append(invitation)
+    return outcome
