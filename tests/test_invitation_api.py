@@ -31,6 +31,10 @@ MSG_OWNER_MEMBERSHIP = "The owner's membership cannot be removed while the salon
 
 INVITATION_FIELDS = {
     "id",
+    "direction",
+    "email",
+    "requested_role",
+    "invited_by",
     "user",
     "salon",
     "role",

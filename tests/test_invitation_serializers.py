@@ -26,12 +26,16 @@ pytestmark = pytest.mark.django_db
 
 INVITATION_FIELDS = [
     "id",
+    "direction",
     "user",
+    "email",
     "salon",
     "role",
+    "requested_role",
     "status",
     "message",
     "reason",
+    "invited_by",
     "decided_by",
     "decided_at",
     "expires_at",

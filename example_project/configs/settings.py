@@ -168,6 +168,8 @@ SALON_INVITATIONS = {
         *(["salon_invitations.notifications.LoggingBackend"] if DEBUG else []),
     ],
     "INVITATION_TTL": timedelta(days=env_int("INVITATION_TTL_DAYS", 14)),
+    # The accept link of invite e-mails: the project's /invite/<token> page.
+    "INVITE_URL": env_str("INVITE_URL", "http://127.0.0.1:8000/invite/{token}"),
     # With Redis, e-mail goes out from the Celery worker (with retries), not from the request.
     "EMAIL_DELIVERY": "celery" if REDIS_URL else "sync",
 }

@@ -70,6 +70,27 @@ def _check_roles(role_table: Any) -> list[CheckMessage]:
     return errors
 
 
+def _check_ttl(key: str, ttl: Any) -> list[CheckMessage]:
+    if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
+        return [
+            _error(
+                f'SALON_INVITATIONS["{key}"] = {ttl!r} is not a positive timedelta.',
+                "Use e.g. datetime.timedelta(days=7), or None for invitations that never expire.",
+                4,
+            )
+        ]
+    if ttl is not None and ttl > MAX_TTL:
+        return [
+            _error(
+                f'SALON_INVITATIONS["{key}"] = {ttl!r} is too long: the expiry date of a new '
+                "invitation would be past the largest date the database can store.",
+                "Use at most a few years, or None for invitations that never expire.",
+                11,
+            )
+        ]
+    return []
+
+
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
@@ -133,22 +154,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                         3,
                     )
                 )
-    ttl = app_settings.raw("INVITATION_TTL")
-    if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
+    for key in ("INVITATION_TTL", "INVITE_TTL"):
+        errors += _check_ttl(key, app_settings.raw(key))
+    url = app_settings.raw("INVITE_URL")
+    if url is not None and (not isinstance(url, str) or "{token}" not in url):
         errors.append(
             _error(
-                f'SALON_INVITATIONS["INVITATION_TTL"] = {ttl!r} is not a positive timedelta.',
-                "Use e.g. datetime.timedelta(days=7), or None for invitations that never expire.",
-                4,
+                f'SALON_INVITATIONS["INVITE_URL"] = {url!r} has no "{{token}}".',
+                'e.g. "https://app.example.com/invite/{token}", or None for no link.',
+                13,
             )
         )
-    elif ttl is not None and ttl > MAX_TTL:
+    cooldown = app_settings.raw("INVITE_RESEND_COOLDOWN")
+    if not isinstance(cooldown, timedelta) or cooldown < timedelta(0):
         errors.append(
             _error(
-                f'SALON_INVITATIONS["INVITATION_TTL"] = {ttl!r} is too long: the expiry date of '
-                "a new invitation would be past the largest date the database can store.",
-                "Use at most a few years, or None for invitations that never expire.",
-                11,
+                f'SALON_INVITATIONS["INVITE_RESEND_COOLDOWN"] = {cooldown!r} is not a timedelta '
+                "of zero or more.",
+                "e.g. datetime.timedelta(minutes=1).",
+                14,
             )
         )
     if app_settings.raw("EMAIL_DELIVERY") not in ("sync", "celery"):
@@ -205,6 +229,31 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                 )
             )
     return warnings
+
+
+@register()
+def check_invite_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Invite e-mails without a link cannot be accepted."""
+    backends = app_settings.raw("NOTIFICATION_BACKENDS")
+    if not isinstance(backends, list | tuple) or app_settings.raw("INVITE_URL") is not None:
+        return []
+    from salon_invitations.notifications import EmailBackend
+
+    for backend in backends:
+        try:
+            cls = import_string(backend) if isinstance(backend, str) else backend
+        except ImportError:
+            continue  # E003 reports it
+        if isinstance(cls, type) and issubclass(cls, EmailBackend):
+            return [
+                Warning(
+                    'EmailBackend is enabled but SALON_INVITATIONS["INVITE_URL"] is not set: '
+                    "invite e-mails would carry no accept link.",
+                    hint='Set it to your accept page, e.g. "https://app.example.com/invite/{token}".',
+                    id="salon_invitations.W002",
+                )
+            ]
+    return []
 
 
 @register()

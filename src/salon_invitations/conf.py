@@ -69,6 +69,13 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE_TIMEOUT": 1.0,
     # Attempts per e-mail (the first one and the relay's retries) before it is marked failed.
     "DELIVERY_MAX_ATTEMPTS": 6,
+    # The accept link of invite e-mails, with "{token}" where the token goes, e.g.
+    # "https://app.example.com/invite/{token}". None: invite e-mails carry no link.
+    "INVITE_URL": None,
+    # A timedelta: invites expire this long after they are (re-)sent. None: never.
+    "INVITE_TTL": timedelta(days=7),
+    # A timedelta: the shortest time between two e-mails of one invite (resend).
+    "INVITE_RESEND_COOLDOWN": timedelta(minutes=1),
     # Longest accepted invitation message and rejection reason, in characters.
     "MESSAGE_MAX_LENGTH": 1000,
     # Serializer classes used by the views (dotted paths), for projects that add fields.
@@ -78,6 +85,9 @@ DEFAULTS: dict[str, Any] = {
     # How many invitations the expiry job updates per transaction.
     "EXPIRY_BATCH_SIZE": 500,
 }
+
+#: The most addresses one bulk invite takes (``POST …/invite`` with ``emails``).
+MAX_INVITE_BATCH = 100
 
 IMPORT_STRINGS = frozenset(
     {

@@ -45,3 +45,16 @@ class Conflict(SalonInvitationsError):
     def __init__(self, message: Any, *, code: str, instance: Any = None):
         super().__init__(message, code=code)
         self.instance = instance
+
+
+class TooSoon(SalonInvitationsError):
+    """The action was done moments ago and may not be repeated yet (a 429 over HTTP).
+
+    ``retry_after`` is the wait in seconds.
+    """
+
+    code = "too_soon"
+
+    def __init__(self, message: Any, *, code: str, retry_after: float):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

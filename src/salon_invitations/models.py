@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from model_utils import Choices, FieldTracker
@@ -94,7 +95,13 @@ class Membership(AbstractMembership):
 
 
 class Invitation(TimeStampedModel, StatusModel):
-    """A user's request to join a salon in a role, decided by the salon's managers."""
+    """An invitation to join a salon in a role, in one of two directions.
+
+    ``direction = "request"``: a user asked to join and the salon's managers decide (``user``
+    is the requester). ``direction = "invite"``: a manager invited a person by e-mail
+    (``email``), who accepts with the token of the e-mail's link; ``user`` is empty until then.
+    Only a SHA-256 digest of that token is stored (``token_digest``).
+    """
 
     STATUS = Choices(
         ("pending", _("pending")),
@@ -103,14 +110,21 @@ class Invitation(TimeStampedModel, StatusModel):
         ("cancelled", _("cancelled")),
         ("expired", _("expired")),
     )
+    DIRECTION = Choices(("request", _("request")), ("invite", _("invite")))
     DECIDED_STATUSES: ClassVar[tuple[str, ...]] = ("approved", "rejected", "cancelled", "expired")
 
+    direction = models.CharField(
+        _("direction"), max_length=16, choices=DIRECTION, default=DIRECTION.request
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="salon_invitations",
-        verbose_name=_("requester"),
+        verbose_name=_("user"),
     )
+    email = models.CharField(_("e-mail address"), max_length=254, blank=True, default="")
     salon = models.ForeignKey(
         SALON_MODEL,
         on_delete=models.CASCADE,
@@ -118,8 +132,21 @@ class Invitation(TimeStampedModel, StatusModel):
         verbose_name=_("salon"),
     )
     role = models.CharField(_("role"), max_length=32)
+    requested_role = models.CharField(_("requested role"), max_length=32, blank=True, default="")
     message = models.TextField(_("message"), blank=True, default="")
     reason = models.TextField(_("reason"), blank=True, default="")
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("invited by"),
+    )
+    token_digest = models.CharField(
+        _("token digest"), max_length=64, blank=True, default="", editable=False
+    )
+    sent_at = models.DateTimeField(_("invite sent at"), null=True, blank=True, editable=False)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -144,9 +171,24 @@ class Invitation(TimeStampedModel, StatusModel):
                 name="salon_invitations_one_pending_per_user_salon",
                 violation_error_message=_("You already have a pending invitation to this salon."),
             ),
+            models.UniqueConstraint(
+                Lower("email"),
+                "salon",
+                condition=models.Q(status="pending", direction="invite"),
+                name="salon_invitations_one_pending_invite_per_email",
+                violation_error_message=_("This address already has a pending invite."),
+            ),
             models.CheckConstraint(
                 condition=models.Q(status="pending") | models.Q(decided_at__isnull=False),
                 name="salon_invitations_decided_has_time",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(direction="invite") | models.Q(user__isnull=False),
+                name="salon_invitations_request_has_user",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(direction="request") | ~models.Q(email=""),
+                name="salon_invitations_invite_has_email",
             ),
         ]
         indexes = [
@@ -157,14 +199,24 @@ class Invitation(TimeStampedModel, StatusModel):
                 condition=models.Q(status="pending"),
                 name="salon_inv_pending_expiry",
             ),
+            models.Index(fields=["token_digest"], name="salon_inv_token"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} → {self.salon} ({self.role}, {self.status})"
+        who = self.user if self.user_id else self.email
+        return f"{who} → {self.salon} ({self.role}, {self.status})"
+
+    def __repr__(self) -> str:
+        # Never the token digest.
+        return f"<Invitation {self.pk} {self.direction} {self.status}>"
 
     @property
     def is_pending(self) -> bool:
         return self.status == self.STATUS.pending
+
+    @property
+    def is_invite(self) -> bool:
+        return self.direction == self.DIRECTION.invite
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         previous = self.tracker.previous("status")

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from salon_invitations import outbox
+from salon_invitations import outbox, roles, tokens
 from salon_invitations.conf import app_settings
 from salon_invitations.models import active_users
 from salon_invitations.outbox import send_email  # noqa: F401 - the historical import place
@@ -46,6 +46,9 @@ class Event:
     instance: Any
     actor: Any = None
     _recipients: set[Any] | None = field(default=None, repr=False)
+    #: The raw token of a new or re-sent invite, for the e-mail to the invitee only. Never
+    #: in frames or signals; ``repr`` hides it.
+    token: str | None = field(default=None, repr=False)
 
     @property
     def model(self) -> str:
@@ -179,27 +182,52 @@ def close_user_sockets(user_id: Any, *, code: int = 4401, alias: str = "default"
     async_to_sync(_group_send_all)(layer, groups, message)
 
 
+@dataclass(frozen=True)
+class Addressee:
+    """An e-mail recipient without an account (an invitee), or before one is looked up."""
+
+    email: str
+    language: str | None = None
+
+
 class EmailBackend(BaseBackend):
-    """E-mails the salon's managers about new requests, and the requester about decisions.
+    """E-mails managers about new requests, requesters about decisions, invitees their invite.
 
     Templates (override them in your project): ``salon_invitations/email/<action>_subject.txt``,
-    ``<action>.txt`` and ``<action>.html`` for the actions in :attr:`templates`. Messages are
-    rendered in :meth:`language_for` the recipient. Each message is recorded in the outbox
-    (:mod:`salon_invitations.outbox`) and sent at once, or with ``EMAIL_DELIVERY = "celery"``
-    queued to the ``salon_invitations.deliver_email`` task. A failing mail server or broker is
-    logged and the message retried later, never raised.
+    ``<action>.txt`` and ``<action>.html`` for the actions in :attr:`templates` and
+    :attr:`invite_templates`. Messages are rendered in :meth:`language_for` the recipient.
+    Each message is recorded in the outbox (:mod:`salon_invitations.outbox`) and sent at once,
+    or with ``EMAIL_DELIVERY = "celery"`` queued to the ``salon_invitations.deliver_email``
+    task. A failing mail server or broker is logged and the message retried later, never raised.
+
+    An invite's e-mail carries the accept link built from ``INVITE_URL``; the raw token is
+    sealed in the outbox until the message is sent (see :mod:`salon_invitations.tokens`).
     """
 
-    #: event kind -> template name
+    #: event kind -> template name, for requests
     templates = {
         "invitation.created": "invitation_created",
         "invitation.approved": "invitation_decided",
         "invitation.rejected": "invitation_decided",
         "invitation.expired": "invitation_decided",
     }
+    #: event kind -> template name, for invites (to the invitee's address)
+    invite_templates = {
+        "invitation.created": "invite",
+        "invitation.resent": "invite",
+    }
+
+    def template_for(self, event: Event) -> str | None:
+        if event.model != "invitation":
+            return None
+        if getattr(event.instance, "is_invite", False):
+            return self.invite_templates.get(event.kind)
+        return self.templates.get(event.kind)
 
     def recipients_for(self, event: Event) -> list[Any]:
         invitation = event.instance
+        if getattr(invitation, "is_invite", False):
+            return [Addressee(invitation.email)]
         if event.kind == "invitation.created":
             ids = event.recipients - {invitation.user_id}
         else:
@@ -210,26 +238,40 @@ class EmailBackend(BaseBackend):
     def language_for(self, user: Any) -> str:
         return getattr(user, "language", None) or settings.LANGUAGE_CODE
 
-    def render(self, event: Event, user: Any) -> dict[str, Any]:
-        name = self.templates[event.kind]
+    def context_for(self, event: Event, user: Any) -> dict[str, Any]:
+        invitation = event.instance
         context = {
             "event": event,
-            "invitation": event.instance,
+            "invitation": invitation,
             "recipient": user,
-            "salon": event.instance.salon,
-            "status": event.instance.status,
+            "salon": invitation.salon,
+            "status": invitation.status,
         }
+        if getattr(invitation, "is_invite", False):
+            url = app_settings.raw("INVITE_URL")
+            context["accept_url"] = url.format(token=outbox.TOKEN_PLACEHOLDER) if url else ""
+            context["inviter"] = invitation.invited_by
+            role = roles.get_role(invitation.role)
+            context["role_label"] = role.label if role else invitation.role
+        return context
+
+    def render(self, event: Event, user: Any) -> dict[str, Any]:
+        name = self.template_for(event)
+        context = self.context_for(event, user)
         with translation.override(self.language_for(user)):
             subject = render_to_string(f"salon_invitations/email/{name}_subject.txt", context)
-            return {
+            message = {
                 "subject": " ".join(subject.split()),
                 "body": render_to_string(f"salon_invitations/email/{name}.txt", context),
                 "html": render_to_string(f"salon_invitations/email/{name}.html", context),
                 "to": [user.email],
             }
+        if event.token is not None and "accept_url" in context:
+            message["seal"] = tokens.seal(event.token)
+        return message
 
     def send(self, event: Event) -> None:
-        if event.kind not in self.templates:
+        if self.template_for(event) is None:
             return
         messages = [self.render(event, user) for user in self.recipients_for(event)]
         if messages:

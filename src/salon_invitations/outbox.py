@@ -27,11 +27,15 @@ from django.core.mail import EmailMultiAlternatives
 from django.db.models import F
 from django.utils import timezone
 
+from salon_invitations import tokens
 from salon_invitations.conf import app_settings
 from salon_invitations.models import Delivery
 
 logger = logging.getLogger("salon_invitations")
 
+#: Stands for an invite's token in a rendered message until it is sent (URL-safe, so it
+#: survives HTML escaping and URL building unchanged).
+TOKEN_PLACEHOLDER = "SALON-INVITE-TOKEN-PLACEHOLDER"
 #: Name of the Celery task that sends one recorded delivery.
 DELIVER_TASK = "salon_invitations.deliver_email"
 #: How long a claimed delivery is left to the worker that claimed it before another may retry.
@@ -49,9 +53,17 @@ _broker_down_until = 0.0
 
 
 def send_email(message: dict[str, Any]) -> None:
-    """Send one rendered message through Django's e-mail API (raises on SMTP errors)."""
-    email = EmailMultiAlternatives(message["subject"], message["body"], to=message["to"])
-    email.attach_alternative(message["html"], "text/html")
+    """Send one rendered message through Django's e-mail API (raises on SMTP errors).
+
+    A message with a sealed invite token (``"seal"``) gets the token where the template put
+    :data:`TOKEN_PLACEHOLDER`, only now, in memory.
+    """
+    parts = {key: message[key] for key in ("subject", "body", "html")}
+    if message.get("seal"):
+        token = tokens.unseal(message["seal"])
+        parts = {key: value.replace(TOKEN_PLACEHOLDER, token) for key, value in parts.items()}
+    email = EmailMultiAlternatives(parts["subject"], parts["body"], to=message["to"])
+    email.attach_alternative(parts["html"], "text/html")
     email.send()
 
 

@@ -53,6 +53,19 @@ class BasePolicy:
         raise NotImplementedError
 
     def can_cancel(self, user: Any, invitation: Invitation) -> bool:
+        """May ``user`` cancel it? (A request: withdraw it; an invite: revoke it.)"""
+        raise NotImplementedError
+
+    def can_invite(self, user: Any, salon: AbstractSalon, role: str) -> bool:
+        """May ``user`` invite someone to ``salon`` in ``role`` by e-mail?"""
+        raise NotImplementedError
+
+    def can_accept(self, user: Any, invitation: Invitation) -> bool:
+        """May ``user`` accept this invite? (The token has been checked already.)"""
+        raise NotImplementedError
+
+    def can_resend(self, user: Any, invitation: Invitation) -> bool:
+        """May ``user`` e-mail this invite again with a new link?"""
         raise NotImplementedError
 
     def can_delete(self, user: Any, invitation: Invitation) -> bool:
@@ -157,7 +170,25 @@ class RolePolicy(BasePolicy):
         return self._outranks(user, invitation.salon_id, invitation.role)
 
     def can_cancel(self, user: Any, invitation: Invitation) -> bool:
+        if invitation.is_invite:
+            return self.can_decide(user, invitation)  # revoking
         return bool(user.is_authenticated and invitation.user_id == user.pk)
+
+    def can_invite(self, user: Any, salon: AbstractSalon, role: str) -> bool:
+        """Staff: any role; a manager: roles ranked strictly below their own."""
+        if not (user.is_authenticated and user.is_active):
+            return False
+        return self._outranks(user, salon.pk, role)
+
+    def can_accept(self, user: Any, invitation: Invitation) -> bool:
+        """The account's e-mail address is the invite's (compared case-insensitively)."""
+        if not (user.is_authenticated and user.is_active and invitation.is_invite):
+            return False
+        address = getattr(user, user.get_email_field_name(), "") or ""
+        return bool(address) and address.strip().lower() == invitation.email.lower()
+
+    def can_resend(self, user: Any, invitation: Invitation) -> bool:
+        return self.can_decide(user, invitation)
 
     def can_delete(self, user: Any, invitation: Invitation) -> bool:
         return self.can_decide(user, invitation)

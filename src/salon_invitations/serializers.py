@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from salon_invitations import roles
-from salon_invitations.conf import app_settings
+from salon_invitations.conf import MAX_INVITE_BATCH, app_settings
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
+
+try:
+    from drf_spectacular.utils import extend_schema_field
+except ImportError:  # pragma: no cover - drf-spectacular is optional
+
+    def extend_schema_field(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        return lambda field: field
 
 
 class _SwappedModel:
@@ -53,12 +61,16 @@ class InvitationSerializer(serializers.ModelSerializer):
         model = Invitation
         fields = (
             "id",
+            "direction",
             "user",
+            "email",
             "salon",
             "role",
+            "requested_role",
             "status",
             "message",
             "reason",
+            "invited_by",
             "decided_by",
             "decided_at",
             "expires_at",
@@ -67,9 +79,13 @@ class InvitationSerializer(serializers.ModelSerializer):
         )
         read_only_fields = (
             "id",
+            "direction",
             "user",
+            "email",
+            "requested_role",
             "status",
             "reason",
+            "invited_by",
             "decided_by",
             "decided_at",
             "expires_at",
@@ -83,6 +99,84 @@ class InvitationSerializer(serializers.ModelSerializer):
         )
         fields["message"] = _text_field()
         return fields
+
+
+class InviteSerializer(serializers.ModelSerializer):
+    """Body of ``POST …/invite``: ``{salon, role, email, message?}`` or ``emails: [...]``."""
+
+    salon = _SalonField()
+    email = serializers.CharField(required=False, max_length=254, trim_whitespace=True)
+    emails = serializers.ListField(
+        child=serializers.CharField(max_length=254),
+        required=False,
+        min_length=1,
+        max_length=MAX_INVITE_BATCH,
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["role"] = serializers.ChoiceField(
+            choices=[(role.name, role.label) for role in roles.requestable_roles()]
+        )
+        fields["message"] = _text_field()
+        return fields
+
+    class Meta:
+        model = Invitation
+        fields = ("salon", "role", "email", "emails", "message")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("email" in attrs) == ("emails" in attrs):
+            raise serializers.ValidationError(
+                {"email": [_('Give either one address in "email" or a list in "emails".')]},
+                code="required",
+            )
+        return attrs
+
+
+class InviteFailureSerializer(serializers.Serializer):
+    email = serializers.CharField()
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class InviteBatchSerializer(serializers.Serializer):
+    """Answer of a bulk invite: what was created, and each address refused with why."""
+
+    created = serializers.SerializerMethodField()
+    failed = InviteFailureSerializer(many=True)
+
+    @extend_schema_field(InvitationSerializer(many=True))
+    def get_created(self, outcome: dict[str, Any]) -> list[Any]:
+        serializer_class = invitation_serializer_class()
+        return list(serializer_class(outcome["created"], many=True, context=self.context).data)
+
+
+class _InviteSalonSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    name = serializers.CharField()
+
+
+class PublicInviteSerializer(serializers.Serializer):
+    """What the holder of an invite link may see, without logging in."""
+
+    salon = _InviteSalonSerializer()
+    role = serializers.CharField()
+    email = serializers.CharField()
+    status = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    invited_by_name = serializers.SerializerMethodField()
+
+    def get_invited_by_name(self, invitation: Invitation) -> str:
+        inviter = invitation.invited_by
+        if inviter is None:
+            return ""
+        full_name = getattr(inviter, "get_full_name", lambda: "")()
+        return str(full_name or inviter.get_username())
+
+
+class DeclinedSerializer(serializers.Serializer):
+    status = serializers.CharField()
 
 
 class RejectSerializer(serializers.Serializer):
@@ -129,7 +223,10 @@ def membership_serializer_class() -> type[serializers.Serializer]:
 
 __all__ = [
     "InvitationSerializer",
+    "InviteBatchSerializer",
+    "InviteSerializer",
     "MembershipSerializer",
+    "PublicInviteSerializer",
     "RejectSerializer",
     "SalonSerializer",
 ]

@@ -27,6 +27,7 @@ invitation_rejected = Signal()
 invitation_cancelled = Signal()
 invitation_deleted = Signal()
 invitation_expired = Signal()
+invitation_resent = Signal()
 membership_created = Signal()
 membership_deleted = Signal()
 
@@ -37,6 +38,7 @@ SIGNALS: dict[str, Signal] = {
     "invitation.cancelled": invitation_cancelled,
     "invitation.deleted": invitation_deleted,
     "invitation.expired": invitation_expired,
+    "invitation.resent": invitation_resent,
     "membership.created": membership_created,
     "membership.deleted": membership_deleted,
 }

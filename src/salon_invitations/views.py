@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.utils.translation import gettext_lazy as _
-from rest_framework import exceptions, mixins, parsers, status, viewsets
+from rest_framework import exceptions, mixins, parsers, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
@@ -14,13 +14,17 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from salon_invitations import services
-from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation
+from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation, TooSoon
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from salon_invitations.parsers import JSONParser, RequestBodyTooLarge
 from salon_invitations.permissions import InvitationRateThrottle, PolicyPermission
 from salon_invitations.policies import BasePolicy, get_policy
 from salon_invitations.serializers import (
+    DeclinedSerializer,
     InvitationSerializer,
+    InviteBatchSerializer,
+    InviteSerializer,
+    PublicInviteSerializer,
     RejectSerializer,
     invitation_serializer_class,
     membership_serializer_class,
@@ -28,11 +32,17 @@ from salon_invitations.serializers import (
 )
 
 try:
-    from drf_spectacular.utils import extend_schema
+    from drf_spectacular.utils import OpenApiParameter, extend_schema
+
+    TOKEN_PARAMETERS: list[Any] = [
+        OpenApiParameter("token", str, OpenApiParameter.PATH, description="The invite's token.")
+    ]
 except ImportError:  # pragma: no cover - drf-spectacular is optional
 
     def extend_schema(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
         return lambda view: view
+
+    TOKEN_PARAMETERS = []
 
 
 try:
@@ -44,14 +54,21 @@ except ImportError:  # pragma: no cover - django-filter is an optional extra
     InvitationFilterSet = MembershipFilterSet = None  # type: ignore[assignment,misc]
 
 
-class ConflictError(exceptions.APIException):
+class CodedError(exceptions.APIException):
+    """An error with a machine-readable ``code``: ``{"detail": "...", "code": "..."}``."""
+
+    def __init__(self, status_code: int, message: Any, code: str, wait: float | None = None):
+        self.status_code = status_code
+        if wait is not None:
+            self.wait = wait  # DRF's handler sends it as Retry-After
+        super().__init__({"detail": message, "code": code}, code)
+
+
+class ConflictError(CodedError):
     """409 with a machine-readable ``code``: ``{"detail": "...", "code": "role_taken"}``."""
 
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-
     def __init__(self, conflict: Conflict) -> None:
-        super().__init__({"detail": conflict.message, "code": conflict.code}, conflict.code)
+        super().__init__(status.HTTP_409_CONFLICT, conflict.message, conflict.code)
 
 
 class AliasOrderingFilter(OrderingFilter):
@@ -108,6 +125,10 @@ class PolicyGenericViewSet(viewsets.GenericViewSet):
             exc = exceptions.NotFound(exc.message)
         elif isinstance(exc, RequestDataTooBig):
             exc = RequestBodyTooLarge()
+        elif isinstance(exc, TooSoon):
+            exc = CodedError(
+                status.HTTP_429_TOO_MANY_REQUESTS, exc.message, exc.code, wait=exc.retry_after
+            )
         elif isinstance(exc, InvalidInvitation):
             exc = exceptions.ValidationError(
                 {exc.field or "non_field_errors": [exc.message]}, exc.code
@@ -128,8 +149,11 @@ class InvitationViewSet(
         "reject": "can_decide",
         "cancel": "can_cancel",
         "destroy": "can_delete",
+        "resend": "can_resend",
     }
     throttle_scopes = {
+        "invite": "salon_invitations.invite",
+        "resend": "salon_invitations.invite",
         "create": "salon_invitations.create",
         "approve": "salon_invitations.decide",
         "reject": "salon_invitations.decide",
@@ -158,6 +182,8 @@ class InvitationViewSet(
     def get_serializer_class(self) -> Any:
         if self.action == "reject":
             return RejectSerializer
+        if self.action == "invite":
+            return InviteSerializer
         return invitation_serializer_class()
 
     def perform_create(self, serializer: Any) -> None:
@@ -201,6 +227,89 @@ class InvitationViewSet(
     def destroy(self, request: Request, pk: Any = None) -> Response:
         services.delete_invitation(self.get_object(), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=InviteSerializer,
+        responses={201: InvitationSerializer, 200: InviteBatchSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="invite")
+    def invite(self, request: Request) -> Response:
+        """Invite a person by e-mail (``email``), or up to 100 (``emails``)."""
+        body = InviteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        salon = data["salon"]
+        visible = get_salon_model()._default_manager.filter(pk=salon.pk)
+        if not self.policy.visible_salons(request.user, visible).exists():
+            raise exceptions.NotFound()
+        if not self.policy.can_invite(request.user, salon, data["role"]):
+            raise exceptions.PermissionDenied(
+                _("You may not invite people to this salon in this role.")
+            )
+        fields = {
+            "salon": salon,
+            "role": data["role"],
+            "invited_by": request.user,
+            "message": data.get("message", ""),
+        }
+        if "emails" in data:
+            outcome = services.invite_many(emails=data["emails"], **fields)
+            context = self.get_serializer_context()
+            return Response(InviteBatchSerializer(outcome, context=context).data)
+        invitation = services.invite(email=data["email"], **fields)
+        response = self._render(invitation)
+        response.status_code = status.HTTP_201_CREATED
+        return response
+
+    @extend_schema(request=None, responses=InvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def resend(self, request: Request, pk: Any = None) -> Response:
+        """E-mail a pending invite again with a new link (the old one stops working)."""
+        return self._render(services.resend_invite(self.get_object(), actor=request.user))
+
+
+@extend_schema(parameters=TOKEN_PARAMETERS)
+class InviteTokenViewSet(PolicyGenericViewSet):
+    """What the holder of an invite link does: look at it, accept it, decline it.
+
+    Any unusable token (unknown, used, expired, revoked) is the same 404. Accepting needs an
+    account whose e-mail is the invite's (the policy's ``can_accept``); looking and declining
+    need only the token.
+    """
+
+    lookup_field = "token"
+    lookup_value_regex = r"[A-Za-z0-9_\-]+"
+    queryset = Invitation.objects.none()
+    serializer_class = PublicInviteSerializer
+
+    def get_permissions(self) -> list[Any]:
+        if self.action == "accept":
+            return [permissions.IsAuthenticated()]
+        return [permissions.AllowAny()]
+
+    @extend_schema(responses=PublicInviteSerializer)
+    def retrieve(self, request: Request, token: str = "") -> Response:
+        return Response(PublicInviteSerializer(services.find_invite(token)).data)
+
+    @extend_schema(request=None, responses=InvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request: Request, token: str = "") -> Response:
+        invitation = services.find_invite(token)
+        if not self.policy.can_accept(request.user, invitation):
+            raise CodedError(
+                status.HTTP_403_FORBIDDEN,
+                _("This invite was sent to another e-mail address than your account's."),
+                "email_mismatch",
+            )
+        accepted = services.accept_invite(invitation, user=request.user)
+        serializer_class = invitation_serializer_class()
+        return Response(serializer_class(accepted, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses=DeclinedSerializer)
+    @action(detail=True, methods=["post"])
+    def decline(self, request: Request, token: str = "") -> Response:
+        services.decline_invite(services.find_invite(token), actor=request.user)
+        return Response({"status": Invitation.STATUS.rejected})
 
 
 class SalonViewSet(

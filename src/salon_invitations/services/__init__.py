@@ -11,6 +11,7 @@ admin do.
 
 from salon_invitations.services.base import (
     ALREADY_DECIDED,
+    ALREADY_INVITED,
     ALREADY_MEMBER,
     DUPLICATE_PENDING,
     INACTIVE_USER,
@@ -22,7 +23,10 @@ from salon_invitations.services.base import (
     MSG_MEMBERSHIP_GONE,
     MSG_ROLE_TAKEN,
     MSG_SALON_GONE,
+    NOT_A_REQUEST,
     OWNER_MEMBERSHIP,
+    PENDING_REQUEST,
+    RESEND_TOO_SOON,
     ROLE_TAKEN,
 )
 from salon_invitations.services.invitations import (
@@ -34,6 +38,16 @@ from salon_invitations.services.invitations import (
     expire_invitations,
     reject_invitation,
 )
+from salon_invitations.services.invites import (
+    MAX_BATCH,
+    accept_invite,
+    decline_invite,
+    find_invite,
+    invite,
+    invite_many,
+    normalize_email,
+    resend_invite,
+)
 from salon_invitations.services.memberships import remove_membership
 from salon_invitations.services.salons import (
     create_salon,
@@ -43,11 +57,16 @@ from salon_invitations.services.salons import (
     update_salon,
 )
 
+#: Revoking an invite is cancelling it.
+revoke_invite = cancel_invitation
+
 __all__ = [
     "ALREADY_DECIDED",
+    "ALREADY_INVITED",
     "ALREADY_MEMBER",
     "DUPLICATE_PENDING",
     "INACTIVE_USER",
+    "MAX_BATCH",
     "MSG_ALREADY_DECIDED",
     "MSG_ALREADY_MEMBER",
     "MSG_DUPLICATE_PENDING",
@@ -56,19 +75,30 @@ __all__ = [
     "MSG_MEMBERSHIP_GONE",
     "MSG_ROLE_TAKEN",
     "MSG_SALON_GONE",
+    "NOT_A_REQUEST",
     "OWNER_MEMBERSHIP",
+    "PENDING_REQUEST",
+    "RESEND_TOO_SOON",
     "ROLE_TAKEN",
+    "accept_invite",
     "approve_invitation",
     "cancel_invitation",
     "create_invitation",
     "create_salon",
     "decide_many",
+    "decline_invite",
     "delete_invitation",
     "delete_salon",
     "expire_invitations",
+    "find_invite",
+    "invite",
+    "invite_many",
+    "normalize_email",
     "reject_invitation",
     "remove_membership",
     "remove_salon_records",
     "remove_user_records",
+    "resend_invite",
+    "revoke_invite",
     "update_salon",
 ]

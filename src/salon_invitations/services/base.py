@@ -7,7 +7,7 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 
 from salon_invitations import roles
-from salon_invitations.exceptions import Gone
+from salon_invitations.exceptions import Gone, InvalidInvitation
 from salon_invitations.models import (
     AbstractMembership,
     AbstractSalon,
@@ -24,6 +24,10 @@ ALREADY_DECIDED = "already_decided"
 OWNER_MEMBERSHIP = "owner_membership"
 DUPLICATE_PENDING = "duplicate_pending"
 INACTIVE_USER = "inactive_user"
+NOT_A_REQUEST = "not_a_request"
+ALREADY_INVITED = "already_invited"
+PENDING_REQUEST = "pending_request"
+RESEND_TOO_SOON = "resend_too_soon"
 
 MSG_ROLE_TAKEN = _("This role is already taken in this salon.")
 MSG_ALREADY_MEMBER = _("The user is already a member of this salon.")
@@ -33,6 +37,37 @@ MSG_INACTIVE_USER = _("The requester's account is inactive.")
 MSG_SALON_GONE = _("This salon no longer exists.")
 MSG_INVITATION_GONE = _("This invitation no longer exists.")
 MSG_MEMBERSHIP_GONE = _("This membership no longer exists.")
+MSG_NOT_A_REQUEST = _(
+    "This is an invite sent by the salon: the invitee accepts or declines it, and a manager "
+    "revokes it by cancelling."
+)
+MSG_ALREADY_INVITED = _("This address already has a pending invite to this salon.")
+MSG_PENDING_REQUEST = _(
+    "This person has a pending request to join this salon: decide the request instead."
+)
+MSG_ALREADY_MEMBER_ADDRESS = _("This address belongs to a member of this salon.")
+MSG_INVITE_GONE = _("This invite link is not valid: it is unknown, used, expired or revoked.")
+
+
+def requestable_role(role: str) -> roles.Role:
+    """The role named ``role`` if it may be asked or invited for; else a 400 naming ``role``."""
+    role_obj = roles.get_role(role)
+    if role_obj is None or role_obj not in roles.requestable_roles():
+        raise InvalidInvitation(
+            _('"%(role)s" is not a role that can be requested.') % {"role": role},
+            code="invalid_role",
+            field="role",
+        )
+    return role_obj
+
+
+def lock_salon_to_join(salon: Any) -> AbstractSalon:
+    """Lock the salon a new invitation is for; gone meanwhile is a 400 naming ``salon``,
+    the same answer as for a salon that never existed."""
+    try:
+        return lock_salon(salon.pk)
+    except Gone as exc:
+        raise InvalidInvitation(exc.message, code="does_not_exist", field="salon") from None
 
 
 def lock_salon(salon_id: Any) -> AbstractSalon:

@@ -8,11 +8,10 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
 
 from salon_invitations import roles
 from salon_invitations.conf import app_settings
-from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation
+from salon_invitations.exceptions import Conflict, InvalidInvitation
 from salon_invitations.models import AbstractSalon, Invitation
 from salon_invitations.notifications import Event, dispatch
 from salon_invitations.services import base
@@ -26,7 +25,9 @@ from salon_invitations.services.base import (
     MSG_DUPLICATE_PENDING,
     MSG_INACTIVE_USER,
     MSG_INVITATION_GONE,
+    MSG_NOT_A_REQUEST,
     MSG_ROLE_TAKEN,
+    NOT_A_REQUEST,
     ROLE_TAKEN,
 )
 
@@ -40,20 +41,10 @@ def create_invitation(
     requestable or taken, when ``user`` is already a member, or already has a pending
     invitation to this salon.
     """
-    role_obj = roles.get_role(role)
-    if role_obj is None or role_obj not in roles.requestable_roles():
-        raise InvalidInvitation(
-            _('"%(role)s" is not a role that can be requested.') % {"role": role},
-            code="invalid_role",
-            field="role",
-        )
+    role_obj = base.requestable_role(role)
     ttl = app_settings.invitation_ttl
     with transaction.atomic():
-        try:
-            locked = base.lock_salon(salon.pk)
-        except Gone as exc:
-            # The same answer as for a salon that never existed: the field is at fault.
-            raise InvalidInvitation(exc.message, code="does_not_exist", field="salon") from None
+        locked = base.lock_salon_to_join(salon)
         if base.is_member(locked.pk, user):
             raise InvalidInvitation(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, field="salon")
         if base.role_is_full(locked.pk, role_obj):
@@ -67,6 +58,7 @@ def create_invitation(
             user=user,
             salon=locked,  # type: ignore[misc]  # the stubs see the default salon model
             role=role,
+            requested_role=role,
             message=message,
             expires_at=timezone.now() + ttl if ttl else None,
         )
@@ -97,10 +89,27 @@ def decide(
     invitation.decided_by = actor if getattr(actor, "is_authenticated", False) else None
     invitation.decided_at = when or timezone.now()
     invitation.reason = reason
+    invitation.token_digest = ""  # a decided invite's link never works again
     invitation.save(
-        update_fields=["status", "status_changed", "decided_by", "decided_at", "reason", "modified"]
+        update_fields=[
+            "status",
+            "status_changed",
+            "decided_by",
+            "decided_at",
+            "reason",
+            "token_digest",
+            "modified",
+        ]
     )
     dispatch(Event(f"invitation.{status}", invitation, actor))
+
+
+def lock_pending_request(invitation: Invitation) -> Invitation:
+    """:func:`lock_pending`, refusing invites: those are accepted or declined by the invitee."""
+    current = lock_pending(invitation)
+    if current.is_invite:
+        raise Conflict(MSG_NOT_A_REQUEST, code=NOT_A_REQUEST, instance=current)
+    return current
 
 
 def approve_invitation(invitation: Invitation, *, actor: Any) -> Invitation:
@@ -114,7 +123,7 @@ def approve_invitation(invitation: Invitation, *, actor: Any) -> Invitation:
     """
     conflict: Conflict | None = None
     with transaction.atomic():
-        current = lock_pending(invitation)
+        current = lock_pending_request(invitation)
         if not base.is_active(current.user_id):
             raise Conflict(MSG_INACTIVE_USER, code=INACTIVE_USER, instance=current)
         role = roles.get_role(current.role)
@@ -134,7 +143,7 @@ def approve_invitation(invitation: Invitation, *, actor: Any) -> Invitation:
 
 def reject_invitation(invitation: Invitation, *, actor: Any, reason: str = "") -> Invitation:
     with transaction.atomic():
-        current = lock_pending(invitation)
+        current = lock_pending_request(invitation)
         decide(current, Invitation.STATUS.rejected, actor, reason=reason)
     return current
 

@@ -25,14 +25,46 @@ from typing import Any
 
 from django.urls import URLPattern, path
 
-from salon_invitations.views import InvitationViewSet, MembershipViewSet, SalonViewSet
+from salon_invitations.views import (
+    InvitationViewSet,
+    InviteTokenViewSet,
+    MembershipViewSet,
+    SalonViewSet,
+)
 
 
 def invitation_patterns(prefix: str) -> list[URLPattern]:
     """``prefix``, ``prefix/<pk>``, ``…/approved``, ``…/rejected``, ``…/cancelled``,
-    ``prefix/delete/invitation/<pk>``. URL names: ``salon-invitation-*``."""
+    ``…/resend``, ``prefix/delete/invitation/<pk>``, ``prefix/invite``,
+    ``prefix/invite/<token>`` (``…/accept``, ``…/decline``). URL names: ``salon-invitation-*``
+    and ``salon-invite-*``."""
     prefix = prefix.strip("/")
     return [
+        path(
+            f"{prefix}/invite",
+            InvitationViewSet.as_view({"post": "invite"}),
+            name="salon-invitation-invite",
+        ),
+        path(
+            f"{prefix}/invite/<str:token>",
+            InviteTokenViewSet.as_view({"get": "retrieve"}),
+            name="salon-invite-detail",
+        ),
+        path(
+            f"{prefix}/invite/<str:token>/accept",
+            InviteTokenViewSet.as_view({"post": "accept"}),
+            name="salon-invite-accept",
+        ),
+        path(
+            f"{prefix}/invite/<str:token>/decline",
+            InviteTokenViewSet.as_view({"post": "decline"}),
+            name="salon-invite-decline",
+        ),
+        path(
+            f"{prefix}/<int:pk>/resend",
+            InvitationViewSet.as_view({"post": "resend"}),
+            name="salon-invitation-resend",
+        ),
         path(
             prefix,
             InvitationViewSet.as_view({"get": "list", "post": "create"}),
