@@ -109,7 +109,13 @@ def attempt(pk: Any, *, now: datetime | None = None) -> bool:
             exc_info=exc,
         )
         return False
-    Delivery.objects.filter(pk=pk).update(status=Delivery.STATUS.sent, sent_at=now, last_error="")
+    sent = Delivery.objects.filter(pk=pk)
+    if "seal" in delivery.payload:
+        # The invite's token is not needed any more: keep nothing that could rebuild the link.
+        payload = {key: value for key, value in delivery.payload.items() if key != "seal"}
+        sent.update(status=Delivery.STATUS.sent, sent_at=now, last_error="", payload=payload)
+    else:
+        sent.update(status=Delivery.STATUS.sent, sent_at=now, last_error="")
     return True
 
 
