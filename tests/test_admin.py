@@ -101,10 +101,9 @@ def test_the_changelist_is_scoped_by_the_policy(client, salon, other_salon):
     assert list(response.context["cl"].result_list) == [in_a]
 
 
-def test_invitations_cannot_be_added_or_edited_in_the_admin(client, salon):
+def test_invitations_are_not_edited_in_the_admin(client, salon):
     invitation = factories.make_invitation(salon, role="seller")
 
-    assert client.get(reverse("admin:salon_invitations_invitation_add")).status_code == 403
     change_url = reverse("admin:salon_invitations_invitation_change", args=[invitation.pk])
     assert client.get(change_url).status_code == 200  # view only
     response = client.post(change_url, {"status": "approved", "role": "admin"})
@@ -347,3 +346,63 @@ def test_the_outbox_is_listed_read_only(client, admin_user):
     assert page.status_code == 200
     assert b"secret-link" not in page.content
     assert b'name="_save"' not in page.content
+
+
+# Invites ---------------------------------------------------------------------------------------
+
+
+def test_adding_an_invitation_in_the_admin_invites_by_email(
+    client, salon, settings, mailoutbox, django_capture_on_commit_callbacks
+):
+    settings.SALON_INVITATIONS = {
+        "NOTIFICATION_BACKENDS": ["salon_invitations.notifications.EmailBackend"],
+        "INVITE_URL": "https://app.example.com/invite/{token}",
+    }
+    url = reverse("admin:salon_invitations_invitation_add")
+    assert client.get(url).status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            url, {"salon": salon.pk, "email": "Zed@Example.com", "role": "seller"}
+        )
+
+    assert response.status_code == 302, response.content
+    invite = Invitation.objects.get(direction="invite")
+    assert (invite.email, invite.role, invite.status) == ("zed@example.com", "seller", "pending")
+    assert [mail.to for mail in mailoutbox] == [["zed@example.com"]]
+    assert "https://app.example.com/invite/" in mailoutbox[0].body
+
+
+@pytest.mark.parametrize(
+    ("email", "role", "error"),
+    [("nope", "seller", "valid e-mail"), ("owner@example.com", "mechanic", "member")],
+)
+def test_an_admin_invite_refused_by_the_service_shows_the_error(client, salon, email, role, error):
+    response = client.post(
+        reverse("admin:salon_invitations_invitation_add"),
+        {"salon": salon.pk, "email": email, "role": role},
+    )
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert not Invitation.objects.exists()
+
+
+def test_resend_and_revoke_actions_go_through_the_services(
+    client, salon, owner, settings, mailoutbox, django_capture_on_commit_callbacks
+):
+    settings.SALON_INVITATIONS = {
+        "NOTIFICATION_BACKENDS": ["salon_invitations.notifications.EmailBackend"],
+        "INVITE_URL": "https://app.example.com/invite/{token}",
+    }
+    invite = services.invite(salon=salon, email="zed@example.com", role="seller", invited_by=owner)
+    Invitation.objects.filter(pk=invite.pk).update(sent_at=None)
+    old_digest = Invitation.objects.get(pk=invite.pk).token_digest
+    changelist = reverse("admin:salon_invitations_invitation_changelist")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(changelist, {"action": "resend_selected", "_selected_action": [invite.pk]})
+    assert Invitation.objects.get(pk=invite.pk).token_digest != old_digest
+    assert len(mailoutbox) == 1
+
+    client.post(changelist, {"action": "revoke_selected", "_selected_action": [invite.pk]})
+    assert Invitation.objects.get(pk=invite.pk).status == "cancelled"

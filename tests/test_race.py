@@ -16,7 +16,7 @@ import pytest
 from django.db import connection, transaction
 
 from salon_invitations import services
-from salon_invitations.exceptions import Conflict, InvalidInvitation
+from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from tests import factories
 
@@ -182,3 +182,40 @@ def test_a_request_waiting_for_the_lock_while_its_invitation_is_deleted_gets_404
     (response,) = answer
     assert response.status_code == 404, response.content
     assert not Invitation.objects.filter(pk=invitation.pk).exists()
+
+
+def test_racing_accepts_of_one_invite_grant_one_membership(salon, owner):
+    invitation = services.invite(
+        salon=salon, email="new@example.com", role="seller", invited_by=owner
+    )
+    invitee = factories.make_user("newbie", email="new@example.com")
+
+    results = run_concurrently(
+        [lambda: services.accept_invite(invitation, user=invitee) for _ in range(N)]
+    )
+
+    ok, errors = outcomes(results)
+    assert len(ok) == 1
+    assert all(isinstance(exc, Gone) for exc in errors), errors
+    holders = get_membership_model()._default_manager.filter(salon=salon, user=invitee)
+    assert list(holders.values_list("role", flat=True)) == ["seller"]
+    stored = Invitation.objects.get(pk=invitation.pk)
+    assert (stored.status, stored.user_id, stored.token_digest) == ("approved", invitee.pk, "")
+
+
+def test_racing_invites_to_one_address_in_any_case_create_one(salon, owner):
+    addresses = ["new@example.com", "NEW@example.com", "New@Example.Com", "new@EXAMPLE.com"] * 2
+
+    results = run_concurrently(
+        [
+            lambda address=address: services.invite(
+                salon=salon, email=address, role="seller", invited_by=owner
+            )
+            for address in addresses
+        ]
+    )
+
+    ok, errors = outcomes(results)
+    assert len(ok) == 1
+    assert {(exc.code, exc.field) for exc in errors} == {("already_invited", "email")}
+    assert Invitation.objects.filter(direction="invite").count() == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from salon_invitations import roles, services
-from salon_invitations.exceptions import Conflict, Gone
+from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation, TooSoon
 from salon_invitations.models import (
     Delivery,
     Invitation,
@@ -23,34 +24,176 @@ from salon_invitations.models import (
 from salon_invitations.policies import get_policy
 
 
+class InviteForm(forms.Form):
+    """The admin's "add invitation" form: an invite by e-mail, made by the invite service.
+
+    The service runs when the form is cleaned, so its refusals (an invalid address, a taken
+    role, a pending invite…) show as errors on their fields, and the admin's own save has
+    nothing left to do.
+    """
+
+    salon = forms.ModelChoiceField(queryset=None)  # type: ignore[arg-type]
+    email = forms.CharField(label=_("e-mail address"), max_length=254)
+    role = forms.ChoiceField(label=_("role"))
+    message = forms.CharField(label=_("message"), required=False, widget=forms.Textarea)
+
+    def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
+        kwargs.pop("instance", None)
+        super().__init__(*args, **kwargs)
+        self.request = request
+        self.instance = Invitation()  # the admin's add view reads it
+        self.invitation: Invitation | None = None
+        self.fields["salon"].queryset = get_salon_model()._default_manager.all()  # type: ignore[attr-defined]
+        self.fields["role"].choices = [  # type: ignore[attr-defined]
+            (role.name, role.label) for role in roles.requestable_roles()
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        user = self.request.user
+        if not get_policy().can_invite(user, data["salon"], data["role"]):
+            raise forms.ValidationError(_("You may not invite people to this salon in this role."))
+        try:
+            self.invitation = services.invite(
+                salon=data["salon"],
+                email=data["email"],
+                role=data["role"],
+                invited_by=user,
+                message=data.get("message", ""),
+            )
+        except InvalidInvitation as exc:
+            field = exc.field if exc.field in self.fields else None
+            self.add_error(field, str(exc.message))
+        return data
+
+
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "salon", "role", "status", "decided_by", "decided_at", "created")
-    list_filter = ("status", "role")
-    list_select_related = ("user", "salon", "decided_by")
-    search_fields = ("salon__name",)
-    raw_id_fields = ("user", "salon", "decided_by")
-    readonly_fields = (
+    list_display = (
+        "id",
+        "direction",
         "user",
+        "email",
         "salon",
         "role",
         "status",
+        "decided_by",
+        "decided_at",
+        "created",
+    )
+    list_filter = ("status", "direction", "role")
+    list_select_related = ("user", "salon", "decided_by")
+    search_fields = ("salon__name", "email")
+    raw_id_fields = ("user", "salon", "decided_by")
+    readonly_fields = (
+        "direction",
+        "user",
+        "email",
+        "salon",
+        "role",
+        "requested_role",
+        "status",
         "message",
         "reason",
+        "invited_by",
         "decided_by",
         "decided_at",
         "expires_at",
         "created",
         "modified",
     )
-    actions = ("approve_selected", "reject_selected")
+    actions = ("approve_selected", "reject_selected", "resend_selected", "revoke_selected")
     date_hierarchy = "created"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Invitation]:
         return get_policy().visible_invitations(request.user, super().get_queryset(request))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # users ask to join through the API; the admin decides
+        # Adding is inviting someone by e-mail (requests come from the users themselves).
+        return super().has_add_permission(request)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["salon", "email", "role", "message"]
+        return super().get_fields(request, obj)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is not None:
+            return super().get_form(request, obj, change=change, **kwargs)
+
+        class BoundInviteForm(InviteForm):
+            def __init__(self, *args: Any, **form_kwargs: Any) -> None:
+                super().__init__(*args, request=request, **form_kwargs)
+
+        return BoundInviteForm
+
+    def save_form(self, request: HttpRequest, form: Any, change: bool) -> Any:
+        if change:
+            return super().save_form(request, form, change)
+        return form.invitation  # made by the invite service when the form was cleaned
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return super().log_addition(request, obj, message) if obj is not None else None
+
+    def _each_invite(
+        self, request: HttpRequest, queryset: QuerySet[Invitation], check: str, act: Any
+    ) -> None:
+        policy = get_policy()
+        done, refused = 0, []
+        for invitation in queryset.filter(direction=Invitation.DIRECTION.invite):
+            if not getattr(policy, check)(request.user, invitation):
+                refused.append(invitation)
+                continue
+            try:
+                act(invitation)
+            except (Conflict, Gone, TooSoon) as exc:
+                self.message_user(request, f"{invitation}: {exc.message}", messages.WARNING)
+            else:
+                done += 1
+        self.message_user(
+            request,
+            ngettext("%(n)d invite done.", "%(n)d invites done.", done) % {"n": done},
+            messages.SUCCESS,
+        )
+        if refused:
+            self.message_user(
+                request,
+                _("%(n)d skipped: you may not act on them.") % {"n": len(refused)},
+                messages.WARNING,
+            )
+
+    @admin.action(description=_("E-mail selected invites again (new link)"))
+    def resend_selected(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        self._each_invite(
+            request,
+            queryset,
+            "can_resend",
+            lambda invitation: services.resend_invite(invitation, actor=request.user),
+        )
+
+    @admin.action(description=_("Revoke selected invites"))
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        self._each_invite(
+            request,
+            queryset,
+            "can_cancel",
+            lambda invitation: services.cancel_invitation(invitation, actor=request.user),
+        )
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
