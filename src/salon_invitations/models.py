@@ -113,8 +113,13 @@ class Invitation(TimeStampedModel, StatusModel):
     DIRECTION = Choices(("request", _("request")), ("invite", _("invite")))
     DECIDED_STATUSES: ClassVar[tuple[str, ...]] = ("approved", "rejected", "cancelled", "expired")
 
+    # Database defaults too, so rows written with SQL of their own (bulk loads) stay valid.
     direction = models.CharField(
-        _("direction"), max_length=16, choices=DIRECTION, default=DIRECTION.request
+        _("direction"),
+        max_length=16,
+        choices=DIRECTION,
+        default=DIRECTION.request,
+        db_default=DIRECTION.request,
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -124,7 +129,9 @@ class Invitation(TimeStampedModel, StatusModel):
         related_name="salon_invitations",
         verbose_name=_("user"),
     )
-    email = models.CharField(_("e-mail address"), max_length=254, blank=True, default="")
+    email = models.CharField(
+        _("e-mail address"), max_length=254, blank=True, default="", db_default=""
+    )
     salon = models.ForeignKey(
         SALON_MODEL,
         on_delete=models.CASCADE,
@@ -132,7 +139,9 @@ class Invitation(TimeStampedModel, StatusModel):
         verbose_name=_("salon"),
     )
     role = models.CharField(_("role"), max_length=32)
-    requested_role = models.CharField(_("requested role"), max_length=32, blank=True, default="")
+    requested_role = models.CharField(
+        _("requested role"), max_length=32, blank=True, default="", db_default=""
+    )
     message = models.TextField(_("message"), blank=True, default="")
     reason = models.TextField(_("reason"), blank=True, default="")
     invited_by = models.ForeignKey(
@@ -144,7 +153,7 @@ class Invitation(TimeStampedModel, StatusModel):
         verbose_name=_("invited by"),
     )
     token_digest = models.CharField(
-        _("token digest"), max_length=64, blank=True, default="", editable=False
+        _("token digest"), max_length=64, blank=True, default="", db_default="", editable=False
     )
     sent_at = models.DateTimeField(_("invite sent at"), null=True, blank=True, editable=False)
     decided_by = models.ForeignKey(
