@@ -25,6 +25,8 @@ WHEEL_MUST_HAVE = [
     "salon_invitations/templates/salon_invitations/email/invitation_decided.txt",
     "salon_invitations/locale/de/LC_MESSAGES/django.po",
     "salon_invitations/locale/de/LC_MESSAGES/django.mo",
+    "salon_invitations/locale/uk/LC_MESSAGES/django.po",
+    "salon_invitations/locale/uk/LC_MESSAGES/django.mo",
 ]
 WHEEL_MUST_NOT_HAVE = ["tests/", "example_project/"]
 SDIST_MUST_HAVE = ["tests/conftest.py", "docs/index.md", "CHANGELOG.md", "LICENSE", "tox.ini"]
