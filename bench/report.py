@@ -690,6 +690,44 @@ def render_markdown(results: dict[str, Any], image: str) -> str:
         w("PostgreSQL, throughput cannot grow much beyond 2×: the machine is CPU-bound.")
         w("")
 
+    invites = results.get("invites") or {}
+    if invites.get("invite") and invites.get("accept"):
+        top = diff.get("16") or {}
+        w("### Invites beside requests")
+        w("")
+        w(
+            "Invite create (`POST …/invite` by each salon's owner, to a new address) and accept "
+            "(`POST …/invite/<token>/accept` by the invited account), 16 clients over 100 "
+            f"salons, {invites['invite']['rounds']} rounds; beside them the request direction's "
+            "create and approve at 16 clients from above."
+        )
+        w("")
+        w("| operation | requests/s (min–max) | p50 ms | p99 ms | Python CPU/request ms |")
+        w("|---|--:|--:|--:|--:|")
+        table = [
+            ("invite (create)", invites["invite"]),
+            ("request (create)", create.get("package") or {}),
+            ("accept an invite", invites["accept"]),
+            ("approve a request", top),
+        ]
+        for name, row in table:
+            if not row:
+                continue
+            spread = (
+                f" ({fmt(row['rps_min'], 0)}–{fmt(row['rps_max'], 0)})" if "rps_min" in row else ""
+            )
+            w(
+                f"| {name} | {fmt(row['rps'], 0)}{spread} | {fmt(row['p50'], 2)} "
+                f"| {fmt(row['p99'], 2)} | {fmt(row['cpu_ms_per_request'], 1)} |"
+            )
+        w("")
+        w(
+            "An invite does what a request's create does (salon lock, role, membership and "
+            "duplicate checks, one event) plus a token and its digest; an accept does what an "
+            "approval does (two events) plus the token lookup."
+        )
+        w("")
+
     # 3. Contention ---------------------------------------------------------------------------
     if cont:
         w("## 3. Contention: 50 approvals racing for one single-holder role")

@@ -73,6 +73,7 @@ LIST_CONC_N = env_int("BENCH_LIST_CONC_N", 60 if QUICK else 400)  # per round, 8
 CREATE_N = env_int("BENCH_CREATE_N", 64 if QUICK else 480)  # per round and side, 16 clients
 CREATE_WARM_N = 48  # per side, before the measured rounds
 APPROVE_LEVELS = (1, 2, 4, 8, 16)
+INVITE_N = env_int("BENCH_INVITE_N", 48 if QUICK else 240)  # per round and phase, 16 clients
 APPROVE_N = env_int("BENCH_APPROVE_N", 32 if QUICK else 240)  # per level and round
 APPROVE_ROUNDS = env_int("BENCH_APPROVE_ROUNDS", 1 if QUICK else 3)
 SAME_SALON_LEVELS = (1, 8)
@@ -905,6 +906,66 @@ class Bench:
         )
         return out
 
+    def invite_bench(self) -> dict[str, Any]:
+        """Invites (SPEC §7): create (``POST …/invite`` by salon owners) and accept (``POST
+        …/invite/<token>/accept`` by the invitees), 16 clients over the write salons, beside
+        the request direction's create and approve."""
+        import loadgen
+        import seed
+        from django.db import connection
+
+        from salon_invitations import tokens
+
+        layout = self.layout
+        salons = layout.write_salons()
+        per_phase = INVITE_N * (ROUNDS + 1)
+        # The invitees of the accept phase: accounts whose addresses the invites are for.
+        with connection.cursor() as cursor:
+            first = seed._users(cursor, "invitee", per_phase)
+        accept_tokens = []
+        rows = []
+        for k in range(per_phase):
+            token, digest = tokens.new_token()
+            accept_tokens.append((str(token), first + k))
+            rows.append((f"invitee{k}@bench.invalid", salons[k % len(salons)], digest))
+        seed.seed_invites(connection, rows, owner_of=layout.owner_of)
+        connection.close()
+
+        def invite_maker(i: int) -> Any:
+            salon = salons[i % len(salons)]
+            return loadgen.Req(
+                "POST",
+                "/api/invitations/invite",
+                layout.owner_of(salon),
+                {"salon": salon, "role": "member", "email": f"guest{i}@bench.invalid"},
+            )
+
+        def accept_maker(i: int) -> Any:
+            token, user = accept_tokens[i]
+            return loadgen.Req("POST", f"/api/invitations/invite/{token}/accept", user)
+
+        out: dict[str, Any] = {}
+        for name, make in (("invite", invite_maker), ("accept", accept_maker)):
+            rounds: list[dict[str, Any]] = []
+            cursor = 0
+            for r in range(-1, ROUNDS):  # round -1 warms up and is not recorded
+                result, cpu = self.run_async(
+                    self._series(make, INVITE_N, 16, warm=0, offset=cursor, deadline_s=120)
+                )
+                cursor += INVITE_N
+                stats = self.round_stats(result, cpu)
+                if stats["ok"] != stats["n"] or result.errors:
+                    bad = [s.body for s in result.samples if s.status >= 300][:3]
+                    raise RuntimeError(f"{name}: {stats['statuses']} {bad} {result.errors[:3]}")
+                if r >= 0:
+                    rounds.append(stats)
+            agg = aggregate_rounds(
+                rounds, ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
+            )
+            agg["per_round"] = rounds
+            out[name] = agg
+        return out
+
     def contention_bench(self) -> dict[str, Any]:
         import loadgen
         import seed
@@ -1281,6 +1342,12 @@ class Bench:
             log(f"[{scale}] approve, 1..16 clients")
             self.results["approve"] = self.phase("approve", self.approve_bench)
             log(f"[{scale}] approve 1->8 scaling {self.results['approve']['scaling_1_to_8']}")
+            log(f"[{scale}] invites: create and accept, 16 clients")
+            self.results["invites"] = self.phase("invites", self.invite_bench)
+            log(
+                f"[{scale}] invites {self.results['invites']['invite'].get('rps')} / "
+                f"{self.results['invites']['accept'].get('rps')} req/s"
+            )
             log(f"[{scale}] contention")
             self.results["contention"] = self.phase("contention", self.contention_bench)
             log(f"[{scale}] contention correct: {self.results['contention']['all_correct']}")

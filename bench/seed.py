@@ -267,6 +267,22 @@ def seed_pending(
         return sorted(cursor.fetchall())
 
 
+def seed_invites(connection: Any, rows: list[tuple[str, int, str]], *, owner_of: Any) -> None:
+    """Pending invites ``(email, salon_id, token digest)`` from each salon's owner."""
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            """
+            INSERT INTO salon_invitations_invitation
+                (created, modified, status, status_changed, direction, email, user_id,
+                 salon_id, role, requested_role, message, reason, invited_by_id, token_digest,
+                 sent_at, decided_by_id, decided_at, expires_at)
+            VALUES (now(), now(), 'pending', now(), 'invite', %s, NULL, %s, 'member', 'member',
+                    '', '', %s, %s, now(), NULL, NULL, now() + interval '7 days')
+            """,
+            [(email, salon, owner_of(salon), digest) for email, salon, digest in rows],
+        )
+
+
 def table_size(connection: Any) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM salon_invitations_invitation")

@@ -406,3 +406,54 @@ def test_resend_and_revoke_actions_go_through_the_services(
 
     client.post(changelist, {"action": "revoke_selected", "_selected_action": [invite.pk]})
     assert Invitation.objects.get(pk=invite.pk).status == "cancelled"
+
+
+# Races with other requests -----------------------------------------------------------------------
+
+
+def _gone_before_the_lock(delete):
+    from salon_invitations.services import base
+
+    original = base.lock_salon
+    done = []
+
+    def lock(salon_id):
+        if not done:
+            done.append(True)
+            delete()
+        return original(salon_id)
+
+    return mock.patch.object(base, "lock_salon", lock)
+
+
+@default_salon_model
+def test_changing_a_salon_deleted_meanwhile_does_not_bring_it_back(client, salon):
+    url = reverse("admin:salon_invitations_salon_change", args=[salon.pk])
+
+    def delete():
+        Invitation.objects.filter(salon_id=salon.pk).delete()
+        memberships().filter(salon_id=salon.pk).delete()
+        get_salon_model()._default_manager.filter(pk=salon.pk).delete()
+
+    with _gone_before_the_lock(delete):
+        response = client.post(url, {"name": "Zombie"}, follow=True)
+
+    # (The stand-in deletion runs inside the admin's transaction, so it is rolled back with
+    # the refused change: what matters is that nothing was saved and the admin says why.)
+    assert not get_salon_model()._default_manager.filter(name="Zombie").exists()
+    shown = messages_of(response)
+    assert any("no longer exists" in message for message in shown), shown
+    assert not any("successfully" in message for message in shown), shown
+
+
+def test_deleting_an_invitation_decided_meanwhile_reports_only_the_refusal(client, salon, owner):
+    invitation = factories.make_invitation(salon, role="seller")
+    url = reverse("admin:salon_invitations_invitation_delete", args=[invitation.pk])
+
+    with _gone_before_the_lock(lambda: services.reject_invitation(invitation, actor=owner)):
+        response = client.post(url, {"post": "yes"}, follow=True)
+
+    assert Invitation.objects.filter(pk=invitation.pk).exists()
+    shown = messages_of(response)
+    assert any("already been decided" in message for message in shown), shown
+    assert not any("successfully" in message for message in shown), shown

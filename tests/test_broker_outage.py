@@ -17,7 +17,7 @@ from celery import Celery
 from celery import _state as celery_state
 from django.db import connection
 
-from salon_invitations import outbox
+from salon_invitations import notifications, outbox
 from salon_invitations.models import Delivery, Invitation
 from tests import factories
 
@@ -147,3 +147,85 @@ def test_parallel_writes_with_a_dead_broker_leave_reads_answering(dead_broker, s
     assert [status for status, _ in reads] == [200] * 5
     assert max(took for _, took in reads) < 2.0, reads
     assert Delivery.objects.filter(status="pending").count() == 8
+
+
+# A channel layer that hangs ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers (a hung Redis)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+def test_writes_with_a_hung_channel_layer_answer_in_bounded_time(
+    black_hole, api, salon, owner, settings, caplog
+):
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{black_hole}/0"]},
+        }
+    }
+    settings.SALON_INVITATIONS = {
+        "NOTIFICATION_BACKENDS": ["salon_invitations.notifications.ChannelsBackend"]
+    }
+    notifications._layer_down_until = 0.0
+    requesters = [factories.make_user(f"applicant{n}") for n in range(2)]
+    latencies = []
+    try:
+        for user, role in zip(requesters, ["seller", "mechanic"], strict=True):
+            response, took = _timed(
+                lambda user=user, role=role: api(user).post(
+                    INVITATIONS, {"salon": salon.pk, "role": role}
+                )
+            )
+            assert response.status_code == 201, response.content
+            latencies.append(took)
+        pending = Invitation.objects.get(user=requesters[0])
+        approved, took = _timed(lambda: api(owner).patch(f"{INVITATIONS}/{pending.pk}/approved"))
+        assert approved.status_code == 200
+        latencies.append(took)
+    finally:
+        notifications._layer_down_until = 0.0
+
+    # One request waits QUEUE_TIMEOUT (1 s) for the layer, the next ones skip it (the
+    # layer's own socket timeout would have cost each event many seconds).
+    assert max(latencies) < 2.5, latencies
+    assert sum(latencies) < 4.0, latencies
+    assert any("failed" in record.getMessage() for record in caplog.records)
+
+
+def test_publishing_threads_never_keep_the_process_alive(dead_broker, settings, monkeypatch):
+    settings.SALON_INVITATIONS = {**settings.SALON_INVITATIONS, "QUEUE_TIMEOUT": 0.2}
+    release = threading.Event()
+    monkeypatch.setattr(dead_broker, "send_task", lambda *a, **kw: release.wait(5))
+    delivery = outbox.record({"subject": "S", "body": "B", "html": "B", "to": ["a@x.com"]})
+
+    assert outbox.enqueue([delivery.pk]) is False
+    stuck = [t for t in threading.enumerate() if t.name == "salon-invitations-publish"]
+    release.set()
+    assert stuck and all(thread.daemon for thread in stuck)

@@ -20,6 +20,7 @@ from django.urls import reverse
 from salon_invitations import services
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from salon_invitations.notifications import BaseBackend
+from salon_invitations.policies import RolePolicy
 from salon_invitations.services import base
 from salon_invitations.signals import SIGNALS
 from tests import factories
@@ -250,4 +251,20 @@ def test_removing_a_membership_removed_meanwhile_is_404(api, salon, owner, selle
     delete = lambda: type(membership)._default_manager.filter(pk=membership.pk).delete()  # noqa: E731
     with _deleted_meanwhile(delete):
         response = api(owner).delete(f"/api/salon_role/{membership.pk}")
+    assert response.status_code == 404, response.content
+
+
+def test_a_denial_for_an_object_deleted_meanwhile_is_404_not_403(api, salon, owner, requester):
+    """The salon went between loading the invitation and the policy's check of the owner's
+    membership (deleted with it): the object is gone, so 404."""
+    invitation = factories.make_invitation(salon, requester)
+    real_check = RolePolicy.can_decide
+
+    def check_after_deletion(self, user, obj):
+        _remove_salon(salon)()
+        return real_check(self, user, obj)
+
+    with mock.patch.object(RolePolicy, "can_decide", check_after_deletion):
+        response = api(owner).patch(f"{INVITATIONS}/{invitation.pk}/rejected")
+
     assert response.status_code == 404, response.content

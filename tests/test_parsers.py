@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
@@ -236,3 +237,18 @@ def test_other_errors_are_left_to_drf():
     response = Missing.as_view()(factory.post("/echo", {}, format="json"))
     assert response.status_code == 404
     assert response.data == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ['"' + '\\"' * 1_000_000, '"' + '\\"' * 1_000_000 + "\\", '"a\\' * 700_000, '"' * 2_000_000],
+    ids=["escaped-quotes", "escaped-quotes-and-backslash", "backslashes", "quotes"],
+)
+def test_measuring_the_nesting_takes_linear_time_on_hostile_strings(tail):
+    # A string that never closes once made the measure rescan the text from every quote:
+    # seconds for 64 KB, hours for a body under Django's 2.5 MB limit.
+    text = "[" * 65 + tail
+    started = time.perf_counter()
+    with pytest.raises(ValueError):
+        loads(text)
+    assert time.perf_counter() - started < 1.0

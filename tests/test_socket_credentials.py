@@ -92,6 +92,8 @@ async def test_a_fresh_short_token_moves_the_deadline(requester):
         pytest.param(42, id="not-a-string"),
         pytest.param("not-a-jwt", id="garbage"),
         pytest.param("other-user", id="another-users-token"),
+        pytest.param("\ud800", id="lone-surrogate"),
+        pytest.param("é" * 50, id="not-ascii"),
     ],
 )
 @pytest.mark.asyncio

@@ -6,8 +6,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -22,6 +24,62 @@ from salon_invitations.models import (
     get_salon_model,
 )
 from salon_invitations.policies import get_policy
+
+_FAILED = "_salon_invitations_admin_failed"
+
+
+class ServiceAdminMixin:
+    """Runs services for the admin's views and tells only the truth about the outcome.
+
+    A service that refuses (a :class:`Conflict`, or :class:`Gone` when a concurrent request
+    deleted the object) is shown as an error message, and the view then skips its "changed /
+    deleted successfully" message.
+    """
+
+    def run_service(self, request: HttpRequest, call: Any) -> bool:
+        try:
+            call()
+        except (Conflict, Gone) as exc:
+            self.message_user(request, str(exc.message), messages.ERROR)  # type: ignore[attr-defined]
+            setattr(request, _FAILED, True)
+            return False
+        return True
+
+    def _back_to_list(self, request: HttpRequest) -> HttpResponseRedirect:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        url = reverse(
+            f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=self.admin_site.name
+        )  # type: ignore[attr-defined]
+        return HttpResponseRedirect(url)
+
+    def response_change(self, request: HttpRequest, obj: Any) -> Any:
+        if getattr(request, _FAILED, False):
+            return self._back_to_list(request)
+        return super().response_change(request, obj)  # type: ignore[misc]
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> Any:
+        if getattr(request, _FAILED, False):
+            return self._back_to_list(request)
+        return super().response_delete(request, obj_display, obj_id)  # type: ignore[misc]
+
+
+class CascadeThroughServicesMixin:
+    """For the admin of a model whose deletion takes invitations and memberships with it (the
+    salon model, the user model): those rows are removed by the services, each announced, not
+    one by one through their own admin, so their per-object delete permission (pending
+    invitations only, never the owner's membership) must not block the deletion.
+
+    Add it to your user admin::
+
+        @admin.register(User)
+        class UserAdmin(CascadeThroughServicesMixin, auth_admin.UserAdmin):
+            ...
+    """
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
+        handled = {str(model._meta.verbose_name) for model in (Invitation, get_membership_model())}
+        return deleted, counts, set(perms_needed) - handled, protected
 
 
 class InviteForm(forms.Form):
@@ -70,7 +128,7 @@ class InviteForm(forms.Form):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "direction",
@@ -205,13 +263,18 @@ class InvitationAdmin(admin.ModelAdmin):
         return allowed and obj.is_pending and get_policy().can_delete(request.user, obj)
 
     def delete_model(self, request: HttpRequest, obj: Invitation) -> None:
-        services.delete_invitation(obj, actor=request.user)
+        self.run_service(request, lambda: services.delete_invitation(obj, actor=request.user))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
         policy = get_policy()
         for invitation in queryset:
             if invitation.is_pending and policy.can_delete(request.user, invitation):
-                services.delete_invitation(invitation, actor=request.user)
+                self.run_service(
+                    request,
+                    lambda invitation=invitation: services.delete_invitation(
+                        invitation, actor=request.user
+                    ),
+                )
 
     def _decide(self, request: HttpRequest, queryset: QuerySet[Invitation], approve: bool) -> None:
         policy = get_policy()
@@ -282,7 +345,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         return obj is None and super().has_change_permission(request, obj)
 
 
-class SalonAdmin(admin.ModelAdmin):
+class SalonAdmin(ServiceAdminMixin, CascadeThroughServicesMixin, admin.ModelAdmin):
     list_display = ("name", "owner", "created")
     search_fields = ("name",)
     raw_id_fields = ("owner",)
@@ -292,17 +355,12 @@ class SalonAdmin(admin.ModelAdmin):
         readonly = tuple(super().get_readonly_fields(request, obj))
         return (*readonly, "owner") if obj is not None else readonly
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        # The salon's invitations and memberships are removed by the service (each one
-        # announced), not one by one through their own admin, so their per-object delete
-        # permission (pending invitations only, never the owner's membership) does not apply.
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        handled = {str(model._meta.verbose_name) for model in (Invitation, get_membership_model())}
-        return deleted, counts, set(perms_needed) - handled, protected
-
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            # Through the service (salon lock): a plain save() of a salon deleted meanwhile
+            # would insert it again, without its owner's membership.
+            fields = {name: getattr(obj, name) for name in form.changed_data if name != "owner"}
+            self.run_service(request, lambda: services.update_salon(obj, **fields))
         else:
             fields = {
                 f.name: getattr(obj, f.name)
@@ -313,14 +371,16 @@ class SalonAdmin(admin.ModelAdmin):
             obj.pk = created.pk
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.delete_salon(obj, actor=request.user)
+        self.run_service(request, lambda: services.delete_salon(obj, actor=request.user))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for salon in queryset:
-            services.delete_salon(salon, actor=request.user)
+            self.run_service(
+                request, lambda salon=salon: services.delete_salon(salon, actor=request.user)
+            )
 
 
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ("user", "salon", "role", "created")
     list_filter = ("role",)
     list_select_related = ("user", "salon")
@@ -346,19 +406,28 @@ class MembershipAdmin(admin.ModelAdmin):
         )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.remove_membership(obj, actor=request.user)
+        self.run_service(request, lambda: services.remove_membership(obj, actor=request.user))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for membership in queryset:
-            try:
-                services.remove_membership(membership, actor=request.user)
-            except (Conflict, Gone) as exc:
-                self.message_user(request, f"{membership}: {exc.message}", messages.ERROR)
+            self.run_service(
+                request,
+                lambda membership=membership: services.remove_membership(
+                    membership, actor=request.user
+                ),
+            )
 
 
 # The default models are registered only when they are the active ones; a project that swaps
 # them registers its own models (subclassing these admin classes if it likes).
-if get_salon_model() is Salon:
+def _active(getter: Any) -> Any:
+    try:
+        return getter()
+    except ImproperlyConfigured:
+        return None  # salon_invitations.E006 / E007 say what is wrong
+
+
+if _active(get_salon_model) is Salon:
     admin.site.register(Salon, SalonAdmin)
-if get_membership_model() is Membership:
+if _active(get_membership_model) is Membership:
     admin.site.register(Membership, MembershipAdmin)

@@ -67,7 +67,13 @@ def authenticate_token(raw: str) -> tuple[Any, float | None]:
 
     auth = JWTAuthentication()
     try:
-        token = auth.get_validated_token(raw.encode())
+        # A token is ASCII; anything else (a lone surrogate, say) is simply not one.
+        encoded = raw.encode("ascii")
+    except (UnicodeError, AttributeError):
+        logger.info("WebSocket token refused: not an ASCII string")
+        return AnonymousUser(), None
+    try:
+        token = auth.get_validated_token(encoded)
         if apps.is_installed("rest_framework_simplejwt.token_blacklist"):
             from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 

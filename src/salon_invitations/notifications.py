@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,37 @@ async def _group_send_all(layer: Any, groups: list[str], message: dict[str, Any]
     await asyncio.gather(*(layer.group_send(group, message) for group in groups))
 
 
+async def _group_send_within(
+    layer: Any, groups: list[str], message: dict[str, Any], timeout: float
+) -> None:
+    await asyncio.wait_for(_group_send_all(layer, groups, message), timeout)
+
+
+#: After the channel layer did not answer in time, events skip it this many seconds, so a
+#: layer that hangs (a Redis that accepts connections and never answers) costs one request
+#: ``QUEUE_TIMEOUT`` instead of every request its socket timeout.
+LAYER_PAUSE = 10.0
+_layer_down_until = 0.0
+
+
+def send_to_groups(alias: str, groups: list[str], message: dict[str, Any]) -> None:
+    """Send ``message`` to ``groups`` of the channel layer ``alias``, waiting at most
+    ``QUEUE_TIMEOUT`` seconds. Raises on failure (the caller logs it)."""
+    global _layer_down_until
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer(alias)
+    if layer is None or not groups:
+        return
+    if time.monotonic() < _layer_down_until:
+        raise TimeoutError("the channel layer did not answer moments ago; not trying now")
+    try:
+        async_to_sync(_group_send_within)(layer, groups, message, app_settings.QUEUE_TIMEOUT)
+    except (TimeoutError, asyncio.TimeoutError):  # the same class from Python 3.11 on
+        _layer_down_until = time.monotonic() + LAYER_PAUSE
+        raise
+
+
 def websocket_frame(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """What a WebSocket client receives: ``{"type": kind, "<model>": data}``."""
     return {"type": kind, kind.split(".", 1)[0]: data}
@@ -152,18 +184,13 @@ class ChannelsBackend(BaseBackend):
     channel_layer_alias = "default"
 
     def send(self, event: Event) -> None:
-        from channels.layers import get_channel_layer
-
-        layer = get_channel_layer(self.channel_layer_alias)
-        if layer is None:
-            return
         message = {
             "type": "salon_invitations.event",
             "frame": websocket_frame(event.kind, serialize(event)),
         }
         groups = [group_name(event.model, user_id) for user_id in sorted(event.recipients, key=str)]
         # One hop into the event loop per event, not one per recipient.
-        async_to_sync(_group_send_all)(layer, groups, message)
+        send_to_groups(self.channel_layer_alias, groups, message)
 
 
 def close_user_sockets(user_id: Any, *, code: int = 4401, alias: str = "default") -> None:
@@ -172,14 +199,8 @@ def close_user_sockets(user_id: Any, *, code: int = 4401, alias: str = "default"
     Sent when an account is deactivated or deleted: its open sockets stop at once instead of
     hearing events until they disconnect.
     """
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer(alias)
-    if layer is None:
-        return
     message = {"type": "salon_invitations.close", "code": code}
-    groups = [group_name(stream, user_id) for stream in STREAMS]
-    async_to_sync(_group_send_all)(layer, groups, message)
+    send_to_groups(alias, [group_name(stream, user_id) for stream in STREAMS], message)
 
 
 @dataclass(frozen=True)

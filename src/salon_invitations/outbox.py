@@ -18,8 +18,8 @@ lock is held while the mail server answers.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,9 +46,10 @@ LONGEST_RETRY = timedelta(hours=1)
 
 #: After the broker failed to take a message, requests leave it alone this many seconds.
 BROKER_PAUSE = 10.0
+#: At most this many publications wait on the broker at once; beyond, the relay sends later.
+MAX_PUBLISHING = 4
 
-# Publishing to the broker happens in these threads, so a request can stop waiting for it.
-_publisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="salon-invitations-publish")
+_publishing = threading.BoundedSemaphore(MAX_PUBLISHING)
 _broker_down_until = 0.0
 
 
@@ -135,26 +136,35 @@ def enqueue(pks: list[Any]) -> bool:
         for pk in pks:
             task.apply(args=[pk]) if task is not None else attempt(pk)
         return True
-    if time.monotonic() < _broker_down_until:
+    if time.monotonic() < _broker_down_until or not _publishing.acquire(blocking=False):
         return False
+    done = threading.Event()
+    failure: list[BaseException] = []
 
     def publish() -> None:
-        for pk in pks:
-            app.send_task(DELIVER_TASK, args=[pk], retry=False)
+        try:
+            for pk in pks:
+                app.send_task(DELIVER_TASK, args=[pk], retry=False)
+        except BaseException as exc:  # reported to the waiting request below
+            failure.append(exc)
+        finally:
+            _publishing.release()
+            done.set()
 
-    future = _publisher.submit(publish)
-    try:
-        future.result(timeout=app_settings.QUEUE_TIMEOUT)
-    except Exception as exc:
-        future.cancel()
-        _broker_down_until = time.monotonic() + BROKER_PAUSE
-        logger.warning(
-            "Could not queue deliveries %s (%s); they stay pending for the relay.",
-            pks,
-            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-        )
-        return False
-    return True
+    # A daemon thread: one stuck on a broker that never answers must not keep the server
+    # process from exiting.
+    threading.Thread(target=publish, name="salon-invitations-publish", daemon=True).start()
+    if done.wait(app_settings.QUEUE_TIMEOUT) and not failure:
+        return True
+    _broker_down_until = time.monotonic() + BROKER_PAUSE
+    reason = failure[0] if failure else TimeoutError(f"no answer in {app_settings.QUEUE_TIMEOUT}s")
+    logger.warning(
+        "Could not queue deliveries %s (%s: %s); they stay pending for the relay.",
+        pks,
+        type(reason).__name__,
+        reason,
+    )
+    return False
 
 
 def deliver(messages: list[dict[str, Any]], *, event_kind: str = "") -> list[Delivery]:

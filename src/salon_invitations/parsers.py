@@ -61,8 +61,11 @@ __all__ = [
 #: with small stacks) is far away.
 MAX_DEPTH = 64
 
-# A JSON string literal, escapes included (the unrolled form of "(?:[^"\\]|\\.)*").
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string literal, escapes included, or an unterminated one up to the end of the text.
+# Every match that starts at a quote succeeds (there is no way for it to fail and be retried
+# from the next quote), so removing the strings takes time linear in the text's length even
+# for hostile input such as ``"\\"\\"\\"…`` without a closing quote.
+_STRING = re.compile(r'"[^"\\]*(?:\\(?:.|\Z)[^"\\]*)*(?:"|\Z)', re.DOTALL)
 _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -28,7 +29,13 @@ class PolicyPermission(IsAuthenticated):
         check = getattr(view, "policy_checks", {}).get(view.action)
         if check is None:
             return True
-        return bool(getattr(get_policy(), check)(request.user, obj))
+        if getattr(get_policy(), check)(request.user, obj):
+            return True
+        # Denied: but if a concurrent request deleted the object (and the memberships the
+        # policy read went with it), the truthful answer is 404, not 403.
+        if not type(obj)._default_manager.filter(pk=obj.pk).exists():
+            raise Http404
+        return False
 
 
 class InvitationRateThrottle(ScopedRateThrottle):
