@@ -667,3 +667,38 @@ def test_approve_refuses_an_invite(salon, owner, sent):
     with pytest.raises(Conflict) as refused:
         services.approve_invitation(invitation, actor=owner)
     assert refused.value.code == "not_a_request"
+
+
+def test_a_token_sealed_under_a_rotated_key_is_refused_or_read_with_the_fallback(settings):
+    token, _digest = tokens.new_token()
+    sealed = tokens.seal(token)
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "another-secret-key-after-rotation"
+    with pytest.raises(ValueError, match="no longer configured"):
+        tokens.unseal(sealed)
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert tokens.unseal(sealed) == token
+    tampered = sealed[:-3] + ("A" if sealed[-3] != "A" else "B") + sealed[-2:]
+    with pytest.raises(ValueError):
+        tokens.unseal(tampered)
+
+
+def test_an_overdue_invite_the_job_has_not_reached_blocks_nothing(api, salon, owner, sent, commit):
+    invitation, _token = sent
+    Invitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now() - timedelta(1))
+
+    response = invite_as(api, owner, commit, salon=salon.pk, role="seller", email="new@example.com")
+
+    assert response.status_code == 201, response.content
+    invitation.refresh_from_db()
+    assert invitation.status == "expired"
+
+
+def test_an_overdue_request_the_job_has_not_reached_blocks_nothing(salon, requester):
+    old = factories.make_invitation(salon, requester, role="seller")
+    Invitation.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(1))
+
+    new = services.create_invitation(user=requester, salon=salon, role="mechanic")
+
+    old.refresh_from_db()
+    assert (old.status, new.status) == ("expired", "pending")

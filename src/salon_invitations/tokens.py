@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import secrets
 
+from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 TOKEN_BYTES = 32
@@ -55,23 +56,43 @@ def matches(token: str, stored_digest: str) -> bool:
     return bool(stored_digest) and hmac.compare_digest(digest(token), stored_digest)
 
 
+def _secrets() -> list[str]:
+    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+
+
+def _keys(salt: bytes, secret: str) -> tuple[bytes, bytes]:
+    """The one-time pad and the integrity key of one sealed value."""
+    pad = salted_hmac(_SEAL_SALT, salt, secret=secret, algorithm="sha256").digest()
+    tag_key = salted_hmac(_SEAL_SALT + ".tag", salt, secret=secret, algorithm="sha256").digest()
+    return pad, tag_key
+
+
 def seal(token: str) -> str:
-    """``token`` encrypted for the outbox: ``"<salt>.<sealed>"``, both URL-safe base64."""
+    """``token`` encrypted for the outbox: ``"<salt>.<sealed>.<tag>"``, URL-safe base64.
+
+    The tag lets :func:`unseal` refuse a value sealed under another ``SECRET_KEY`` instead of
+    turning it into a wrong token (and an e-mail with a dead link).
+    """
     raw = _decode(token)
     salt = secrets.token_bytes(16)
-    key = salted_hmac(_SEAL_SALT, salt, algorithm="sha256").digest()
-    sealed = bytes(a ^ b for a, b in zip(raw, key, strict=True))
-    return f"{_encode(salt)}.{_encode(sealed)}"
+    pad, tag_key = _keys(salt, settings.SECRET_KEY)
+    sealed = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
+    tag = hmac.new(tag_key, sealed, hashlib.sha256).digest()[:16]
+    return f"{_encode(salt)}.{_encode(sealed)}.{_encode(tag)}"
 
 
 def unseal(value: str) -> Token:
-    """The token :func:`seal` encrypted (``ValueError`` when ``value`` is not one)."""
+    """The token :func:`seal` encrypted, under ``SECRET_KEY`` or one of
+    ``SECRET_KEY_FALLBACKS``; ``ValueError`` when ``value`` is not one or the key is gone."""
     try:
-        salt_text, sealed_text = value.split(".")
-        salt, sealed = _decode(salt_text), _decode(sealed_text)
-    except (ValueError, TypeError) as exc:
+        salt_text, sealed_text, tag_text = value.split(".")
+        salt, sealed, tag = _decode(salt_text), _decode(sealed_text), _decode(tag_text)
+    except (ValueError, TypeError, AttributeError) as exc:
         raise ValueError("not a sealed token") from exc
-    key = salted_hmac(_SEAL_SALT, salt, algorithm="sha256").digest()
     if len(sealed) != TOKEN_BYTES:
         raise ValueError("not a sealed token")
-    return Token(_encode(bytes(a ^ b for a, b in zip(sealed, key, strict=True))))
+    for secret in _secrets():
+        pad, tag_key = _keys(salt, secret)
+        if hmac.compare_digest(hmac.new(tag_key, sealed, hashlib.sha256).digest()[:16], tag):
+            return Token(_encode(bytes(a ^ b for a, b in zip(sealed, pad, strict=True))))
+    raise ValueError("sealed under a SECRET_KEY that is no longer configured")

@@ -296,6 +296,10 @@ class InviteTokenViewSet(PolicyGenericViewSet):
     def accept(self, request: Request, token: str = "") -> Response:
         invitation = services.find_invite(token)
         if not self.policy.can_accept(request.user, invitation):
+            if not request.user.is_active:
+                raise CodedError(
+                    status.HTTP_403_FORBIDDEN, services.MSG_INACTIVE_ACCOUNT, "inactive_user"
+                )
             raise CodedError(
                 status.HTTP_403_FORBIDDEN,
                 _("This invite was sent to another e-mail address than your account's."),
@@ -308,7 +312,8 @@ class InviteTokenViewSet(PolicyGenericViewSet):
     @extend_schema(request=None, responses=DeclinedSerializer)
     @action(detail=True, methods=["post"])
     def decline(self, request: Request, token: str = "") -> Response:
-        services.decline_invite(services.find_invite(token), actor=request.user)
+        actor = request.user if request.user.is_authenticated else None
+        services.decline_invite(services.find_invite(token), actor=actor)
         return Response({"status": Invitation.STATUS.rejected})
 
 

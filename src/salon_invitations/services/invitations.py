@@ -51,8 +51,7 @@ def create_invitation(
             raise InvalidInvitation(MSG_ROLE_TAKEN, code=ROLE_TAKEN, field="role")
         # The partial unique constraint enforces this too, except on databases without
         # conditional constraints (MySQL, MariaDB); the salon lock makes the check safe there.
-        pending = Invitation.objects.filter(status=Invitation.STATUS.pending)
-        if pending.filter(salon_id=locked.pk, user=user).exists():
+        if still_pending(Invitation.objects.filter(salon_id=locked.pk, user=user)):
             raise InvalidInvitation(MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon")
         invitation = Invitation(
             user=user,
@@ -71,6 +70,20 @@ def create_invitation(
             ) from exc
         dispatch(Event("invitation.created", invitation, user))
     return invitation
+
+
+def still_pending(invitations: Any) -> Invitation | None:
+    """The pending invitation among ``invitations`` that blocks a new one, if any.
+
+    One past its ``expires_at`` that the expiry job has not reached yet is expired on the spot
+    (locked, announced) and blocks nothing. Call it under the salon lock.
+    """
+    current = invitations.filter(status=Invitation.STATUS.pending).select_for_update().first()
+    now = timezone.now()
+    if current is not None and current.expires_at is not None and current.expires_at <= now:
+        decide(current, Invitation.STATUS.expired, None, when=now)
+        return None
+    return current
 
 
 def lock_pending(invitation: Invitation) -> Invitation:

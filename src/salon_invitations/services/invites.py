@@ -39,7 +39,7 @@ from salon_invitations.services.base import (
     RESEND_TOO_SOON,
     ROLE_TAKEN,
 )
-from salon_invitations.services.invitations import decide, lock_pending
+from salon_invitations.services.invitations import decide, lock_pending, still_pending
 
 MAX_BATCH = MAX_INVITE_BATCH
 
@@ -85,12 +85,12 @@ def invite(
         members = get_membership_model()._default_manager.filter(salon_id=locked.pk)
         if members.filter(**_email_lookup("user__", address)).exists():
             raise InvalidInvitation(MSG_ALREADY_MEMBER_ADDRESS, code=ALREADY_MEMBER, field="email")
-        pending = Invitation.objects.filter(salon_id=locked.pk, status=Invitation.STATUS.pending)
+        salon_rows = Invitation.objects.filter(salon_id=locked.pk)
         # The conditional unique constraint backs this up where the database has one.
-        if pending.filter(direction=Invitation.DIRECTION.invite, email=address).exists():
+        if still_pending(salon_rows.filter(direction=Invitation.DIRECTION.invite, email=address)):
             raise InvalidInvitation(MSG_ALREADY_INVITED, code=ALREADY_INVITED, field="email")
-        requests = pending.filter(direction=Invitation.DIRECTION.request)
-        if requests.filter(**_email_lookup("user__", address)).exists():
+        requests = salon_rows.filter(direction=Invitation.DIRECTION.request)
+        if still_pending(requests.filter(**_email_lookup("user__", address))):
             raise InvalidInvitation(MSG_PENDING_REQUEST, code=PENDING_REQUEST, field="email")
         token, token_digest = tokens.new_token()
         now = timezone.now()
