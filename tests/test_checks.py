@@ -13,7 +13,12 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 
-from salon_invitations.checks import check_settings, check_sqlite_locking, check_swappable_models
+from salon_invitations.checks import (
+    check_backend_needs,
+    check_settings,
+    check_sqlite_locking,
+    check_swappable_models,
+)
 from salon_invitations.conf import DEFAULTS
 from salon_invitations.models import Invitation
 from salon_invitations.policies import RolePolicy
@@ -73,6 +78,7 @@ def test_the_checks_are_registered_with_django():
     assert check_settings in checks
     assert check_swappable_models in checks
     assert check_sqlite_locking in checks
+    assert check_backend_needs in checks
 
 
 # E001: the role table -------------------------------------------------------------------------
@@ -350,3 +356,64 @@ def test_the_checks_read_settings_when_run():
     with with_settings(EMAIL_DELIVERY="async"):
         assert check_settings()
     assert check_settings() == []
+
+
+# Values of the wrong kind -----------------------------------------------------------------------
+
+
+def test_an_owner_role_that_is_not_a_string_is_e002_not_a_crash():
+    with with_settings(OWNER_ROLE=["superuser"]):
+        assert "salon_invitations.E002" in ids(check_settings())
+
+
+@pytest.mark.parametrize("flag", ["requestable", "manages"])
+def test_role_flags_must_be_booleans(flag):
+    roles = {name: dict(spec) for name, spec in DEFAULTS["ROLES"].items()}
+    roles["admin"][flag] = "no"  # truthy: the role would manage
+    with with_settings(ROLES=roles):
+        errors = check_settings()
+    assert ids(errors) == ["salon_invitations.E001"]
+    assert flag in errors[0].msg
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("PERMISSION_POLICY", "salon_invitations.policies.get_policy"),
+        ("INVITATION_SERIALIZER", "os.path"),
+        ("NOTIFICATION_BACKENDS", ["salon_invitations.notifications.dispatch"]),
+        ("PERMISSION_POLICY", RolePolicy.can_decide),
+    ],
+)
+def test_e003_what_is_imported_must_be_a_class(key, value):
+    with with_settings(**{key: value}):
+        assert ids(check_settings()) == ["salon_invitations.E003"]
+
+
+def test_w003_channels_backend_without_a_channel_layer():
+    with override_settings(CHANNEL_LAYERS={}):
+        warnings = check_backend_needs()
+    assert [w.id for w in warnings] == ["salon_invitations.W003"]
+    assert warnings[0].hint
+    assert check_backend_needs() == []
+
+
+def test_w002_email_backend_without_an_invite_url():
+    backends = ["salon_invitations.notifications.EmailBackend"]
+    with with_settings(NOTIFICATION_BACKENDS=backends):
+        assert [w.id for w in check_backend_needs()] == ["salon_invitations.W002"]
+    url = "https://app.example.com/invite/{token}"
+    with with_settings(NOTIFICATION_BACKENDS=backends, INVITE_URL=url):
+        assert check_backend_needs() == []
+
+
+@pytest.mark.parametrize("url", ["https://app.example.com/invite/", 42])
+def test_e013_an_invite_url_without_the_token(url):
+    with with_settings(INVITE_URL=url):
+        assert ids(check_settings()) == ["salon_invitations.E013"]
+
+
+@pytest.mark.parametrize("value", [timedelta(seconds=-1), 60, None])
+def test_e014_the_resend_cooldown(value):
+    with with_settings(INVITE_RESEND_COOLDOWN=value):
+        assert ids(check_settings()) == ["salon_invitations.E014"]

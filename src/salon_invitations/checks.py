@@ -59,6 +59,15 @@ def _check_roles(role_table: Any) -> list[CheckMessage]:
                     1,
                 )
             )
+        for flag in ("requestable", "manages"):
+            if flag in spec and not isinstance(spec[flag], bool):
+                errors.append(
+                    _error(
+                        f"Role {name!r} has {flag} = {spec[flag]!r}, which is not True or False.",
+                        f"'{flag}' is a boolean.",
+                        1,
+                    )
+                )
         if len(str(name)) > 32:
             errors.append(
                 _error(
@@ -108,7 +117,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     role_table = app_settings.raw("ROLES")
     errors += _check_roles(role_table)
     owner = app_settings.raw("OWNER_ROLE")
-    if isinstance(role_table, Mapping) and owner not in role_table:
+    if isinstance(role_table, Mapping) and (not isinstance(owner, str) or owner not in role_table):
         errors.append(
             _error(
                 f'SALON_INVITATIONS["OWNER_ROLE"] = {owner!r} is not in ROLES.',
@@ -132,7 +141,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         for dotted in paths:
             if not isinstance(dotted, str):
                 # conf accepts the class itself as well as its dotted path.
-                if not callable(dotted):
+                if not isinstance(dotted, type):
                     errors.append(
                         _error(
                             f'SALON_INVITATIONS["{key}"] = {dotted!r} is neither a dotted path '
@@ -144,13 +153,22 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     )
                 continue
             try:
-                import_string(dotted)
+                imported = import_string(dotted)
             except ImportError as exc:
                 errors.append(
                     _error(
                         f'SALON_INVITATIONS["{key}"] refers to {dotted!r}, '
                         f"which cannot be imported: {exc}",
                         "Give the full dotted path of a class, e.g. 'myproject.policies.MyPolicy'.",
+                        3,
+                    )
+                )
+                continue
+            if not isinstance(imported, type):
+                errors.append(
+                    _error(
+                        f'SALON_INVITATIONS["{key}"] refers to {dotted!r}, which is not a class.',
+                        "Give the dotted path of a class, e.g. 'myproject.policies.MyPolicy'.",
                         3,
                     )
                 )
@@ -231,29 +249,52 @@ def check_sqlite_locking(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     return warnings
 
 
-@register()
-def check_invite_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Invite e-mails without a link cannot be accepted."""
+def _backend_classes() -> list[type]:
+    """The configured notification backends that import (E003 reports the others)."""
     backends = app_settings.raw("NOTIFICATION_BACKENDS")
-    if not isinstance(backends, list | tuple) or app_settings.raw("INVITE_URL") is not None:
+    if not isinstance(backends, list | tuple):
         return []
-    from salon_invitations.notifications import EmailBackend
-
+    classes = []
     for backend in backends:
         try:
             cls = import_string(backend) if isinstance(backend, str) else backend
         except ImportError:
-            continue  # E003 reports it
-        if isinstance(cls, type) and issubclass(cls, EmailBackend):
-            return [
+            continue
+        if isinstance(cls, type):
+            classes.append(cls)
+    return classes
+
+
+@register()
+def check_backend_needs(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """What the enabled backends need: a channel layer, an accept link for invite e-mails."""
+    from salon_invitations.notifications import ChannelsBackend, EmailBackend
+
+    warnings: list[CheckMessage] = []
+    for cls in _backend_classes():
+        if issubclass(cls, EmailBackend) and app_settings.raw("INVITE_URL") is None:
+            warnings.append(
                 Warning(
                     'EmailBackend is enabled but SALON_INVITATIONS["INVITE_URL"] is not set: '
                     "invite e-mails would carry no accept link.",
                     hint='Set it to your accept page, e.g. "https://app.example.com/invite/{token}".',
                     id="salon_invitations.W002",
                 )
-            ]
-    return []
+            )
+        alias = getattr(cls, "channel_layer_alias", "default")
+        layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+        if issubclass(cls, ChannelsBackend) and alias not in layers:
+            warnings.append(
+                Warning(
+                    f"{cls.__name__} is enabled but CHANNEL_LAYERS has no {alias!r} layer: "
+                    "no event would reach a WebSocket.",
+                    hint='Configure one, e.g. CHANNEL_LAYERS = {"default": {"BACKEND": '
+                    '"channels.layers.InMemoryChannelLayer"}} (channels_redis in production), '
+                    "or remove the backend.",
+                    id="salon_invitations.W003",
+                )
+            )
+    return warnings
 
 
 @register()

@@ -6,6 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from salon_invitations import outbox
 
+MAX_LIMIT = 1_000_000
+
 
 class Command(BaseCommand):
     help = (
@@ -19,7 +21,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, limit: int | None = None, **options: Any) -> None:
-        if limit is not None and limit < 1:
-            raise CommandError("--limit must be a positive integer.")
+        if limit is not None and not 1 <= limit <= MAX_LIMIT:
+            raise CommandError(f"--limit must be between 1 and {MAX_LIMIT}.")
         sent, failed = outbox.deliver_due(limit=limit)
         self.stdout.write(f"{sent} e-mail(s) sent, {failed} not sent (retried later).")

@@ -6,6 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from salon_invitations import services
 
+MAX_BATCH = 100_000
+
 
 class Command(BaseCommand):
     help = (
@@ -18,7 +20,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, batch_size: int | None = None, **options: Any) -> None:
-        if batch_size is not None and batch_size < 1:
-            raise CommandError("--batch-size must be a positive integer.")
+        if batch_size is not None and not 1 <= batch_size <= MAX_BATCH:
+            raise CommandError(f"--batch-size must be between 1 and {MAX_BATCH}.")
         count = services.expire_invitations(batch_size=batch_size)
         self.stdout.write(f"{count} invitation(s) expired.")
