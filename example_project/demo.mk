@@ -19,6 +19,10 @@ DEMO_URL := http://$(DEMO_HOST):$(DEMO_PORT)
 
 .PHONY: demo demo-setup demo-check
 
+# Invite e-mails (and the link seed_demo prints) point at this server, whatever DEMO_PORT is,
+# unless INVITE_URL is set in the environment.
+demo demo-setup demo-check: export INVITE_URL ?= $(DEMO_URL)/invite/{token}
+
 $(DEMO_VENV_PY):
 	$(DEMO_PYTHON) -m venv $(DEMO_VENV)
 
@@ -43,5 +47,7 @@ demo: demo-setup
 	@echo "  Swagger UI  $(DEMO_URL)/api/doc"
 	@echo "  WebSocket   ws://$(DEMO_HOST):$(DEMO_PORT)/ws/api/invitation_to_auto_salon/?token=<access>"
 	@echo "  Admin       $(DEMO_URL)/admin/"
+	@echo "  Invite page $(DEMO_URL)/invite/<token>  (seed_demo printed a link above; invite e-mails"
+	@echo "              are printed here, with their links, while EMAIL_HOST is unset)"
 	@echo
 	$(DEMO_MANAGE) runserver $(DEMO_HOST):$(DEMO_PORT)

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     # ``salon_invitations/email/*.txt``) would override the package's.
     "apps.users",
     "apps.auto_salon",
+    "apps.invites",
     "salon_invitations",
 ]
 
@@ -170,6 +171,8 @@ SALON_INVITATIONS = {
     "INVITATION_TTL": timedelta(days=env_int("INVITATION_TTL_DAYS", 14)),
     # The accept link of invite e-mails: the project's /invite/<token> page.
     "INVITE_URL": env_str("INVITE_URL", "http://127.0.0.1:8000/invite/{token}"),
+    "INVITE_TTL": timedelta(days=env_int("INVITE_TTL_DAYS", 7)),
+    "INVITE_RESEND_COOLDOWN": timedelta(seconds=env_int("INVITE_RESEND_COOLDOWN_SECONDS", 60)),
     # With Redis, e-mail goes out from the Celery worker (with retries), not from the request.
     "EMAIL_DELIVERY": "celery" if REDIS_URL else "sync",
 }

@@ -7,12 +7,15 @@ from django.urls import path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.invites.views import invite_page
 from apps.users import views as users
 from salon_invitations.urls import invitation_patterns, membership_patterns, salon_patterns
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="swagger-ui"), name="home"),
     path("admin/", admin.site.urls),
+    # The page behind the link of invite e-mails (SALON_INVITATIONS["INVITE_URL"]).
+    path("invite/<str:token>", invite_page, name="invite-page"),
     # Authentication (JWT) and accounts.
     path("api/auth", users.LoginView.as_view(), name="auth"),
     path("api/auth/refresh", users.RefreshView.as_view(), name="auth-refresh"),

@@ -5,13 +5,16 @@ Nothing here imports Django; see ``conftest.py``.
 
 from __future__ import annotations
 
+import email
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -54,6 +57,9 @@ PROJECT_VARIABLES = frozenset(
         "THROTTLE_AUTH",
         "THROTTLE_REGISTRATION",
         "INVITATION_TTL_DAYS",
+        "INVITE_URL",
+        "INVITE_TTL_DAYS",
+        "INVITE_RESEND_COOLDOWN_SECONDS",
         "SECURE_SSL_REDIRECT",
         "SECURE_HSTS_SECONDS",
         "SECURE_HSTS_INCLUDE_SUBDOMAINS",
@@ -351,6 +357,38 @@ class Configuration:
     env: dict[str, str]
     postgres: PostgresDatabase | None = None
     redis: RedisDatabase | None = None
+
+
+# E-mail -----------------------------------------------------------------------------------------
+
+#: The accept link of invite e-mails with ``INVITE_URL``'s default; the group is the token.
+INVITE_LINK = re.compile(r"http://127\.0\.0\.1:8000/invite/([A-Za-z0-9_-]{43})")
+#: What Django's console e-mail backend writes after each message.
+EMAIL_SEPARATOR = "-" * 79
+
+
+def printed_emails(output: str) -> list[Message]:
+    """The e-mails Django's console backend printed in ``output`` (a server's log, say)."""
+    messages = []
+    for chunk in output.split(EMAIL_SEPARATOR):
+        # Log lines may come before a message: it starts at its first header.
+        start = chunk.find("Content-Type: ")
+        if start != -1:
+            messages.append(email.message_from_string(chunk[start:]))
+    return messages
+
+
+def invite_token(output: str, address: str) -> str:
+    """The token of the accept link in the last invite e-mail to ``address`` printed in
+    ``output``; the link must be in the e-mail's text part."""
+    for message in reversed(printed_emails(output)):
+        if message["To"] == address:
+            (text,) = [p for p in message.walk() if p.get_content_type() == "text/plain"]
+            body = text.get_payload(decode=True).decode()
+            found = INVITE_LINK.search(body)
+            assert found, f"no accept link in the e-mail to {address}:\n{body}"
+            return found.group(1)
+    pytest.fail(f"no e-mail to {address} was printed")
 
 
 # Clients ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import manage, project_env, sqlite_url
+from .support import INVITE_LINK, manage, project_env, sqlite_url
 
 #: What a production deployment sets (README "Environment"). Nothing here is connected to.
 PRODUCTION = {
@@ -96,15 +96,26 @@ def test_seed_demo_is_idempotent(tmp_path: Path) -> None:
     assert "Demo data is ready" in first.stdout
     counts = json.loads(manage("shell", "-c", COUNTS, env=env).ok().stdout.splitlines()[-1])
     # 5 users; 2 salons owned by one user; the admin approved, the seller pending, the
-    # mechanic rejected.
-    assert counts == {"users": 5, "salons": 2, "memberships": 3, "invitations": 3}
+    # mechanic rejected; newcomer@example.com (no account) invited.
+    assert counts == {"users": 5, "salons": 2, "memberships": 3, "invitations": 4}
+    # The invite's link, caught from its e-mail (which nobody else got).
+    links = INVITE_LINK.findall(first.stdout)
+    assert len(links) == 1, first.stdout
+    assert "MIME-Version:" not in first.stdout
 
     second = manage("seed_demo", env=env).ok()
     assert "created" not in second.stdout, second.stdout
     assert "exists   user owner@example.com" in second.stdout
     assert "Demo data is ready" in second.stdout
+    assert not INVITE_LINK.findall(second.stdout), second.stdout
+    assert "--resend-invite prints a new link" in second.stdout
     again = json.loads(manage("shell", "-c", COUNTS, env=env).ok().stdout.splitlines()[-1])
     assert again == counts
+
+    # --resend-invite e-mails it again at once only after INVITE_RESEND_COOLDOWN (a minute).
+    soon = manage("seed_demo", "--resend-invite", env=env).ok()
+    assert "skipped  invite newcomer@example.com" in soon.stdout, soon.stdout
+    assert not INVITE_LINK.findall(soon.stdout)
 
 
 def run_sql(statement: str, env: dict[str, str]) -> str:

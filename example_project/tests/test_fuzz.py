@@ -11,10 +11,13 @@ For each actor in turn — a salon's owner, its admin, its seller, and a strange
 registered and logged in through the API, and before each operation a fresh salon is seeded
 the same way (the admin's and the seller's join requests approved by the owner and the
 admin, the requester's request pending, and the actor's own request to another salon
-pending). schemathesis then generates requests, valid and invalid, for every operation under
-``/api/invitation_to_auto_salon``, ``/api/auto_salon`` and ``/api/salon_role`` from the
-schema the project serves at ``/api/doc/schema``, sent with the actor's JWT access token;
-some name the seeded objects, so that they get past the 404s.
+pending), with two pending invites whose links are read from the e-mails the server prints
+(console backend): one to a new address in that salon, one to the actor's own address in a
+third salon (for them to accept). schemathesis then generates requests, valid and invalid,
+for every operation under ``/api/invitation_to_auto_salon``, ``/api/auto_salon`` and
+``/api/salon_role`` from the schema the project serves at ``/api/doc/schema``, sent with the
+actor's JWT access token; some name the seeded objects (and the invites' tokens), so that
+they get past the 404s.
 
 Every response must pass:
 
@@ -56,7 +59,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from .support import Server, manage, project_env, sqlite_url, start_server
+from .support import Server, invite_token, manage, project_env, sqlite_url, start_server
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("SALON_RUN_FUZZ") != "1",
@@ -113,6 +116,8 @@ def fuzz_server(tmp_path_factory) -> Iterator[Server]:
         THROTTLE_AUTH="100000/hour",
         THROTTLE_REGISTRATION="100000/hour",
         JWT_ACCESS_MINUTES="120",
+        # Resending an invite is not refused for a minute after it was sent.
+        INVITE_RESEND_COOLDOWN_SECONDS="0",
         SALON_LOG_LEVEL="WARNING",
     )
     manage("migrate", "--noinput", env=env).ok()
@@ -150,12 +155,16 @@ def _ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json()
 
 
-def sign_up(http: httpx.Client, name: str) -> dict[str, str]:
-    """Register a new user and log in: the user's Authorization header."""
-    email = f"{name}-{next(_emails)}@fuzz.example.com"
+def new_address(name: str) -> str:
+    return f"{name}-{next(_emails)}@fuzz.example.com"
+
+
+def sign_up(http: httpx.Client, name: str) -> tuple[str, dict[str, str]]:
+    """Register a new user and log in: the user's address and Authorization header."""
+    email = new_address(name)
     _ok(http.post("api/user/registration", json={"email": email, "password": PASSWORD}), 201)
     tokens = _ok(http.post("api/auth", json={"email": email, "password": PASSWORD}))
-    return {"Authorization": f"Bearer {tokens['access']}"}
+    return email, {"Authorization": f"Bearer {tokens['access']}"}
 
 
 @dataclass
@@ -165,6 +174,7 @@ class Salon:
     id: int
     membership_ids: list[int]
     invitation_ids: list[int]
+    invite_tokens: list[str]
 
     def ids_for(self, path: str) -> list[int]:
         """Ids of real objects for an operation's ``{id}``."""
@@ -177,10 +187,18 @@ class Salon:
         return []
 
 
-def seed_salon(http: httpx.Client, users: dict[str, dict[str, str]], actor: str) -> Salon:
+def seed_salon(
+    http: httpx.Client,
+    server: Server,
+    users: dict[str, dict[str, str]],
+    emails: dict[str, str],
+    actor: str,
+) -> Salon:
     """A new salon of ``users["owner"]``: the admin and the seller joined (their requests
     approved by the owner and the admin), the requester's request for the mechanic's role
-    pending; and ``actor``'s own pending request to another new salon (for them to cancel)."""
+    pending, an invite to a new address for that role pending; ``actor``'s own pending request
+    to another new salon (for them to cancel), and an invite of ``actor`` to a third one (for
+    them to accept)."""
 
     def new_salon(owner: str) -> int:
         body = {"name": "Fuzz Motors"}
@@ -197,6 +215,11 @@ def seed_salon(http: httpx.Client, users: dict[str, dict[str, str]], actor: str)
         )
         _ok(response)
 
+    def invite(name: str, salon: int, address: str, role: str) -> tuple[int, str]:
+        body = {"salon": salon, "role": role, "email": address}
+        response = http.post("api/invitation_to_auto_salon/invite", json=body, headers=users[name])
+        return _ok(response, 201)["id"], invite_token(server.log(), address)
+
     salon = new_salon("owner")
     invitations = [
         ask("admin", salon, "admin"),
@@ -208,7 +231,11 @@ def seed_salon(http: httpx.Client, users: dict[str, dict[str, str]], actor: str)
     approve(invitations[1], "admin")
     roles = _ok(http.get("api/salon_role", params={"salon": salon}, headers=users["owner"]))
     assert sorted(m["role"] for m in roles["results"]) == ["admin", "seller", "superuser"]
-    return Salon(salon, [m["id"] for m in roles["results"]], invitations)
+    invited, token = invite("owner", salon, new_address("invitee"), "mechanic")
+    _, own_token = invite("requester", new_salon("requester"), emails[actor], "seller")
+    return Salon(
+        salon, [m["id"] for m in roles["results"]], [*invitations, invited], [token, own_token]
+    )
 
 
 # The fuzzing ----------------------------------------------------------------------------------
@@ -229,6 +256,22 @@ def fuzz_operation(operation: Any, name: str, headers: dict[str, str], salon: Sa
         operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"id": pk})
         for pk in salon.ids_for(operation.path)
     ]
+    if "{token}" in operation.path:
+        strategies += [
+            operation.as_strategy(mode, path_parameters={"token": token})
+            for token in salon.invite_tokens
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        ]
+    if operation.label == "POST /api/invitation_to_auto_salon/invite":
+        addresses = [new_address("invitee"), new_address("invitee")]
+        strategies += [
+            operation.as_strategy(
+                GenerationMode.POSITIVE,
+                body={"salon": salon.id, "role": "mechanic", **addressed},
+                media_type="application/json",
+            )
+            for addressed in ({"email": addresses[0]}, {"emails": addresses})
+        ]
     if operation.label == "POST /api/invitation_to_auto_salon":
         strategies += [
             operation.as_strategy(
@@ -264,14 +307,19 @@ def fuzz_operation(operation: Any, name: str, headers: dict[str, str], salon: Sa
 
 
 @pytest.mark.parametrize("name", ACTORS)
-def test_package_endpoints_survive_fuzzing(name: str, http: httpx.Client, api_schema: Any) -> None:
-    users = {user: sign_up(http, user) for user in [*ACTORS, "requester"]}
+def test_package_endpoints_survive_fuzzing(
+    name: str, fuzz_server: Server, http: httpx.Client, api_schema: Any
+) -> None:
+    accounts = {user: sign_up(http, user) for user in [*ACTORS, "requester"]}
+    emails = {user: address for user, (address, _) in accounts.items()}
+    users = {user: headers for user, (_, headers) in accounts.items()}
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    # 16 today: a different count means the schema or PACKAGE_PATHS changed; look, then adjust.
-    assert len(operations) == 16, [operation.label for operation in operations]
+    # 21 today: a different count means the schema or PACKAGE_PATHS changed; look, then adjust.
+    assert len(operations) == 21, [operation.label for operation in operations]
     failures = []
     for operation in operations:
-        salon = seed_salon(http, users, name)  # each operation meets a salon as seeded
+        # Each operation meets a salon as seeded.
+        salon = seed_salon(http, fuzz_server, users, emails, name)
         try:
             fuzz_operation(operation, name, users[name], salon)
         except Exception as exc:  # every operation is fuzzed; all failures are reported

@@ -30,16 +30,24 @@ class UserManager(BaseUserManager):
     def get_by_natural_key(self, username: str | None) -> Any:
         return self.with_email(username or "").get()
 
-    def _create_user(self, email: str, password: str | None, **extra_fields: Any) -> Any:
+    def build_user(self, email: str, password: str | None, **extra_fields: Any) -> Any:
+        """An unsaved user with its password hashed: hashing is slow on purpose, so callers
+        do it before, not inside, the transaction that saves the user."""
         if not email:
             raise ValueError("An e-mail address is required.")
         user = self.model(email=self.normalize_email(email), **extra_fields)
-        user.set_password(password)  # slow on purpose: before, not inside, the transaction
-        # A savepoint: when the address is taken (IntegrityError), a caller's transaction
-        # stays usable, for instance to look up who holds it.
+        user.set_password(password)
+        return user
+
+    def save_new(self, user: Any) -> Any:
+        """INSERT ``user`` in a savepoint: when the address is taken (``IntegrityError``), a
+        caller's transaction stays usable, for instance to look up who holds it."""
         with transaction.atomic(using=self._db):
             user.save(using=self._db)
         return user
+
+    def _create_user(self, email: str, password: str | None, **extra_fields: Any) -> Any:
+        return self.save_new(self.build_user(email, password, **extra_fields))
 
     def create_user(self, email: str, password: str | None = None, **extra_fields: Any) -> Any:
         extra_fields.setdefault("is_staff", False)

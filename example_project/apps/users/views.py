@@ -15,7 +15,12 @@ from apps.users.serializers import RegistrationSerializer, UserSerializer
 
 
 class RegistrationView(generics.CreateAPIView):
-    """Create an account: ``{email, password}`` → 201 ``{id, email}``."""
+    """Create an account: ``{email, password}`` → 201 ``{id, email}``.
+
+    With ``invite_token`` (the token in an invite's link) the account gets the invited address
+    (``email`` may be left out) and joins the salon, in one transaction. An unusable token is a
+    404, a role filled meanwhile a 409 (``role_taken``), each naming ``invite_token``.
+    """
 
     serializer_class = RegistrationSerializer
     permission_classes = [permissions.AllowAny]

@@ -2,14 +2,24 @@
 
 Safe to run again: existing users, salons and invitations are kept (the demo users' passwords
 are reset to the demo password), nothing is duplicated.
+
+It also invites an address that has no account yet. The invite's link holds a token that
+exists only in the e-mail, so the command catches that e-mail (Django's in-memory backend)
+and prints the link: only when it creates the invite, or with ``--resend-invite``, which
+e-mails it again with a new link (the old one stops working).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import django
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core import mail
 from django.core.management.base import BaseCommand
 from django.test.utils import override_settings
 
@@ -24,6 +34,9 @@ ADMIN = "admin@example.com"
 SELLER = "seller@example.com"
 APPLICANT = "applicant@example.com"
 STAFF = "staff@example.com"
+#: Invited to North Star Motors as mechanic by its admin; has no account until they accept.
+INVITEE = "newcomer@example.com"
+INVITEE_SALON, INVITEE_ROLE = "North Star Motors", "mechanic"
 
 #: e-mail -> (what the account shows in the demo, extra user fields)
 USERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -62,8 +75,17 @@ class Command(BaseCommand):
             action="store_true",
             help="Send the usual notifications (e-mail, WebSocket) for the demo's changes.",
         )
+        parser.add_argument(
+            "--resend-invite",
+            action="store_true",
+            help=f"E-mail the pending invite of {INVITEE} again and print its new link.",
+        )
 
-    def handle(self, *args: Any, base_url: str, notify: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, base_url: str, notify: bool, resend_invite: bool, **options: Any
+    ) -> None:
+        self.resend_invite = resend_invite
+        self.invite_link = ""
         if notify:
             self.seed()
         else:
@@ -92,6 +114,7 @@ class Command(BaseCommand):
             actor=owner,
             reason="We are not hiring mechanics this month.",
         )
+        self.ensure_invite(north, INVITEE_ROLE, inviter=users[ADMIN])
 
     def ensure_user(self, email: str, extra: dict[str, Any]) -> Any:
         User = get_user_model()
@@ -138,6 +161,44 @@ class Command(BaseCommand):
         outcome = {"approve": "approved", "reject": "rejected"}.get(decide or "", "pending")
         self.report(True, f"invitation {label} ({outcome})")
 
+    def ensure_invite(self, salon: Any, role: str, *, inviter: Any) -> None:
+        """A pending invite of :data:`INVITEE`, who has no account; its link is printed."""
+        label = f"invite {INVITEE} → {salon.name} as {role}"
+        if get_user_model()._default_manager.filter(email__iexact=INVITEE).exists():
+            self.report(False, f"{label} (accepted: {INVITEE} has an account)")
+            return
+        pending = Invitation.objects.filter(
+            direction=Invitation.DIRECTION.invite,
+            email=INVITEE,
+            salon=salon,
+            status=Invitation.STATUS.pending,
+        ).first()
+        if pending is not None and not self.resend_invite:
+            self.report(False, f"{label} (pending; --resend-invite prints a new link)")
+            return
+        try:
+            if pending is not None:
+                self.invite_link = capture_invite_link(
+                    lambda: services.resend_invite(pending, actor=inviter)
+                )
+            else:
+                self.invite_link = capture_invite_link(
+                    lambda: services.invite(
+                        salon=salon,
+                        email=INVITEE,
+                        role=role,
+                        invited_by=inviter,
+                        message="Seeded by seed_demo.",
+                    )
+                )
+        except SalonInvitationsError as exc:  # e.g. resent moments ago, or the role was filled
+            self.stdout.write(self.style.WARNING(f"  skipped  {label}: {exc}"))
+            return
+        if pending is not None:
+            self.stdout.write(self.style.SUCCESS(f"  resent   {label} (a new link)"))
+        else:
+            self.report(True, f"{label} (pending)")
+
     def report(self, created: bool, what: str) -> None:
         if created:
             self.stdout.write(self.style.SUCCESS(f"  created  {what}"))
@@ -181,4 +242,46 @@ class Command(BaseCommand):
                 f"  curl -s -X PATCH {base}/api/invitation_to_auto_salon/{pending}/approved "
                 "-H 'Authorization: Bearer <access>'",
             ]
+        if self.invite_link:
+            lines += [
+                "",
+                f"{INVITEE} (no account yet) is invited to {INVITEE_SALON} as {INVITEE_ROLE}.",
+                "Open the link of the invite's e-mail to sign up and accept, or to decline:",
+                f"  {self.invite_link}",
+            ]
         self.stdout.write("\n".join(lines))
+
+
+@contextmanager
+def _memory_email() -> Iterator[None]:
+    """E-mail sent inside goes to ``django.core.mail.outbox`` only."""
+    backend = "django.core.mail.backends.locmem.EmailBackend"
+    if django.VERSION >= (6, 1):
+        email = override_settings(MAILERS={"default": {"BACKEND": backend}})
+    else:
+        email = override_settings(EMAIL_BACKEND=backend)
+    package = {
+        **getattr(settings, "SALON_INVITATIONS", {}),
+        "NOTIFICATION_BACKENDS": ["salon_invitations.notifications.EmailBackend"],
+        "EMAIL_DELIVERY": "sync",
+    }
+    with email, override_settings(SALON_INVITATIONS=package):
+        mail.outbox = []
+        try:
+            yield
+        finally:
+            del mail.outbox
+
+
+def capture_invite_link(send: Callable[[], Any]) -> str:
+    """Run ``send`` (which e-mails an invite) and return the accept link of its e-mail."""
+    with _memory_email():
+        send()
+        bodies = [message.body for message in mail.outbox]
+    url = getattr(settings, "SALON_INVITATIONS", {}).get("INVITE_URL") or ""
+    before, _, after = url.partition("{token}")
+    pattern = re.escape(before) + r"[A-Za-z0-9_-]+" + re.escape(after)
+    for body in bodies if url else []:
+        if found := re.search(pattern, body):
+            return found.group(0)
+    return "(the invite's e-mail had no link: is INVITE_URL set?)"
