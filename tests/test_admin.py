@@ -457,3 +457,31 @@ def test_deleting_an_invitation_decided_meanwhile_reports_only_the_refusal(clien
     shown = messages_of(response)
     assert any("already been decided" in message for message in shown), shown
     assert not any("successfully" in message for message in shown), shown
+
+
+def test_a_user_admin_with_the_mixin_deletes_users_with_decided_invitations(rf, root, salon, owner):
+    from django.contrib.admin import AdminSite
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.admin import UserAdmin
+
+    from salon_invitations.admin import CascadeThroughServicesMixin
+
+    leaving = factories.make_user("leaving")
+    decided = factories.make_invitation(salon, leaving, role="seller")
+    services.reject_invitation(decided, actor=owner)
+    request = rf.post("/")
+    request.user = root
+    site = AdminSite()
+    site.register(Invitation, type(admin.site._registry[Invitation]))
+
+    class PlainUserAdmin(UserAdmin):
+        pass
+
+    class ServicesUserAdmin(CascadeThroughServicesMixin, UserAdmin):
+        pass
+
+    User = get_user_model()
+    plain = PlainUserAdmin(User, site).get_deleted_objects([leaving], request)
+    mixed = ServicesUserAdmin(User, site).get_deleted_objects([leaving], request)
+    assert plain[2]  # the decided invitation's delete permission blocks the plain admin
+    assert not mixed[2]

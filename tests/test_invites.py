@@ -313,6 +313,8 @@ def test_get_on_the_link_shows_the_invite_and_changes_nothing(api, salon, owner,
     assert response.json() == {
         "salon": {"id": salon.pk, "name": "Salon A"},
         "role": "seller",
+        "role_label": "Seller",
+        "message": "",
         "email": "new@example.com",
         "status": "pending",
         "expires_at": response.json()["expires_at"],

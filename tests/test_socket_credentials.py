@@ -45,6 +45,13 @@ async def connect_with(token: str, path: str = INVITATIONS) -> WebsocketCommunic
     return communicator
 
 
+async def assert_closed(socket: WebsocketCommunicator, timeout: float) -> None:
+    """Closed by the server with 4401; then the client side goes too, so the consumer stops
+    listening on the channel layer before this test's event loop ends."""
+    assert await socket.receive_output(timeout=timeout) == REFUSED
+    await socket.disconnect()
+
+
 async def ping(socket: WebsocketCommunicator) -> None:
     await socket.send_json_to({"action": "ping"})
     assert await socket.receive_json_from(timeout=2) == {"type": "pong"}
@@ -55,7 +62,7 @@ async def test_socket_closes_with_4401_when_its_token_expires(requester):
     socket = await connect_with(short_token(requester, 1.5))
     await ping(socket)  # open and answering while the token is valid
     started = time.monotonic()
-    assert await socket.receive_output(timeout=4) == REFUSED
+    await assert_closed(socket, timeout=4)
     assert time.monotonic() - started < 3
 
 
@@ -82,7 +89,7 @@ async def test_a_fresh_short_token_moves_the_deadline(requester):
     socket = await connect_with(short_token(requester, 60))
     await socket.send_json_to({"action": "authenticate", "token": short_token(requester, 1)})
     assert (await socket.receive_json_from(timeout=2))["type"] == "authenticated"
-    assert await socket.receive_output(timeout=3) == REFUSED
+    await assert_closed(socket, timeout=3)
 
 
 @pytest.mark.parametrize(
@@ -108,7 +115,7 @@ async def test_a_bad_token_is_refused_and_the_deadline_stays(requester, token):
     await socket.send_json_to(frame)
     answer = await socket.receive_json_from(timeout=2)
     assert (answer["type"], answer["code"]) == ("error", "invalid_token")
-    assert await socket.receive_output(timeout=3) == REFUSED
+    await assert_closed(socket, timeout=3)
 
 
 @pytest.mark.asyncio
@@ -140,7 +147,7 @@ async def test_deactivating_or_deleting_the_account_closes_its_sockets(requester
     started = time.monotonic()
     await database_sync_to_async(close_account)()
     for socket in sockets:
-        assert await socket.receive_output(timeout=1) == REFUSED
+        await assert_closed(socket, timeout=1)
     assert time.monotonic() - started < 1
     await ping(other)  # somebody else's socket is untouched
     await other.disconnect()

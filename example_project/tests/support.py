@@ -56,6 +56,7 @@ PROJECT_VARIABLES = frozenset(
         "THROTTLE_USER",
         "THROTTLE_AUTH",
         "THROTTLE_REGISTRATION",
+        "THROTTLE_INVITE",
         "INVITATION_TTL_DAYS",
         "INVITE_URL",
         "INVITE_TTL_DAYS",

@@ -115,6 +115,7 @@ def fuzz_server(tmp_path_factory) -> Iterator[Server]:
         THROTTLE_USER="100000/hour",
         THROTTLE_AUTH="100000/hour",
         THROTTLE_REGISTRATION="100000/hour",
+        THROTTLE_INVITE="100000/hour",
         JWT_ACCESS_MINUTES="120",
         # Resending an invite is not refused for a minute after it was sent.
         INVITE_RESEND_COOLDOWN_SECONDS="0",

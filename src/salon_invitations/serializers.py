@@ -162,10 +162,16 @@ class PublicInviteSerializer(serializers.Serializer):
 
     salon = _InviteSalonSerializer()
     role = serializers.CharField()
+    role_label = serializers.SerializerMethodField()
+    message = serializers.CharField()
     email = serializers.CharField()
     status = serializers.CharField()
     expires_at = serializers.DateTimeField()
     invited_by_name = serializers.SerializerMethodField()
+
+    def get_role_label(self, invitation: Invitation) -> str:
+        role = roles.get_role(invitation.role)
+        return str(role.label) if role else invitation.role
 
     def get_invited_by_name(self, invitation: Invitation) -> str:
         inviter = invitation.invited_by

@@ -43,6 +43,8 @@ REST_FRAMEWORK = {
         "user": env_str("THROTTLE_USER", "1000/hour"),
         "auth": env_str("THROTTLE_AUTH", "30/minute"),
         "registration": env_str("THROTTLE_REGISTRATION", "20/hour"),
+        # The package's scope for sending and re-sending invites (each one is an e-mail).
+        "salon_invitations.invite": env_str("THROTTLE_INVITE", "100/hour"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
