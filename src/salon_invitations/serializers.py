@@ -50,6 +50,15 @@ def _text_field() -> serializers.CharField:
     )
 
 
+def _with_role_and_message(fields: dict[str, serializers.Field]) -> dict[str, serializers.Field]:
+    # Built per serializer: the role table and the message limit are settings, read when used.
+    fields["role"] = serializers.ChoiceField(
+        choices=[(role.name, role.label) for role in roles.requestable_roles()]
+    )
+    fields["message"] = _text_field()
+    return fields
+
+
 class InvitationSerializer(serializers.ModelSerializer):
     """An invitation. Clients write ``salon``, ``role`` and ``message`` only."""
 
@@ -92,13 +101,7 @@ class InvitationSerializer(serializers.ModelSerializer):
         )
 
     def get_fields(self) -> dict[str, serializers.Field]:
-        fields = super().get_fields()
-        # Built per instance: the role table and limits are settings, read when used.
-        fields["role"] = serializers.ChoiceField(
-            choices=[(role.name, role.label) for role in roles.requestable_roles()]
-        )
-        fields["message"] = _text_field()
-        return fields
+        return _with_role_and_message(super().get_fields())
 
 
 class InviteSerializer(serializers.ModelSerializer):
@@ -114,12 +117,7 @@ class InviteSerializer(serializers.ModelSerializer):
     )
 
     def get_fields(self) -> dict[str, serializers.Field]:
-        fields = super().get_fields()
-        fields["role"] = serializers.ChoiceField(
-            choices=[(role.name, role.label) for role in roles.requestable_roles()]
-        )
-        fields["message"] = _text_field()
-        return fields
+        return _with_role_and_message(super().get_fields())
 
     class Meta:
         model = Invitation

@@ -61,15 +61,22 @@ def create_invitation(
             message=message,
             expires_at=timezone.now() + ttl if ttl else None,
         )
-        try:
-            with transaction.atomic():
-                invitation.save()
-        except IntegrityError as exc:
-            raise InvalidInvitation(
-                MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon"
-            ) from exc
+        insert_new(
+            invitation,
+            InvalidInvitation(MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon"),
+        )
         dispatch(Event("invitation.created", invitation, user))
     return invitation
+
+
+def insert_new(invitation: Invitation, duplicate: InvalidInvitation) -> None:
+    """Save a new invitation; ``duplicate`` is raised when a database constraint refuses it
+    (the concurrent twin the checks under the lock could not see, on any database)."""
+    try:
+        with transaction.atomic():
+            invitation.save()
+    except IntegrityError as exc:
+        raise duplicate from exc
 
 
 def still_pending(invitations: Any) -> Invitation | None:

@@ -16,7 +16,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -39,7 +39,12 @@ from salon_invitations.services.base import (
     RESEND_TOO_SOON,
     ROLE_TAKEN,
 )
-from salon_invitations.services.invitations import decide, lock_pending, still_pending
+from salon_invitations.services.invitations import (
+    decide,
+    insert_new,
+    lock_pending,
+    still_pending,
+)
 
 MAX_BATCH = MAX_INVITE_BATCH
 
@@ -106,13 +111,9 @@ def invite(
             sent_at=now,
             expires_at=_expires_at(now),
         )
-        try:
-            with transaction.atomic():
-                invitation.save()
-        except IntegrityError as exc:
-            raise InvalidInvitation(
-                MSG_ALREADY_INVITED, code=ALREADY_INVITED, field="email"
-            ) from exc
+        insert_new(
+            invitation, InvalidInvitation(MSG_ALREADY_INVITED, code=ALREADY_INVITED, field="email")
+        )
         dispatch(Event("invitation.created", invitation, invited_by, token=token))
     return invitation
 
