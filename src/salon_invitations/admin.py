@@ -47,9 +47,8 @@ class ServiceAdminMixin:
 
     def _back_to_list(self, request: HttpRequest) -> HttpResponseRedirect:
         opts = self.model._meta  # type: ignore[attr-defined]
-        url = reverse(
-            f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=self.admin_site.name
-        )  # type: ignore[attr-defined]
+        site_name = self.admin_site.name  # type: ignore[attr-defined]
+        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=site_name)
         return HttpResponseRedirect(url)
 
     def response_change(self, request: HttpRequest, obj: Any) -> Any:
@@ -90,7 +89,7 @@ class InviteForm(forms.Form):
     nothing left to do.
     """
 
-    salon = forms.ModelChoiceField(queryset=None)  # type: ignore[arg-type]
+    salon: forms.ModelChoiceField[Any] = forms.ModelChoiceField(queryset=None)
     email = forms.CharField(label=_("e-mail address"), max_length=254)
     role = forms.ChoiceField(label=_("role"))
     message = forms.CharField(label=_("message"), required=False, widget=forms.Textarea)
