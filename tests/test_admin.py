@@ -306,17 +306,32 @@ def test_bulk_deleting_a_selection_with_the_owner_membership_deletes_nothing(
 
 
 @default_salon_model
-def test_the_owner_cannot_be_changed_in_the_salon_form(client, salon, owner):
-    newcomer = factories.make_user("newcomer")
+def test_a_new_owner_in_the_salon_form_is_an_ownership_transfer(client, salon, owner, admin_member):
     url = reverse("admin:salon_invitations_salon_change", args=[salon.pk])
 
-    response = client.post(url, {"name": "Renamed", "owner": newcomer.pk})
+    response = client.post(url, {"name": "Renamed", "owner": admin_member.pk})
 
     assert response.status_code == 302
     salon.refresh_from_db()
-    assert (salon.name, salon.owner_id) == ("Renamed", owner.pk)
+    assert (salon.name, salon.owner_id) == ("Renamed", admin_member.pk)
+    assert memberships().get(salon=salon, user=admin_member).role == "superuser"
+    assert memberships().get(salon=salon, user=owner).role == "admin"
+
+
+@default_salon_model
+def test_a_non_member_cannot_be_made_owner_in_the_salon_form(client, salon, owner):
+    newcomer = factories.make_user("newcomer")
+    url = reverse("admin:salon_invitations_salon_change", args=[salon.pk])
+
+    response = client.post(url, {"name": "Renamed", "owner": newcomer.pk}, follow=True)
+
+    salon.refresh_from_db()
+    assert (salon.name, salon.owner_id) == ("Salon A", owner.pk)
     assert memberships().get(salon=salon, user=owner).role == "superuser"
     assert not memberships().filter(salon=salon, user=newcomer).exists()
+    shown = messages_of(response)
+    assert any("must be a member" in message for message in shown), shown
+    assert not any("successfully" in message for message in shown), shown
 
 
 @default_salon_model
@@ -436,7 +451,7 @@ def test_changing_a_salon_deleted_meanwhile_does_not_bring_it_back(client, salon
         get_salon_model()._default_manager.filter(pk=salon.pk).delete()
 
     with _gone_before_the_lock(delete):
-        response = client.post(url, {"name": "Zombie"}, follow=True)
+        response = client.post(url, {"name": "Zombie", "owner": salon.owner_id}, follow=True)
 
     # (The stand-in deletion runs inside the admin's transaction, so it is rolled back with
     # the refused change: what matters is that nothing was saved and the admin says why.)

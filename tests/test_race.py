@@ -16,6 +16,7 @@ import pytest
 from django.db import connection, transaction
 
 from salon_invitations import services
+from salon_invitations.conf import DEFAULTS
 from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from tests import factories
@@ -219,3 +220,43 @@ def test_racing_invites_to_one_address_in_any_case_create_one(salon, owner):
     assert len(ok) == 1
     assert {(exc.code, exc.field) for exc in errors} == {("already_invited", "email")}
     assert Invitation.objects.filter(direction="invite").count() == 1
+
+
+def test_concurrent_role_changes_never_overfill_a_role(salon, owner, settings):
+    # An extra role without a limit, so that eight members can compete for the admin role.
+    roles = {**DEFAULTS["ROLES"], "member": {"rank": 5, "limit": None, "requestable": True}}
+    settings.SALON_INVITATIONS = {"ROLES": roles}
+    members = [factories.add_member(salon, factories.make_user(), role="member") for _ in range(N)]
+
+    results = run_concurrently(
+        [lambda m=m: services.change_role(m, role="admin", actor=owner) for m in members]
+    )
+
+    ok, errors = outcomes(results)
+    assert len(ok) == 1
+    assert {exc.code for exc in errors} == {"role_taken"}
+    admins = get_membership_model()._default_manager.filter(salon=salon, role="admin")
+    assert admins.count() == 1
+
+
+def test_a_transfer_racing_an_approval_leaves_one_owner_and_roles_within_limits(salon, owner):
+    heir = factories.add_member(salon, factories.make_user("heir"), role="seller").user
+    asking = [
+        services.create_invitation(user=factories.make_user(), salon=salon, role="admin")
+        for _ in range(N - 1)
+    ]
+
+    results = run_concurrently(
+        [
+            lambda: services.transfer_ownership(salon, new_owner=heir, actor=owner),
+            *[lambda inv=inv: services.approve_invitation(inv, actor=owner) for inv in asking],
+        ]
+    )
+
+    outcomes(results)
+    memberships = get_membership_model()._default_manager.filter(salon=salon)
+    salon.refresh_from_db()
+    owners = list(memberships.filter(role="superuser").values_list("user_id", flat=True))
+    assert owners == [salon.owner_id]
+    assert memberships.filter(role="admin").count() <= 1
+    assert memberships.filter(user_id=salon.owner_id).count() == 1

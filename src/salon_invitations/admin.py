@@ -14,7 +14,13 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from salon_invitations import roles, services
-from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation, TooSoon
+from salon_invitations.exceptions import (
+    Conflict,
+    Gone,
+    InvalidInvitation,
+    SalonInvitationsError,
+    TooSoon,
+)
 from salon_invitations.models import (
     Delivery,
     Invitation,
@@ -39,7 +45,7 @@ class ServiceAdminMixin:
     def run_service(self, request: HttpRequest, call: Any) -> bool:
         try:
             call()
-        except (Conflict, Gone) as exc:
+        except SalonInvitationsError as exc:
             self.message_user(request, str(exc.message), messages.ERROR)  # type: ignore[attr-defined]
             setattr(request, _FAILED, True)
             return False
@@ -349,17 +355,20 @@ class SalonAdmin(ServiceAdminMixin, CascadeThroughServicesMixin, admin.ModelAdmi
     search_fields = ("name",)
     raw_id_fields = ("owner",)
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        # The owner is also a membership: changing the field alone would split ownership.
-        readonly = tuple(super().get_readonly_fields(request, obj))
-        return (*readonly, "owner") if obj is not None else readonly
-
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
-            # Through the service (salon lock): a plain save() of a salon deleted meanwhile
-            # would insert it again, without its owner's membership.
+            # Through the services (salon lock): a plain save() of a salon deleted meanwhile
+            # would insert it again, and a new owner alone would split ownership from the
+            # owner's membership. A new owner is a transfer: the previous owner becomes admin.
             fields = {name: getattr(obj, name) for name in form.changed_data if name != "owner"}
-            self.run_service(request, lambda: services.update_salon(obj, **fields))
+            new_owner = form.cleaned_data.get("owner") if "owner" in form.changed_data else None
+            if new_owner is not None and not self.run_service(
+                request,
+                lambda: services.transfer_ownership(obj, new_owner=new_owner, actor=request.user),
+            ):
+                return
+            if fields:
+                self.run_service(request, lambda: services.update_salon(obj, **fields))
         else:
             fields = {
                 f.name: getattr(obj, f.name)

@@ -50,6 +50,8 @@ class Event:
     #: The raw token of a new or re-sent invite, for the e-mail to the invitee only. Never
     #: in frames or signals; ``repr`` hides it.
     token: str | None = field(default=None, repr=False)
+    #: What the frame and the signal carry besides the object, e.g. ``{"previous_role": …}``.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -167,9 +169,11 @@ def send_to_groups(alias: str, groups: list[str], message: dict[str, Any]) -> No
         raise
 
 
-def websocket_frame(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    """What a WebSocket client receives: ``{"type": kind, "<model>": data}``."""
-    return {"type": kind, kind.split(".", 1)[0]: data}
+def websocket_frame(
+    kind: str, data: dict[str, Any], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a WebSocket client receives: ``{"type": kind, "<model>": data, **extra}``."""
+    return {"type": kind, kind.split(".", 1)[0]: data, **(extra or {})}
 
 
 class ChannelsBackend(BaseBackend):
@@ -186,7 +190,7 @@ class ChannelsBackend(BaseBackend):
     def send(self, event: Event) -> None:
         message = {
             "type": "salon_invitations.event",
-            "frame": websocket_frame(event.kind, serialize(event)),
+            "frame": websocket_frame(event.kind, serialize(event), event.extra),
         }
         groups = [group_name(event.model, user_id) for user_id in sorted(event.recipients, key=str)]
         # One hop into the event loop per event, not one per recipient.
@@ -304,7 +308,7 @@ def deliver(event: Event) -> None:
     signal = SIGNALS[event.kind]
     sender = type(event.instance)
     responses = signal.send_robust(
-        sender=sender, **{event.model: event.instance, "actor": event.actor}
+        sender=sender, **{event.model: event.instance, "actor": event.actor, **event.extra}
     )
     for receiver, response in responses:
         if isinstance(response, Exception):
@@ -314,6 +318,17 @@ def deliver(event: Event) -> None:
             backend_class().send(event)
         except Exception:
             logger.exception("Notification backend %s failed for %s", backend_class, event.kind)
+
+
+def send_after_commit(signal: Any, sender: Any, **kwargs: Any) -> None:
+    """Send a signal that has no event of its own (``ownership_transferred``) after commit."""
+
+    def send() -> None:
+        for receiver, response in signal.send_robust(sender=sender, **kwargs):
+            if isinstance(response, Exception):
+                logger.error("Receiver %r of %r failed", receiver, signal, exc_info=response)
+
+    transaction.on_commit(send)
 
 
 def dispatch(event: Event) -> None:

@@ -80,6 +80,18 @@ class BasePolicy:
     def can_remove_membership(self, user: Any, membership: AbstractMembership) -> bool:
         raise NotImplementedError
 
+    def can_change_role(self, user: Any, membership: AbstractMembership, role: str) -> bool:
+        """May ``user`` give ``membership`` the role ``role``?"""
+        raise NotImplementedError
+
+    def can_transfer(self, user: Any, salon: AbstractSalon) -> bool:
+        """May ``user`` hand ``salon`` to another member?"""
+        raise NotImplementedError
+
+    def can_approve_as(self, user: Any, invitation: Invitation, role: str) -> bool:
+        """May ``user`` approve this request granting ``role`` instead of the one asked for?"""
+        raise NotImplementedError
+
     def recipients(self, salon_id: Any, user_id: Any) -> set[Any]:
         """Primary keys of the users told about a change to ``salon_id`` concerning ``user_id``.
 
@@ -207,6 +219,23 @@ class RolePolicy(BasePolicy):
         if membership.user_id == user.pk:
             return True  # leaving a salon
         return self._outranks(user, membership.salon_id, membership.role)
+
+    def can_change_role(self, user: Any, membership: AbstractMembership, role: str) -> bool:
+        """Staff, or a manager who outranks both the member's role and the new one; nobody
+        changes their own role."""
+        if not (user.is_authenticated and user.is_active) or membership.user_id == user.pk:
+            return False
+        return self._outranks(user, membership.salon_id, membership.role) and self._outranks(
+            user, membership.salon_id, role
+        )
+
+    def can_transfer(self, user: Any, salon: AbstractSalon) -> bool:
+        """The owner, or staff."""
+        return bool(user.is_authenticated and user.is_active) and self.can_change_salon(user, salon)
+
+    def can_approve_as(self, user: Any, invitation: Invitation, role: str) -> bool:
+        """Who may decide the request, granting a role they outrank."""
+        return self.can_decide(user, invitation) and self._outranks(user, invitation.salon_id, role)
 
     def recipients(self, salon_id: Any, user_id: Any) -> set[Any]:
         """The subject and the salon's managers, active accounts only (one query)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -33,15 +34,22 @@ class _SwappedModel:
         return self.getter()
 
 
-class _SalonField(serializers.PrimaryKeyRelatedField):
-    def get_queryset(self) -> Any:
-        return get_salon_model()._default_manager.all()
-
+class _StrictPkField(serializers.PrimaryKeyRelatedField):
     def to_internal_value(self, data: Any) -> Any:
-        # JSON numbers like 1.5 or true would otherwise be coerced to a salon id.
+        # JSON numbers like 1.5 or true would otherwise be coerced to an id.
         if isinstance(data, bool | float):
             self.fail("incorrect_type", data_type=type(data).__name__)
         return super().to_internal_value(data)
+
+
+class _SalonField(_StrictPkField):
+    def get_queryset(self) -> Any:
+        return get_salon_model()._default_manager.all()
+
+
+class _UserField(_StrictPkField):
+    def get_queryset(self) -> Any:
+        return get_user_model()._default_manager.all()
 
 
 def _text_field() -> serializers.CharField:
@@ -177,6 +185,45 @@ class PublicInviteSerializer(serializers.Serializer):
             return ""
         full_name = getattr(inviter, "get_full_name", lambda: "")()
         return str(full_name or inviter.get_username())
+
+
+class ApproveSerializer(serializers.Serializer):
+    """Optional body of ``PATCH …/approved``: ``{"role": "…"}`` to grant another role."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "role": serializers.ChoiceField(
+                choices=[(role.name, role.label) for role in roles.requestable_roles()],
+                required=False,
+            )
+        }
+
+
+class MembershipRoleSerializer(serializers.Serializer):
+    """Body of ``PATCH api/salon_role/<pk>``: ``{"role": "…"}``."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "role": serializers.ChoiceField(
+                choices=[(role.name, role.label) for role in roles.requestable_roles()]
+            )
+        }
+
+
+class TransferSerializer(serializers.Serializer):
+    """Body of ``POST api/auto_salon/<pk>/transfer``: ``{"user", "previous_owner_role"?}``."""
+
+    user = _UserField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        owner = app_settings.raw("OWNER_ROLE")
+        fields["previous_owner_role"] = serializers.ChoiceField(
+            choices=[(r.name, r.label) for r in roles.get_roles().values() if r.name != owner],
+            required=False,
+            default="admin",
+        )
+        return fields
 
 
 class DeclinedSerializer(serializers.Serializer):

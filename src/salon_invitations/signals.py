@@ -7,6 +7,8 @@ Every signal is sent with ``sender`` set to the model class and these keyword ar
 ``actor``
     the user who made the change, or ``None`` for automatic changes (expiry).
 
+``membership_updated`` also carries ``previous_role``.
+
 Example::
 
     from django.dispatch import receiver
@@ -29,7 +31,11 @@ invitation_deleted = Signal()
 invitation_expired = Signal()
 invitation_resent = Signal()
 membership_created = Signal()
+membership_updated = Signal()
 membership_deleted = Signal()
+#: Sent with ``salon``, ``previous_owner``, ``new_owner`` and ``actor`` when a salon changes
+#: hands (the two memberships' changes are ``membership_updated``).
+ownership_transferred = Signal()
 
 SIGNALS: dict[str, Signal] = {
     "invitation.created": invitation_created,
@@ -40,5 +46,6 @@ SIGNALS: dict[str, Signal] = {
     "invitation.expired": invitation_expired,
     "invitation.resent": invitation_resent,
     "membership.created": membership_created,
+    "membership.updated": membership_updated,
     "membership.deleted": membership_deleted,
 }

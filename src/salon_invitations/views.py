@@ -20,12 +20,17 @@ from salon_invitations.parsers import JSONParser, RequestBodyTooLarge
 from salon_invitations.permissions import InvitationRateThrottle, PolicyPermission
 from salon_invitations.policies import BasePolicy, get_policy
 from salon_invitations.serializers import (
+    ApproveSerializer,
     DeclinedSerializer,
     InvitationSerializer,
     InviteBatchSerializer,
     InviteSerializer,
+    MembershipRoleSerializer,
+    MembershipSerializer,
     PublicInviteSerializer,
     RejectSerializer,
+    SalonSerializer,
+    TransferSerializer,
     invitation_serializer_class,
     membership_serializer_class,
     salon_serializer_class,
@@ -201,11 +206,17 @@ class InvitationViewSet(
         )
         return Response(serializer.data)
 
-    @extend_schema(request=None, responses=InvitationSerializer)
+    @extend_schema(request=ApproveSerializer, responses=InvitationSerializer)
     @action(detail=True, methods=["patch"])
     def approve(self, request: Request, pk: Any = None) -> Response:
+        """Approve; ``{"role": …}`` grants another role than the one asked for."""
         invitation = self.get_object()
-        return self._render(services.approve_invitation(invitation, actor=request.user))
+        body = ApproveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        role = body.validated_data.get("role")
+        if role is not None and not self.policy.can_approve_as(request.user, invitation, role):
+            raise exceptions.PermissionDenied(_("You may not grant this role."))
+        return self._render(services.approve_invitation(invitation, actor=request.user, role=role))
 
     @extend_schema(request=RejectSerializer, responses=InvitationSerializer)
     @action(detail=True, methods=["patch"])
@@ -331,6 +342,7 @@ class SalonViewSet(
         "update": "can_change_salon",
         "partial_update": "can_change_salon",
         "destroy": "can_change_salon",
+        "transfer": "can_transfer",
     }
     ordering_fields = ("name", "created", "id")
 
@@ -361,6 +373,22 @@ class SalonViewSet(
     def perform_destroy(self, instance: Any) -> None:
         services.delete_salon(instance, actor=self.request.user)
 
+    @extend_schema(request=TransferSerializer, responses=SalonSerializer)
+    @action(detail=True, methods=["post"])
+    def transfer(self, request: Request, pk: Any = None) -> Response:
+        """Hand the salon to another member; the previous owner takes ``previous_owner_role``."""
+        salon = self.get_object()
+        body = TransferSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        salon = services.transfer_ownership(
+            salon,
+            new_owner=body.validated_data["user"],
+            previous_owner_role=body.validated_data["previous_owner_role"],
+            actor=request.user,
+        )
+        serializer_class = salon_serializer_class()
+        return Response(serializer_class(salon, context=self.get_serializer_context()).data)
+
 
 class MembershipViewSet(
     mixins.ListModelMixin,
@@ -368,7 +396,8 @@ class MembershipViewSet(
     mixins.DestroyModelMixin,
     PolicyGenericViewSet,
 ):
-    """Memberships (roles) in the salons the caller belongs to; remove one to free the role."""
+    """Memberships (roles) in the salons the caller belongs to; change a member's role
+    (``PATCH {"role": …}``) or remove one to free the role."""
 
     policy_checks = {"destroy": "can_remove_membership"}
     filterset_class = MembershipFilterSet
@@ -387,3 +416,15 @@ class MembershipViewSet(
 
     def perform_destroy(self, instance: Any) -> None:
         services.remove_membership(instance, actor=self.request.user)
+
+    @extend_schema(request=MembershipRoleSerializer, responses=MembershipSerializer)
+    def partial_update(self, request: Request, pk: Any = None) -> Response:
+        membership = self.get_object()
+        body = MembershipRoleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        role = body.validated_data["role"]
+        if not self.policy.can_change_role(request.user, membership, role):
+            raise exceptions.PermissionDenied(_("You may not give this member this role."))
+        changed = services.change_role(membership, role=role, actor=request.user)
+        serializer_class = membership_serializer_class()
+        return Response(serializer_class(changed, context=self.get_serializer_context()).data)

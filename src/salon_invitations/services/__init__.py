@@ -49,7 +49,11 @@ from salon_invitations.services.invites import (
     normalize_email,
     resend_invite,
 )
-from salon_invitations.services.memberships import remove_membership
+from salon_invitations.services.memberships import (
+    change_role,
+    remove_membership,
+    transfer_ownership,
+)
 from salon_invitations.services.salons import (
     create_salon,
     delete_salon,
@@ -85,6 +89,7 @@ __all__ = [
     "accept_invite",
     "approve_invitation",
     "cancel_invitation",
+    "change_role",
     "create_invitation",
     "create_salon",
     "decide_many",
@@ -102,5 +107,6 @@ __all__ = [
     "remove_user_records",
     "resend_invite",
     "revoke_invite",
+    "transfer_ownership",
     "update_salon",
 ]

@@ -1,4 +1,4 @@
-"""Memberships: remove one (the owner's cannot be removed)."""
+"""Memberships after joining: change a member's role, transfer ownership, remove one (SPEC §8)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,105 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from salon_invitations import roles
-from salon_invitations.exceptions import Conflict
-from salon_invitations.models import AbstractMembership, get_membership_model
-from salon_invitations.notifications import Event, dispatch
+from salon_invitations.exceptions import Conflict, InvalidInvitation
+from salon_invitations.models import AbstractMembership, AbstractSalon, get_membership_model
+from salon_invitations.notifications import Event, dispatch, send_after_commit
 from salon_invitations.services import base
-from salon_invitations.services.base import MSG_MEMBERSHIP_GONE, OWNER_MEMBERSHIP
+from salon_invitations.services.base import (
+    MSG_MEMBERSHIP_GONE,
+    MSG_ROLE_TAKEN,
+    OWNER_MEMBERSHIP,
+    ROLE_TAKEN,
+)
+from salon_invitations.signals import ownership_transferred
+
+MSG_OWNER_MEMBERSHIP_ROLE = _(
+    "The owner's role changes only by transferring the ownership of the salon."
+)
+
+
+def _set_role(membership: Any, role: str, actor: Any) -> None:
+    previous = membership.role
+    membership.role = role
+    membership.save(update_fields=["role", "modified"])
+    dispatch(Event("membership.updated", membership, actor, extra={"previous_role": previous}))
+
+
+def change_role(membership: AbstractMembership, *, role: str, actor: Any) -> AbstractMembership:
+    """Give a member another role, under the salon lock.
+
+    The new role must be one that can be requested (a 400 naming ``role`` otherwise) and have
+    room (:class:`Conflict` ``role_taken``); the owner's membership changes only by a transfer
+    (``owner_membership``). Who may do it is the policy's ``can_change_role``. Announced as
+    ``membership.updated`` with ``previous_role``; the same role again changes nothing.
+    """
+    role_obj = base.requestable_role(role)
+    Membership = get_membership_model()
+    with transaction.atomic():
+        base.lock_salon(membership.salon_id)
+        current = base.lock_row(Membership, membership.pk, MSG_MEMBERSHIP_GONE)
+        if current.role == roles.owner_role().name:
+            raise Conflict(MSG_OWNER_MEMBERSHIP_ROLE, code=OWNER_MEMBERSHIP, instance=current)
+        if current.role == role_obj.name:
+            return current
+        if base.role_is_full(current.salon_id, role_obj):
+            raise Conflict(MSG_ROLE_TAKEN, code=ROLE_TAKEN, instance=current)
+        _set_role(current, role_obj.name, actor)
+    return current
+
+
+def transfer_ownership(
+    salon: AbstractSalon, *, new_owner: Any, previous_owner_role: str = "admin", actor: Any
+) -> AbstractSalon:
+    """Hand ``salon`` to ``new_owner``, a member, in one transaction under the salon lock.
+
+    The salon's ``owner`` moves, the new owner's membership takes the owner role and the
+    previous owner's takes ``previous_owner_role`` (any role but the owner's; it must have
+    room once the new owner has left it: :class:`Conflict` ``role_taken``). Refused with a
+    400 naming ``user`` when ``new_owner`` is not a member or owns the salon already. Sends two
+    ``membership.updated`` events and the ``ownership_transferred`` signal after commit.
+    """
+    owner_role = roles.owner_role()
+    role_obj = roles.get_role(previous_owner_role) if isinstance(previous_owner_role, str) else None
+    if role_obj is None or role_obj.name == owner_role.name:
+        raise InvalidInvitation(
+            _('"%(role)s" is not a role the previous owner can take.')
+            % {"role": previous_owner_role},
+            code="invalid_role",
+            field="previous_owner_role",
+        )
+    Membership = get_membership_model()
+    with transaction.atomic():
+        locked = base.lock_salon(salon.pk)
+        if new_owner.pk == locked.owner_id:
+            raise InvalidInvitation(
+                _("This user owns the salon already."), code="already_owner", field="user"
+            )
+        members = Membership._default_manager.select_for_update().filter(salon_id=locked.pk)
+        incoming = members.filter(user_id=new_owner.pk).first()
+        if incoming is None:
+            raise InvalidInvitation(
+                _("The new owner must be a member of the salon."), code="not_a_member", field="user"
+            )
+        outgoing = members.filter(user_id=locked.owner_id).first()
+        holders = members.filter(role=role_obj.name).exclude(pk=incoming.pk).count()
+        if role_obj.limit is not None and holders >= role_obj.limit:
+            raise Conflict(MSG_ROLE_TAKEN, code=ROLE_TAKEN, instance=locked)
+        previous_owner_id = locked.owner_id
+        locked.owner = new_owner
+        locked.save(update_fields=["owner", "modified"])
+        _set_role(incoming, owner_role.name, actor)
+        if outgoing is not None:
+            _set_role(outgoing, role_obj.name, actor)
+        send_after_commit(
+            ownership_transferred,
+            type(locked),
+            salon=locked,
+            previous_owner=type(new_owner)._default_manager.filter(pk=previous_owner_id).first(),
+            new_owner=new_owner,
+            actor=actor,
+        )
+    return locked
 
 
 def remove_membership(membership: AbstractMembership, *, actor: Any) -> None:

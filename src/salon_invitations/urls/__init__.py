@@ -99,7 +99,8 @@ def invitation_patterns(prefix: str) -> list[URLPattern]:
 
 
 def salon_patterns(prefix: str) -> list[URLPattern]:
-    """``prefix`` (list, create) and ``prefix/<pk>`` (retrieve, update, delete)."""
+    """``prefix`` (list, create), ``prefix/<pk>`` (retrieve, update, delete) and
+    ``prefix/<pk>/transfer``."""
     prefix = prefix.strip("/")
     detail: dict[str, Any] = {
         "get": "retrieve",
@@ -110,17 +111,24 @@ def salon_patterns(prefix: str) -> list[URLPattern]:
     return [
         path(prefix, SalonViewSet.as_view({"get": "list", "post": "create"}), name="salon-list"),
         path(f"{prefix}/<pk>", SalonViewSet.as_view(detail), name="salon-detail"),
+        path(
+            f"{prefix}/<pk>/transfer",
+            SalonViewSet.as_view({"post": "transfer"}),
+            name="salon-transfer",
+        ),
     ]
 
 
 def membership_patterns(prefix: str) -> list[URLPattern]:
-    """``prefix`` (list) and ``prefix/<pk>`` (retrieve, delete)."""
+    """``prefix`` (list) and ``prefix/<pk>`` (retrieve, change the role, delete)."""
     prefix = prefix.strip("/")
     return [
         path(prefix, MembershipViewSet.as_view({"get": "list"}), name="salon-membership-list"),
         path(
             f"{prefix}/<pk>",
-            MembershipViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
+            MembershipViewSet.as_view(
+                {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+            ),
             name="salon-membership-detail",
         ),
     ]
