@@ -210,20 +210,19 @@ class MembershipRoleSerializer(serializers.Serializer):
         }
 
 
-class TransferSerializer(serializers.Serializer):
-    """Body of ``POST api/auto_salon/<pk>/transfer``: ``{"user", "previous_owner_role"?}``."""
+class TransferSerializer(serializers.ModelSerializer):
+    """Body of ``POST api/auto_salon/<pk>/transfer``: ``{"user", "previous_owner_role"?}``.
 
-    user = _UserField()
+    ``user`` (the new owner) comes out as ``validated_data["owner"]``.
+    """
 
-    def get_fields(self) -> dict[str, serializers.Field]:
-        fields = super().get_fields()
-        owner = app_settings.raw("OWNER_ROLE")
-        fields["previous_owner_role"] = serializers.ChoiceField(
-            choices=[(r.name, r.label) for r in roles.get_roles().values() if r.name != owner],
-            required=False,
-            default="admin",
-        )
-        return fields
+    user = _UserField(source="owner")
+    # Any role but the owner's; the transfer service checks it (a 400 naming this field).
+    previous_owner_role = serializers.CharField(required=False, default="admin", max_length=32)
+
+    class Meta:
+        model = _SwappedModel(get_salon_model)
+        fields = ("user", "previous_owner_role")
 
 
 class DeclinedSerializer(serializers.Serializer):

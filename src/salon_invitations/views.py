@@ -382,7 +382,7 @@ class SalonViewSet(
         body.is_valid(raise_exception=True)
         salon = services.transfer_ownership(
             salon,
-            new_owner=body.validated_data["user"],
+            new_owner=body.validated_data["owner"],
             previous_owner_role=body.validated_data["previous_owner_role"],
             actor=request.user,
         )
