@@ -500,3 +500,20 @@ def test_a_user_admin_with_the_mixin_deletes_users_with_decided_invitations(rf, 
     mixed = ServicesUserAdmin(User, site).get_deleted_objects([leaving], request)
     assert plain[2]  # the decided invitation's delete permission blocks the plain admin
     assert not mixed[2]
+
+
+class NoTransfersPolicy(RolePolicy):
+    def can_transfer(self, user, salon):
+        return False
+
+
+@default_salon_model
+def test_the_admin_asks_the_policy_before_a_transfer(client, salon, owner, admin_member):
+    url = reverse("admin:salon_invitations_salon_change", args=[salon.pk])
+    with override_settings(
+        SALON_INVITATIONS={"PERMISSION_POLICY": "tests.test_admin.NoTransfersPolicy"}
+    ):
+        response = client.post(url, {"name": "Salon A", "owner": admin_member.pk}, follow=True)
+    salon.refresh_from_db()
+    assert salon.owner_id == owner.pk
+    assert any("may not hand" in message for message in messages_of(response))

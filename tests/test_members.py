@@ -320,3 +320,42 @@ def test_requested_role_is_what_was_asked(salon, requester):
     invitation = factories.make_invitation(salon, requester, role="mechanic")
     assert Invitation.objects.get(pk=invitation.pk).requested_role == "mechanic"
     assert get_salon_model()._default_manager.filter(pk=salon.pk).exists()
+
+
+def test_an_inactive_member_cannot_take_the_salon(api, salon, owner, admin_member):
+    type(admin_member).objects.filter(pk=admin_member.pk).update(is_active=False)
+    response = api(owner).post(f"{SALONS}/{salon.pk}/transfer", {"user": admin_member.pk})
+    assert response.status_code == 409
+    assert response.json()["code"] == "inactive_user"
+    salon.refresh_from_db()
+    assert salon.owner_id == owner.pk
+
+
+def test_the_previous_owner_keeps_the_highest_role_below_the_owners(api, salon, owner, settings):
+    roles = {
+        "boss": {"rank": 30, "limit": 1, "requestable": False, "manages": True},
+        "deputy": {"rank": 20, "limit": 1, "requestable": True, "manages": True},
+        "clerk": {"rank": 10, "limit": None, "requestable": True, "manages": False},
+    }
+    settings.SALON_INVITATIONS = {"ROLES": roles, "OWNER_ROLE": "boss"}
+    membership_of(salon, owner).__class__._default_manager.filter(salon=salon).update(role="boss")
+    heir = factories.add_member(salon, factories.make_user("heir"), role="clerk").user
+
+    response = api(owner).post(f"{SALONS}/{salon.pk}/transfer", {"user": heir.pk})
+
+    assert response.status_code == 200, response.content
+    assert (role_of(salon, heir), role_of(salon, owner)) == ("boss", "deputy")
+
+
+def test_a_refused_approval_as_another_role_keeps_the_role_asked_for(
+    salon, owner, seller_member, requester
+):
+    invitation = factories.make_invitation(salon, requester, role="mechanic")
+    with pytest.raises(Conflict):
+        services.approve_invitation(invitation, actor=owner, role="seller")
+    invitation.refresh_from_db()
+    assert (invitation.status, invitation.role, invitation.requested_role) == (
+        "rejected",
+        "mechanic",
+        "mechanic",
+    )

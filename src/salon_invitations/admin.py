@@ -362,6 +362,13 @@ class SalonAdmin(ServiceAdminMixin, CascadeThroughServicesMixin, admin.ModelAdmi
             # owner's membership. A new owner is a transfer: the previous owner becomes admin.
             fields = {name: getattr(obj, name) for name in form.changed_data if name != "owner"}
             new_owner = form.cleaned_data.get("owner") if "owner" in form.changed_data else None
+            stored = type(obj)._default_manager.filter(pk=obj.pk).first() or obj
+            if new_owner is not None and not get_policy().can_transfer(request.user, stored):
+                self.message_user(
+                    request, _("You may not hand this salon to someone else."), messages.ERROR
+                )
+                setattr(request, _FAILED, True)
+                return
             if new_owner is not None and not self.run_service(
                 request,
                 lambda: services.transfer_ownership(obj, new_owner=new_owner, actor=request.user),

@@ -64,3 +64,11 @@ def managing_role_names() -> list[str]:
 
 def role_choices() -> list[tuple[str, str]]:
     return [(role.name, role.label) for role in get_roles().values()]
+
+
+def next_to_owner() -> Role:
+    """The highest-ranked role other than the owner's (the first in the table on a tie): what
+    a previous owner keeps after handing the salon on, unless told otherwise."""
+    owner = app_settings.raw("OWNER_ROLE")
+    others = [role for role in get_roles().values() if role.name != owner]
+    return max(others, key=lambda role: role.rank)

@@ -217,8 +217,9 @@ class TransferSerializer(serializers.ModelSerializer):
     """
 
     user = _UserField(source="owner")
-    # Any role but the owner's; the transfer service checks it (a 400 naming this field).
-    previous_owner_role = serializers.CharField(required=False, default="admin", max_length=32)
+    # Any role but the owner's (by default the highest-ranked other one); the transfer service
+    # checks it (a 400 naming this field).
+    previous_owner_role = serializers.CharField(required=False, max_length=32)
 
     class Meta:
         model = _SwappedModel(get_salon_model)
@@ -249,7 +250,8 @@ class SalonSerializer(serializers.ModelSerializer):
 
 
 class MembershipSerializer(serializers.ModelSerializer):
-    """A membership (a user's role in a salon). Read-only over the API."""
+    """A membership (a user's role in a salon). Its role changes through ``PATCH {"role"}``
+    (:class:`MembershipRoleSerializer`), never through this serializer."""
 
     created_at = serializers.DateTimeField(source="created", read_only=True)
 

@@ -383,7 +383,7 @@ class SalonViewSet(
         salon = services.transfer_ownership(
             salon,
             new_owner=body.validated_data["owner"],
-            previous_owner_role=body.validated_data["previous_owner_role"],
+            previous_owner_role=body.validated_data.get("previous_owner_role"),
             actor=request.user,
         )
         serializer_class = salon_serializer_class()

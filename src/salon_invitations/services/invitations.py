@@ -152,17 +152,18 @@ def approve_invitation(
         current = lock_pending_request(invitation)
         if not base.is_active(current.user_id):
             raise Conflict(MSG_INACTIVE_USER, code=INACTIVE_USER, instance=current)
-        if granted is not None and granted.name != current.role:
-            current.role = granted.name
-            current.save(update_fields=["role", "modified"])
-        role_obj = roles.get_role(current.role)
+        role_obj = granted or roles.get_role(current.role)
         if base.is_member(current.salon_id, current.user_id):
             conflict = Conflict(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, instance=current)
         elif role_obj is None or base.role_is_full(current.salon_id, role_obj):
             conflict = Conflict(MSG_ROLE_TAKEN, code=ROLE_TAKEN, instance=current)
         if conflict is not None:
+            # Rejected as asked: the role offered instead was never the requester's.
             decide(current, Invitation.STATUS.rejected, actor, reason=str(conflict.message))
         else:
+            if role_obj is not None and role_obj.name != current.role:
+                current.role = role_obj.name
+                current.save(update_fields=["role", "modified"])
             decide(current, Invitation.STATUS.approved, actor)
             base.add_member(current.salon_id, current.user_id, current.role, actor)
     if conflict is not None:

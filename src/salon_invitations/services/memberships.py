@@ -13,6 +13,7 @@ from salon_invitations.models import AbstractMembership, AbstractSalon, get_memb
 from salon_invitations.notifications import Event, dispatch, send_after_commit
 from salon_invitations.services import base
 from salon_invitations.services.base import (
+    INACTIVE_USER,
     MSG_MEMBERSHIP_GONE,
     MSG_ROLE_TAKEN,
     OWNER_MEMBERSHIP,
@@ -20,6 +21,7 @@ from salon_invitations.services.base import (
 )
 from salon_invitations.signals import ownership_transferred
 
+MSG_INACTIVE_OWNER = _("An inactive account cannot own a salon.")
 MSG_OWNER_MEMBERSHIP_ROLE = _(
     "The owner's role changes only by transferring the ownership of the salon."
 )
@@ -56,17 +58,21 @@ def change_role(membership: AbstractMembership, *, role: str, actor: Any) -> Abs
 
 
 def transfer_ownership(
-    salon: AbstractSalon, *, new_owner: Any, previous_owner_role: str = "admin", actor: Any
+    salon: AbstractSalon, *, new_owner: Any, previous_owner_role: str | None = None, actor: Any
 ) -> AbstractSalon:
     """Hand ``salon`` to ``new_owner``, a member, in one transaction under the salon lock.
 
     The salon's ``owner`` moves, the new owner's membership takes the owner role and the
-    previous owner's takes ``previous_owner_role`` (any role but the owner's; it must have
-    room once the new owner has left it: :class:`Conflict` ``role_taken``). Refused with a
+    previous owner's takes ``previous_owner_role`` (any role but the owner's; by default the
+    highest-ranked other role, ``admin`` in the default table; it must have room once the new
+    owner has left it: :class:`Conflict` ``role_taken``). An inactive account cannot take
+    the salon (:class:`Conflict` ``inactive_user``). Refused with a
     400 naming ``user`` when ``new_owner`` is not a member or owns the salon already. Sends two
     ``membership.updated`` events and the ``ownership_transferred`` signal after commit.
     """
     owner_role = roles.owner_role()
+    if previous_owner_role is None:
+        previous_owner_role = roles.next_to_owner().name
     role_obj = roles.get_role(previous_owner_role) if isinstance(previous_owner_role, str) else None
     if role_obj is None or role_obj.name == owner_role.name:
         raise InvalidInvitation(
@@ -88,6 +94,8 @@ def transfer_ownership(
             raise InvalidInvitation(
                 _("The new owner must be a member of the salon."), code="not_a_member", field="user"
             )
+        if not base.is_active(new_owner.pk):
+            raise Conflict(MSG_INACTIVE_OWNER, code=INACTIVE_USER, instance=locked)
         outgoing = members.filter(user_id=locked.owner_id).first()
         holders = members.filter(role=role_obj.name).exclude(pk=incoming.pk).count()
         if role_obj.limit is not None and holders >= role_obj.limit:
