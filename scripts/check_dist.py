@@ -62,6 +62,7 @@ DATABASES = {"default": {
     "NAME": "db.sqlite3",
     "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
 }}
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 ROOT_URLCONF = "urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 """
