@@ -359,3 +359,86 @@ def test_a_refused_approval_as_another_role_keeps_the_role_asked_for(
         "mechanic",
         "mechanic",
     )
+
+
+# Rights lost while waiting for the lock ---------------------------------------------------------
+
+
+def _meanwhile(change: Any) -> Any:
+    """Patch the salon lock so ``change`` happens just before the service takes it (as a
+    concurrent request that committed first)."""
+    from unittest import mock
+
+    from salon_invitations.services import base
+
+    original = base.lock_salon
+    done: list[bool] = []
+
+    def lock(salon_id: Any) -> Any:
+        if not done:
+            done.append(True)
+            change()
+        return original(salon_id)
+
+    return mock.patch.object(base, "lock_salon", lock)
+
+
+def _demote(salon: Any, user: Any, role: str = "seller") -> Any:
+    return lambda: (
+        get_membership_model()._default_manager.filter(salon=salon, user=user).update(role=role)
+    )
+
+
+def test_a_manager_demoted_meanwhile_cannot_approve(api, salon, admin_member, requester):
+    invitation = factories.make_invitation(salon, requester, role="mechanic")
+    with _meanwhile(_demote(salon, admin_member, "seller")):
+        response = api(admin_member).patch(f"{INVITATIONS}/{invitation.pk}/approved")
+    assert response.status_code == 403, response.content
+    invitation.refresh_from_db()
+    assert invitation.status == "pending"
+
+
+def test_a_manager_demoted_meanwhile_cannot_remove_a_member(api, salon, admin_member):
+    mechanic = factories.add_member(salon, factories.make_user("mech"), role="mechanic")
+    with _meanwhile(_demote(salon, admin_member, "seller")):
+        response = api(admin_member).delete(f"{ROLES}/{mechanic.pk}")
+    assert response.status_code == 403, response.content
+    assert get_membership_model()._default_manager.filter(pk=mechanic.pk).exists()
+
+
+def test_a_manager_demoted_meanwhile_cannot_change_roles(api, salon, admin_member, seller_member):
+    membership = membership_of(salon, seller_member)
+    with _meanwhile(_demote(salon, admin_member, "mechanic")):
+        response = api(admin_member).patch(f"{ROLES}/{membership.pk}", {"role": "mechanic"})
+    assert response.status_code == 403, response.content
+    assert role_of(salon, seller_member) == "seller"
+
+
+def test_a_manager_demoted_meanwhile_cannot_invite(api, salon, admin_member):
+    with _meanwhile(_demote(salon, admin_member, "seller")):
+        response = api(admin_member).post(
+            f"{INVITATIONS}/invite", {"salon": salon.pk, "role": "mechanic", "email": "x@y.com"}
+        )
+    assert response.status_code == 403, response.content
+    assert not Invitation.objects.filter(direction="invite").exists()
+
+
+def test_an_owner_who_handed_the_salon_on_meanwhile_cannot_transfer_it(
+    api, salon, owner, admin_member, seller_member
+):
+    def handed_on() -> None:
+        get_salon_model()._default_manager.filter(pk=salon.pk).update(owner=admin_member)
+        _demote(salon, owner, "admin")()
+        _demote(salon, admin_member, "superuser")()
+
+    with _meanwhile(handed_on):
+        response = api(owner).post(
+            f"{SALONS}/{salon.pk}/transfer",
+            {"user": seller_member.pk, "previous_owner_role": "mechanic"},
+        )
+    assert response.status_code == 403, response.content
+    # (The stand-in for the concurrent transfer ran inside the refused one's transaction and
+    # was rolled back with it: what matters is that the seller did not get the salon.)
+    salon.refresh_from_db()
+    assert salon.owner_id != seller_member.pk
+    assert role_of(salon, seller_member) == "seller"

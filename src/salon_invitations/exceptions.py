@@ -32,6 +32,13 @@ class Gone(SalonInvitationsError):
     code = "not_found"
 
 
+class NotAllowed(SalonInvitationsError):
+    """The caller lost the right to do this while the request waited for the salon's lock (a
+    403 over HTTP): services ask the policy again under the lock when given ``authorize``."""
+
+    code = "permission_denied"
+
+
 class Conflict(SalonInvitationsError):
     """The object's current state forbids the change (a 409 over HTTP).
 

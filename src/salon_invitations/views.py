@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from salon_invitations import services
-from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation, TooSoon
+from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation, NotAllowed, TooSoon
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from salon_invitations.parsers import JSONParser, RequestBodyTooLarge
 from salon_invitations.permissions import InvitationRateThrottle, PolicyPermission
@@ -115,6 +115,13 @@ class PolicyGenericViewSet(viewsets.GenericViewSet):
         # in DEFAULT_PARSER_CLASSES already have it, others get it here.
         return [(JSONParser if cls is parsers.JSONParser else cls)() for cls in self.parser_classes]
 
+    def recheck(self, check: str | None = None, *args: Any) -> Any:
+        """The policy's ``check`` (by default this action's, from ``policy_checks``) for the
+        caller, for the service to ask again under the salon's lock."""
+        method = getattr(self.policy, check or self.policy_checks[self.action])
+        user = self.request.user
+        return lambda obj: bool(method(user, obj, *args))
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         if request.method in ("POST", "PUT", "PATCH"):
@@ -125,6 +132,8 @@ class PolicyGenericViewSet(viewsets.GenericViewSet):
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, Conflict):
             exc = ConflictError(exc)
+        elif isinstance(exc, NotAllowed):
+            exc = exceptions.PermissionDenied(exc.message)
         elif isinstance(exc, Gone):
             # Deleted by a concurrent request after this one loaded it.
             exc = exceptions.NotFound(exc.message)
@@ -216,7 +225,10 @@ class InvitationViewSet(
         role = body.validated_data.get("role")
         if role is not None and not self.policy.can_approve_as(request.user, invitation, role):
             raise exceptions.PermissionDenied(_("You may not grant this role."))
-        return self._render(services.approve_invitation(invitation, actor=request.user, role=role))
+        check = self.recheck("can_approve_as", role) if role is not None else self.recheck()
+        return self._render(
+            services.approve_invitation(invitation, actor=request.user, role=role, authorize=check)
+        )
 
     @extend_schema(request=RejectSerializer, responses=InvitationSerializer)
     @action(detail=True, methods=["patch"])
@@ -226,17 +238,21 @@ class InvitationViewSet(
         body.is_valid(raise_exception=True)
         reason = body.validated_data["reason"]
         return self._render(
-            services.reject_invitation(invitation, actor=request.user, reason=reason)
+            services.reject_invitation(
+                invitation, actor=request.user, reason=reason, authorize=self.recheck()
+            )
         )
 
     @extend_schema(request=None, responses=InvitationSerializer)
     @action(detail=True, methods=["patch"])
     def cancel(self, request: Request, pk: Any = None) -> Response:
         invitation = self.get_object()
-        return self._render(services.cancel_invitation(invitation, actor=request.user))
+        return self._render(
+            services.cancel_invitation(invitation, actor=request.user, authorize=self.recheck())
+        )
 
     def destroy(self, request: Request, pk: Any = None) -> Response:
-        services.delete_invitation(self.get_object(), actor=request.user)
+        services.delete_invitation(self.get_object(), actor=request.user, authorize=self.recheck())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -262,6 +278,7 @@ class InvitationViewSet(
             "role": data["role"],
             "invited_by": request.user,
             "message": data.get("message", ""),
+            "authorize": self.recheck("can_invite", data["role"]),
         }
         if "emails" in data:
             outcome = services.invite_many(emails=data["emails"], **fields)
@@ -276,7 +293,9 @@ class InvitationViewSet(
     @action(detail=True, methods=["post"])
     def resend(self, request: Request, pk: Any = None) -> Response:
         """E-mail a pending invite again with a new link (the old one stops working)."""
-        return self._render(services.resend_invite(self.get_object(), actor=request.user))
+        return self._render(
+            services.resend_invite(self.get_object(), actor=request.user, authorize=self.recheck())
+        )
 
 
 @extend_schema(parameters=TOKEN_PARAMETERS)
@@ -367,11 +386,11 @@ class SalonViewSet(
 
     def perform_update(self, serializer: Any) -> None:
         serializer.instance = services.update_salon(
-            serializer.instance, **serializer.validated_data
+            serializer.instance, authorize=self.recheck(), **serializer.validated_data
         )
 
     def perform_destroy(self, instance: Any) -> None:
-        services.delete_salon(instance, actor=self.request.user)
+        services.delete_salon(instance, actor=self.request.user, authorize=self.recheck())
 
     @extend_schema(request=TransferSerializer, responses=SalonSerializer)
     @action(detail=True, methods=["post"])
@@ -385,6 +404,7 @@ class SalonViewSet(
             new_owner=body.validated_data["owner"],
             previous_owner_role=body.validated_data.get("previous_owner_role"),
             actor=request.user,
+            authorize=self.recheck(),
         )
         serializer_class = salon_serializer_class()
         return Response(serializer_class(salon, context=self.get_serializer_context()).data)
@@ -415,7 +435,7 @@ class MembershipViewSet(
         return membership_serializer_class()
 
     def perform_destroy(self, instance: Any) -> None:
-        services.remove_membership(instance, actor=self.request.user)
+        services.remove_membership(instance, actor=self.request.user, authorize=self.recheck())
 
     @extend_schema(request=MembershipRoleSerializer, responses=MembershipSerializer)
     def partial_update(self, request: Request, pk: Any = None) -> Response:
@@ -425,6 +445,11 @@ class MembershipViewSet(
         role = body.validated_data["role"]
         if not self.policy.can_change_role(request.user, membership, role):
             raise exceptions.PermissionDenied(_("You may not give this member this role."))
-        changed = services.change_role(membership, role=role, actor=request.user)
+        changed = services.change_role(
+            membership,
+            role=role,
+            actor=request.user,
+            authorize=self.recheck("can_change_role", role),
+        )
         serializer_class = membership_serializer_class()
         return Response(serializer_class(changed, context=self.get_serializer_context()).data)

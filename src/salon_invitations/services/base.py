@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
 from salon_invitations import roles
-from salon_invitations.exceptions import Gone, InvalidInvitation
+from salon_invitations.exceptions import Gone, InvalidInvitation, NotAllowed
 from salon_invitations.models import (
     AbstractMembership,
     AbstractSalon,
@@ -48,6 +49,23 @@ MSG_PENDING_REQUEST = _(
 )
 MSG_ALREADY_MEMBER_ADDRESS = _("This address belongs to a member of this salon.")
 MSG_INVITE_GONE = _("This invite link is not valid: it is unknown, used, expired or revoked.")
+
+
+MSG_NOT_ALLOWED = _("You do not have permission to perform this action on this object.")
+
+#: ``authorize``: the policy's check for the caller, asked again under the salon's lock.
+Authorize = Callable[[Any], bool] | None
+
+
+def authorize(check: Authorize, obj: Any) -> None:
+    """Ask ``check`` about ``obj`` now that the salon is locked.
+
+    The views ask the policy before the lock, to answer quickly; between that and the lock a
+    concurrent request may have taken the caller's rights (a demotion, a transfer). Asked
+    again here, the answer cannot change until the transaction ends.
+    """
+    if check is not None and not check(obj):
+        raise NotAllowed(MSG_NOT_ALLOWED)
 
 
 def requestable_role(role: str) -> roles.Role:

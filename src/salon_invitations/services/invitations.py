@@ -133,7 +133,11 @@ def lock_pending_request(invitation: Invitation) -> Invitation:
 
 
 def approve_invitation(
-    invitation: Invitation, *, actor: Any, role: str | None = None
+    invitation: Invitation,
+    *,
+    actor: Any,
+    role: str | None = None,
+    authorize: base.Authorize = None,
 ) -> Invitation:
     """Approve a pending request and create the membership.
 
@@ -150,6 +154,7 @@ def approve_invitation(
     conflict: Conflict | None = None
     with transaction.atomic():
         current = lock_pending_request(invitation)
+        base.authorize(authorize, current)
         if not base.is_active(current.user_id):
             raise Conflict(MSG_INACTIVE_USER, code=INACTIVE_USER, instance=current)
         role_obj = granted or roles.get_role(current.role)
@@ -171,25 +176,34 @@ def approve_invitation(
     return current
 
 
-def reject_invitation(invitation: Invitation, *, actor: Any, reason: str = "") -> Invitation:
+def reject_invitation(
+    invitation: Invitation, *, actor: Any, reason: str = "", authorize: base.Authorize = None
+) -> Invitation:
     with transaction.atomic():
         current = lock_pending_request(invitation)
+        base.authorize(authorize, current)
         decide(current, Invitation.STATUS.rejected, actor, reason=reason)
     return current
 
 
-def cancel_invitation(invitation: Invitation, *, actor: Any) -> Invitation:
-    """The requester withdraws a pending invitation."""
+def cancel_invitation(
+    invitation: Invitation, *, actor: Any, authorize: base.Authorize = None
+) -> Invitation:
+    """The requester withdraws a pending request, or a manager revokes a pending invite."""
     with transaction.atomic():
         current = lock_pending(invitation)
+        base.authorize(authorize, current)
         decide(current, Invitation.STATUS.cancelled, actor)
     return current
 
 
-def delete_invitation(invitation: Invitation, *, actor: Any) -> None:
+def delete_invitation(
+    invitation: Invitation, *, actor: Any, authorize: base.Authorize = None
+) -> None:
     """Delete a pending invitation (decided invitations are kept as a record)."""
     with transaction.atomic():
         current = lock_pending(invitation)
+        base.authorize(authorize, current)
         pk = current.pk
         current.delete()
         current.pk = pk

@@ -72,7 +72,13 @@ def _expires_at(now: Any) -> Any:
 
 
 def invite(
-    *, salon: AbstractSalon, email: str, role: str, invited_by: Any, message: str = ""
+    *,
+    salon: AbstractSalon,
+    email: str,
+    role: str,
+    invited_by: Any,
+    message: str = "",
+    authorize: base.Authorize = None,
 ) -> Invitation:
     """Invite ``email`` to ``salon`` in ``role``; the invitee is e-mailed the accept link.
 
@@ -85,6 +91,7 @@ def invite(
     role_obj = base.requestable_role(role)
     with transaction.atomic():
         locked = base.lock_salon_to_join(salon)
+        base.authorize(authorize, locked)
         if base.role_is_full(locked.pk, role_obj):
             raise InvalidInvitation(MSG_ROLE_TAKEN, code=ROLE_TAKEN, field="role")
         members = get_membership_model()._default_manager.filter(salon_id=locked.pk)
@@ -125,6 +132,7 @@ def invite_many(
     role: str,
     invited_by: Any,
     message: str = "",
+    authorize: base.Authorize = None,
 ) -> dict[str, list[Any]]:
     """Invite each address in its own transaction: one bad address does not sink the batch.
 
@@ -216,11 +224,14 @@ def decline_invite(invitation: Invitation, *, actor: Any = None) -> Invitation:
     return current
 
 
-def resend_invite(invitation: Invitation, *, actor: Any) -> Invitation:
+def resend_invite(
+    invitation: Invitation, *, actor: Any, authorize: base.Authorize = None
+) -> Invitation:
     """E-mail a pending invite again with a new token (the old link stops working) and a new
     expiry. Within ``INVITE_RESEND_COOLDOWN`` of the last e-mail: :class:`TooSoon`."""
     with transaction.atomic():
         current = lock_pending(invitation)
+        base.authorize(authorize, current)
         if not current.is_invite:
             raise Conflict(_("Only invites are e-mailed; this is a request."), code="not_an_invite")
         now = timezone.now()

@@ -34,7 +34,9 @@ def _set_role(membership: Any, role: str, actor: Any) -> None:
     dispatch(Event("membership.updated", membership, actor, extra={"previous_role": previous}))
 
 
-def change_role(membership: AbstractMembership, *, role: str, actor: Any) -> AbstractMembership:
+def change_role(
+    membership: AbstractMembership, *, role: str, actor: Any, authorize: base.Authorize = None
+) -> AbstractMembership:
     """Give a member another role, under the salon lock.
 
     The new role must be one that can be requested (a 400 naming ``role`` otherwise) and have
@@ -47,6 +49,7 @@ def change_role(membership: AbstractMembership, *, role: str, actor: Any) -> Abs
     with transaction.atomic():
         base.lock_salon(membership.salon_id)
         current = base.lock_row(Membership, membership.pk, MSG_MEMBERSHIP_GONE)
+        base.authorize(authorize, current)
         if current.role == roles.owner_role().name:
             raise Conflict(MSG_OWNER_MEMBERSHIP_ROLE, code=OWNER_MEMBERSHIP, instance=current)
         if current.role == role_obj.name:
@@ -58,7 +61,12 @@ def change_role(membership: AbstractMembership, *, role: str, actor: Any) -> Abs
 
 
 def transfer_ownership(
-    salon: AbstractSalon, *, new_owner: Any, previous_owner_role: str | None = None, actor: Any
+    salon: AbstractSalon,
+    *,
+    new_owner: Any,
+    previous_owner_role: str | None = None,
+    actor: Any,
+    authorize: base.Authorize = None,
 ) -> AbstractSalon:
     """Hand ``salon`` to ``new_owner``, a member, in one transaction under the salon lock.
 
@@ -84,6 +92,7 @@ def transfer_ownership(
     Membership = get_membership_model()
     with transaction.atomic():
         locked = base.lock_salon(salon.pk)
+        base.authorize(authorize, locked)
         if new_owner.pk == locked.owner_id:
             raise InvalidInvitation(
                 _("This user owns the salon already."), code="already_owner", field="user"
@@ -117,12 +126,15 @@ def transfer_ownership(
     return locked
 
 
-def remove_membership(membership: AbstractMembership, *, actor: Any) -> None:
+def remove_membership(
+    membership: AbstractMembership, *, actor: Any, authorize: base.Authorize = None
+) -> None:
     """Remove a membership, freeing its role. The owner's membership cannot be removed."""
     Membership = get_membership_model()
     with transaction.atomic():
         base.lock_salon(membership.salon_id)
         current = base.lock_row(Membership, membership.pk, MSG_MEMBERSHIP_GONE)
+        base.authorize(authorize, current)
         if current.role == roles.owner_role().name:
             raise Conflict(
                 _("The owner's membership cannot be removed while the salon exists."),

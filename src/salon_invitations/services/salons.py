@@ -25,21 +25,27 @@ def create_salon(*, owner: Any, **fields: Any) -> AbstractSalon:
     return salon
 
 
-def update_salon(salon: AbstractSalon, **fields: Any) -> AbstractSalon:
+def update_salon(
+    salon: AbstractSalon, *, authorize: base.Authorize = None, **fields: Any
+) -> AbstractSalon:
     """Change a salon's own fields (its owner is changed only through ownership rules)."""
     fields.pop("owner", None)
     with transaction.atomic():
         locked = base.lock_salon(salon.pk)
+        base.authorize(authorize, locked)
         for name, value in fields.items():
             setattr(locked, name, value)
         locked.save()
     return locked
 
 
-def delete_salon(salon: AbstractSalon, *, actor: Any = None) -> None:
+def delete_salon(
+    salon: AbstractSalon, *, actor: Any = None, authorize: base.Authorize = None
+) -> None:
     """Delete a salon with its invitations and memberships, announcing each removal."""
     with transaction.atomic():
         locked = base.lock_salon(salon.pk)
+        base.authorize(authorize, locked)
         remove_salon_records(locked, actor=actor)
         locked.delete()
 
