@@ -704,3 +704,30 @@ def test_an_overdue_request_the_job_has_not_reached_blocks_nothing(salon, reques
 
     old.refresh_from_db()
     assert (old.status, new.status) == ("expired", "pending")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["zw@example.com\u200b", "z\u200bw@example.com", "zw@exa\u00admple.com", "zw @example.com"],
+    ids=["zero-width-space", "zero-width-inside", "soft-hyphen", "space"],
+)
+def test_invisible_characters_make_an_address_invalid(salon, owner, address):
+    with pytest.raises(InvalidInvitation) as refused:
+        services.invite(salon=salon, email=address, role="seller", invited_by=owner)
+    assert (refused.value.code, refused.value.field) == ("invalid_email", "email")
+
+
+def test_addresses_are_compared_in_nfkc_form(salon, owner):
+    services.invite(salon=salon, email="\u017feller@example.com", role="seller", invited_by=owner)
+    with pytest.raises(InvalidInvitation) as refused:
+        services.invite(salon=salon, email="SELLER@example.com", role="mechanic", invited_by=owner)
+    assert refused.value.code == "already_invited"
+
+
+def test_blank_and_odd_entries_fail_alone_in_a_batch(api, salon, owner, commit):
+    emails = ["dup@example.com", "", "   ", None, "a" * 300 + "@example.com", "ann@example.com"]
+    response = invite_as(api, owner, commit, salon=salon.pk, role="seller", emails=emails)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert sorted(i["email"] for i in body["created"]) == ["ann@example.com", "dup@example.com"]
+    assert [f["code"] for f in body["failed"]] == ["invalid_email"] * 4

@@ -201,8 +201,22 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Invite links carry their token in the path: keep it out of request and access logs.
+    "filters": {
+        "redact_invite_tokens": {"()": "salon_invitations.log_filters.RedactInviteTokens"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_invite_tokens"],
+        },
+    },
     "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.channels.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "salon_invitations": {
             "handlers": ["console"],
             "level": env_str("SALON_LOG_LEVEL", "INFO" if DEBUG else "WARNING"),

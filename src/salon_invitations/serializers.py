@@ -117,8 +117,10 @@ class InviteSerializer(serializers.ModelSerializer):
 
     salon = _SalonField()
     email = serializers.CharField(required=False, max_length=254, trim_whitespace=True)
+    # Each address is checked by the invite service, so a bad one (blank, too long, not an
+    # address) is reported in "failed" instead of refusing the whole batch.
     emails = serializers.ListField(
-        child=serializers.CharField(max_length=254),
+        child=serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=False),
         required=False,
         min_length=1,
         max_length=MAX_INVITE_BATCH,

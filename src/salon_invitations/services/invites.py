@@ -9,6 +9,7 @@ The rank ceiling (who may invite, who may accept) is the policy's: ask it first.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -50,9 +51,15 @@ MAX_BATCH = MAX_INVITE_BATCH
 
 
 def normalize_email(email: Any) -> str:
-    """The address trimmed and in lower case; a 400 naming ``email`` when it is not one."""
-    address = email.strip().lower() if isinstance(email, str) else ""
+    """The address in NFKC form, trimmed and in lower case; a 400 naming ``email`` when it is
+    not one. Invisible characters (zero-width spaces and other format or control characters)
+    are refused rather than kept: mail servers drop them, so they would make one mailbox look
+    like two."""
+    address = unicodedata.normalize("NFKC", email).strip().lower() if isinstance(email, str) else ""
+    invisible = any(unicodedata.category(char)[0] in "CZ" and char != " " for char in address)
     try:
+        if invisible or " " in address or len(address) > 254:
+            raise ValidationError("invalid")
         validate_email(address)
     except ValidationError:
         raise InvalidInvitation(
