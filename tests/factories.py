@@ -48,3 +48,26 @@ def salon_model() -> Any:
 
 def membership_model() -> Any:
     return get_membership_model()
+
+
+def before_the_lock(change: Any) -> Any:
+    """Patch the services' salon lock so that ``change`` happens just before the first lock
+    is taken: what a concurrent request that committed first would have done.
+
+    (In a test that runs inside one transaction, ``change`` is rolled back with the service's
+    own work when the service refuses: assert on what the service did, not on ``change``.)
+    """
+    from unittest import mock
+
+    from salon_invitations.services import base
+
+    original = base.lock_salon
+    done: list[bool] = []
+
+    def lock(salon_id: Any) -> Any:
+        if not done:
+            done.append(True)
+            change()
+        return original(salon_id)
+
+    return mock.patch.object(base, "lock_salon", lock)

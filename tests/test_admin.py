@@ -426,21 +426,6 @@ def test_resend_and_revoke_actions_go_through_the_services(
 # Races with other requests -----------------------------------------------------------------------
 
 
-def _gone_before_the_lock(delete):
-    from salon_invitations.services import base
-
-    original = base.lock_salon
-    done = []
-
-    def lock(salon_id):
-        if not done:
-            done.append(True)
-            delete()
-        return original(salon_id)
-
-    return mock.patch.object(base, "lock_salon", lock)
-
-
 @default_salon_model
 def test_changing_a_salon_deleted_meanwhile_does_not_bring_it_back(client, salon):
     url = reverse("admin:salon_invitations_salon_change", args=[salon.pk])
@@ -450,7 +435,7 @@ def test_changing_a_salon_deleted_meanwhile_does_not_bring_it_back(client, salon
         memberships().filter(salon_id=salon.pk).delete()
         get_salon_model()._default_manager.filter(pk=salon.pk).delete()
 
-    with _gone_before_the_lock(delete):
+    with factories.before_the_lock(delete):
         response = client.post(url, {"name": "Zombie", "owner": salon.owner_id}, follow=True)
 
     # (The stand-in deletion runs inside the admin's transaction, so it is rolled back with
@@ -465,7 +450,7 @@ def test_deleting_an_invitation_decided_meanwhile_reports_only_the_refusal(clien
     invitation = factories.make_invitation(salon, role="seller")
     url = reverse("admin:salon_invitations_invitation_delete", args=[invitation.pk])
 
-    with _gone_before_the_lock(lambda: services.reject_invitation(invitation, actor=owner)):
+    with factories.before_the_lock(lambda: services.reject_invitation(invitation, actor=owner)):
         response = client.post(url, {"post": "yes"}, follow=True)
 
     assert Invitation.objects.filter(pk=invitation.pk).exists()

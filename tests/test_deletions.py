@@ -21,7 +21,6 @@ from salon_invitations import services
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from salon_invitations.notifications import BaseBackend
 from salon_invitations.policies import RolePolicy
-from salon_invitations.services import base
 from salon_invitations.signals import SIGNALS
 from tests import factories
 
@@ -176,20 +175,6 @@ def test_a_rolled_back_salon_deletion_announces_nothing(
 # Races with deletion -----------------------------------------------------------------------------
 
 
-def _deleted_meanwhile(delete: Any) -> Any:
-    """Patch the salon lock so ``delete`` commits just before the service takes it."""
-    original = base.lock_salon
-    done = []
-
-    def lock(salon_id: Any) -> Any:
-        if not done:
-            done.append(True)
-            delete()
-        return original(salon_id)
-
-    return mock.patch.object(base, "lock_salon", lock)
-
-
 def _remove_invitation(invitation: Invitation) -> Any:
     return lambda: Invitation.objects.filter(pk=invitation.pk).delete()
 
@@ -223,7 +208,7 @@ def test_an_invitation_deleted_meanwhile_is_404(
     invitation = factories.make_invitation(salon, requester)
     delete = _remove_invitation(invitation) if gone == "invitation" else _remove_salon(salon)
     user = {"owner": owner, "requester": requester}[who]
-    with _deleted_meanwhile(delete):
+    with factories.before_the_lock(delete):
         response = getattr(api(user), method)(f"{INVITATIONS}/{path.format(inv=invitation.pk)}")
     assert response.status_code == 404, response.content
     assert "detail" in response.json()
@@ -232,7 +217,7 @@ def test_an_invitation_deleted_meanwhile_is_404(
 def test_creating_an_invitation_to_a_salon_deleted_meanwhile_is_400_naming_salon(
     api, salon, requester
 ):
-    with _deleted_meanwhile(_remove_salon(salon)):
+    with factories.before_the_lock(_remove_salon(salon)):
         response = api(requester).post(INVITATIONS, {"salon": salon.pk, "role": "seller"})
     assert response.status_code == 400, response.content
     assert "salon" in response.json()
@@ -241,7 +226,7 @@ def test_creating_an_invitation_to_a_salon_deleted_meanwhile_is_400_naming_salon
 
 @pytest.mark.parametrize("method", ["patch", "put", "delete"])
 def test_changing_a_salon_deleted_meanwhile_is_404(method, api, salon, owner):
-    with _deleted_meanwhile(_remove_salon(salon)):
+    with factories.before_the_lock(_remove_salon(salon)):
         response = getattr(api(owner), method)(f"/api/auto_salon/{salon.pk}", {"name": "New"})
     assert response.status_code == 404, response.content
 
@@ -249,7 +234,7 @@ def test_changing_a_salon_deleted_meanwhile_is_404(method, api, salon, owner):
 def test_removing_a_membership_removed_meanwhile_is_404(api, salon, owner, seller_member):
     membership = get_membership_model()._default_manager.get(salon=salon, user=seller_member)
     delete = lambda: type(membership)._default_manager.filter(pk=membership.pk).delete()  # noqa: E731
-    with _deleted_meanwhile(delete):
+    with factories.before_the_lock(delete):
         response = api(owner).delete(f"/api/salon_role/{membership.pk}")
     assert response.status_code == 404, response.content
 

@@ -364,25 +364,6 @@ def test_a_refused_approval_as_another_role_keeps_the_role_asked_for(
 # Rights lost while waiting for the lock ---------------------------------------------------------
 
 
-def _meanwhile(change: Any) -> Any:
-    """Patch the salon lock so ``change`` happens just before the service takes it (as a
-    concurrent request that committed first)."""
-    from unittest import mock
-
-    from salon_invitations.services import base
-
-    original = base.lock_salon
-    done: list[bool] = []
-
-    def lock(salon_id: Any) -> Any:
-        if not done:
-            done.append(True)
-            change()
-        return original(salon_id)
-
-    return mock.patch.object(base, "lock_salon", lock)
-
-
 def _demote(salon: Any, user: Any, role: str = "seller") -> Any:
     return lambda: (
         get_membership_model()._default_manager.filter(salon=salon, user=user).update(role=role)
@@ -391,7 +372,7 @@ def _demote(salon: Any, user: Any, role: str = "seller") -> Any:
 
 def test_a_manager_demoted_meanwhile_cannot_approve(api, salon, admin_member, requester):
     invitation = factories.make_invitation(salon, requester, role="mechanic")
-    with _meanwhile(_demote(salon, admin_member, "seller")):
+    with factories.before_the_lock(_demote(salon, admin_member, "seller")):
         response = api(admin_member).patch(f"{INVITATIONS}/{invitation.pk}/approved")
     assert response.status_code == 403, response.content
     invitation.refresh_from_db()
@@ -400,7 +381,7 @@ def test_a_manager_demoted_meanwhile_cannot_approve(api, salon, admin_member, re
 
 def test_a_manager_demoted_meanwhile_cannot_remove_a_member(api, salon, admin_member):
     mechanic = factories.add_member(salon, factories.make_user("mech"), role="mechanic")
-    with _meanwhile(_demote(salon, admin_member, "seller")):
+    with factories.before_the_lock(_demote(salon, admin_member, "seller")):
         response = api(admin_member).delete(f"{ROLES}/{mechanic.pk}")
     assert response.status_code == 403, response.content
     assert get_membership_model()._default_manager.filter(pk=mechanic.pk).exists()
@@ -408,14 +389,14 @@ def test_a_manager_demoted_meanwhile_cannot_remove_a_member(api, salon, admin_me
 
 def test_a_manager_demoted_meanwhile_cannot_change_roles(api, salon, admin_member, seller_member):
     membership = membership_of(salon, seller_member)
-    with _meanwhile(_demote(salon, admin_member, "mechanic")):
+    with factories.before_the_lock(_demote(salon, admin_member, "mechanic")):
         response = api(admin_member).patch(f"{ROLES}/{membership.pk}", {"role": "mechanic"})
     assert response.status_code == 403, response.content
     assert role_of(salon, seller_member) == "seller"
 
 
 def test_a_manager_demoted_meanwhile_cannot_invite(api, salon, admin_member):
-    with _meanwhile(_demote(salon, admin_member, "seller")):
+    with factories.before_the_lock(_demote(salon, admin_member, "seller")):
         response = api(admin_member).post(
             f"{INVITATIONS}/invite", {"salon": salon.pk, "role": "mechanic", "email": "x@y.com"}
         )
@@ -431,7 +412,7 @@ def test_an_owner_who_handed_the_salon_on_meanwhile_cannot_transfer_it(
         _demote(salon, owner, "admin")()
         _demote(salon, admin_member, "superuser")()
 
-    with _meanwhile(handed_on):
+    with factories.before_the_lock(handed_on):
         response = api(owner).post(
             f"{SALONS}/{salon.pk}/transfer",
             {"user": seller_member.pk, "previous_owner_role": "mechanic"},

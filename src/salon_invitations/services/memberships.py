@@ -27,6 +27,14 @@ MSG_OWNER_MEMBERSHIP_ROLE = _(
 )
 
 
+def _lock_membership(membership: AbstractMembership, authorize: base.Authorize) -> Any:
+    """Lock the salon, then the membership (:class:`Gone` if it went), and ask ``authorize``."""
+    base.lock_salon(membership.salon_id)
+    current = base.lock_row(get_membership_model(), membership.pk, MSG_MEMBERSHIP_GONE)
+    base.authorize(authorize, current)
+    return current
+
+
 def _set_role(membership: Any, role: str, actor: Any) -> None:
     previous = membership.role
     membership.role = role
@@ -45,11 +53,8 @@ def change_role(
     ``membership.updated`` with ``previous_role``; the same role again changes nothing.
     """
     role_obj = base.requestable_role(role)
-    Membership = get_membership_model()
     with transaction.atomic():
-        base.lock_salon(membership.salon_id)
-        current = base.lock_row(Membership, membership.pk, MSG_MEMBERSHIP_GONE)
-        base.authorize(authorize, current)
+        current = _lock_membership(membership, authorize)
         if current.role == roles.owner_role().name:
             raise Conflict(MSG_OWNER_MEMBERSHIP_ROLE, code=OWNER_MEMBERSHIP, instance=current)
         if current.role == role_obj.name:
@@ -130,11 +135,8 @@ def remove_membership(
     membership: AbstractMembership, *, actor: Any, authorize: base.Authorize = None
 ) -> None:
     """Remove a membership, freeing its role. The owner's membership cannot be removed."""
-    Membership = get_membership_model()
     with transaction.atomic():
-        base.lock_salon(membership.salon_id)
-        current = base.lock_row(Membership, membership.pk, MSG_MEMBERSHIP_GONE)
-        base.authorize(authorize, current)
+        current = _lock_membership(membership, authorize)
         if current.role == roles.owner_role().name:
             raise Conflict(
                 _("The owner's membership cannot be removed while the salon exists."),
