@@ -33,7 +33,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from salon_invitations import services
 from salon_invitations.middleware import JWTAuthMiddlewareStack
-from salon_invitations.models import Invitation, get_membership_model
+from salon_invitations.models import Invitation, SalonEvent, get_membership_model
 from salon_invitations.notifications import group_name
 from salon_invitations.routing import websocket_urlpatterns
 from salon_invitations.serializers import InvitationSerializer, MembershipSerializer
@@ -115,6 +115,14 @@ async def assert_silent(*sockets: WebsocketCommunicator) -> None:
         assert await socket.receive_json_from(timeout=1) == {"type": "pong"}
 
 
+def without_id(frame: dict[str, Any]) -> dict[str, Any]:
+    """An event frame without its event log id (checked to be the logged event's)."""
+    rest = dict(frame)
+    event_id = rest.pop("id")
+    assert isinstance(event_id, int) and event_id > 0, frame
+    return rest
+
+
 def as_json(data: Any) -> Any:
     return json.loads(json.dumps(data, cls=JSONEncoder))
 
@@ -182,7 +190,7 @@ async def test_token_in_query_string_connects_as_its_user(cast):
     async with AsyncExitStack() as stack:
         socket = await open_socket(stack, cast.requester)
         shown = await database_sync_to_async(_change)(cast, "created", None)
-        assert await socket.receive_json_from(timeout=2) == {
+        assert without_id(await socket.receive_json_from(timeout=2)) == {
             "type": "invitation.created",
             "invitation": shown,
         }
@@ -196,7 +204,7 @@ async def test_bearer_subprotocol_connects_and_is_accepted_as_bearer(cast):
     try:
         assert (connected, subprotocol) == (True, "bearer")
         shown = await database_sync_to_async(_change)(cast, "created", None)
-        assert await communicator.receive_json_from(timeout=2) == {
+        assert without_id(await communicator.receive_json_from(timeout=2)) == {
             "type": "invitation.created",
             "invitation": shown,
         }
@@ -217,7 +225,7 @@ async def test_session_cookie_connects_as_its_user(cast):
     try:
         assert connected is True
         shown = await database_sync_to_async(_change)(cast, "created", None)
-        assert await communicator.receive_json_from(timeout=2) == {
+        assert without_id(await communicator.receive_json_from(timeout=2)) == {
             "type": "invitation.created",
             "invitation": shown,
         }
@@ -339,7 +347,7 @@ async def test_invitation_event_reaches_requester_and_managers_only(cast, kind):
         assert shown["salon"] == cast.salon.pk
         frame = {"type": f"invitation.{kind}", "invitation": shown}
         for name, socket in sockets.items():
-            assert await socket.receive_json_from(timeout=2) == frame, name
+            assert without_id(await socket.receive_json_from(timeout=2)) == frame, name
         await assert_silent(*sockets.values(), *outsiders)
 
 
@@ -365,7 +373,7 @@ async def test_membership_events_use_the_roles_route_only(cast):
             "mechanic",
         )
         for name, socket in roles.items():
-            assert await socket.receive_json_from(timeout=2) == {
+            assert without_id(await socket.receive_json_from(timeout=2)) == {
                 "type": "membership.created",
                 "membership": shown,
             }, name
@@ -377,7 +385,7 @@ async def test_membership_events_use_the_roles_route_only(cast):
         await database_sync_to_async(services.remove_membership)(membership, actor=cast.owner)
 
         for name, socket in roles.items():
-            assert await socket.receive_json_from(timeout=2) == {
+            assert without_id(await socket.receive_json_from(timeout=2)) == {
                 "type": "membership.deleted",
                 "membership": shown,
             }, name
@@ -393,16 +401,18 @@ async def test_rolled_back_change_sends_nothing(cast):
     async with AsyncExitStack() as stack:
         owner = await open_socket(stack, cast.owner)
         requester = await open_socket(stack, cast.requester)
+        logged = await database_sync_to_async(SalonEvent.objects.count)()
 
         await database_sync_to_async(create_then_fail)()
 
         assert await database_sync_to_async(Invitation.objects.count)() == 0
+        assert await database_sync_to_async(SalonEvent.objects.count)() == logged
         await assert_silent(owner, requester)
         # The same change, committed, is heard: the silence above was the rollback's doing.
         shown = await database_sync_to_async(_change)(cast, "created", None)
         frame = {"type": "invitation.created", "invitation": shown}
-        assert await owner.receive_json_from(timeout=2) == frame
-        assert await requester.receive_json_from(timeout=2) == frame
+        assert without_id(await owner.receive_json_from(timeout=2)) == frame
+        assert without_id(await requester.receive_json_from(timeout=2)) == frame
 
 
 # Client frames --------------------------------------------------------------------------------
@@ -431,14 +441,14 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(cast):
         assert await socket.receive_json_from() == {
             "type": "error",
             "code": "unknown_action",
-            "detail": "Unknown action 'dance'; known: ping, authenticate.",
+            "detail": "Unknown action 'dance'; known: ping, authenticate, resume.",
         }
 
         await socket.send_json_to(["ping"])
         assert await socket.receive_json_from() == {
             "type": "error",
             "code": "unknown_action",
-            "detail": "Unknown action None; known: ping, authenticate.",
+            "detail": "Unknown action None; known: ping, authenticate, resume.",
         }
 
         await socket.send_json_to({"action": "ping"})

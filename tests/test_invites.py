@@ -579,14 +579,14 @@ def test_the_raw_token_is_in_no_frame_signal_log_or_stored_row(
     assert not [line for line in everything if token in line or first in line]
 
 
-from salon_invitations.notifications import BaseBackend, serialize, websocket_frame  # noqa: E402
+from salon_invitations.notifications import BaseBackend  # noqa: E402
 
 
 class FrameRecorder(BaseBackend):
     frames: list[Any] = []
 
     def send(self, event: Any) -> None:
-        FrameRecorder.frames.append(websocket_frame(event.kind, serialize(event)))
+        FrameRecorder.frames.append(event.frame)
 
 
 # E-mail delivery ----------------------------------------------------------------------------

@@ -115,17 +115,17 @@ def test_a_role_change_is_announced_with_the_previous_role(
     assert (signal["previous_role"], signal["membership"].role) == ("seller", "mechanic")
 
 
-def test_the_frame_carries_the_previous_role(salon, owner, seller_member):
-    from salon_invitations.notifications import Event, serialize, websocket_frame
+def test_the_frame_and_the_log_carry_the_previous_role(salon, owner, seller_member):
+    from salon_invitations.models import SalonEvent
 
-    membership = services.change_role(
-        membership_of(salon, seller_member), role="mechanic", actor=owner
-    )
-    event = Event("membership.updated", membership, owner, extra={"previous_role": "seller"})
-    frame = websocket_frame(event.kind, serialize(event), event.extra)
+    services.change_role(membership_of(salon, seller_member), role="mechanic", actor=owner)
+    row = SalonEvent.objects.get(kind="membership.updated")
+    frame = row.frame
+    assert frame["id"] == row.id
     assert frame["type"] == "membership.updated"
     assert frame["membership"]["role"] == "mechanic"
     assert frame["previous_role"] == "seller"
+    assert (row.salon_id, row.user_id, row.actor_id) == (salon.pk, seller_member.pk, owner.pk)
 
 
 @pytest.mark.parametrize("role", ["superuser", "chef", "", 3, None])

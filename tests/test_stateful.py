@@ -467,8 +467,8 @@ class InvitationMachine(RuleBasedStateMachine):
             assert row["status"] == "rejected"
             assert row["decided_by_id"] == actor.pk
             assert row["reason"]
-            # The role it was refused for; what was asked for is kept.
-            assert row["role"] == granted
+            # Rejected as asked: the role offered instead was never the requester's.
+            assert row["role"] == before[key]["role"]
             assert row["requested_role"] == before[key]["requested_role"]
             if code == services.ROLE_TAKEN:
                 holders = get_membership_model()._default_manager.filter(

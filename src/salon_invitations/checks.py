@@ -193,15 +193,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 14,
             )
         )
-    if app_settings.raw("EMAIL_DELIVERY") not in ("sync", "celery"):
-        errors.append(
-            _error(
-                'SALON_INVITATIONS["EMAIL_DELIVERY"] must be "sync" or "celery".',
-                '"celery" needs the celery extra and a running worker.',
-                5,
+    for key in ("EMAIL_DELIVERY", "WEBHOOK_DELIVERY"):
+        if app_settings.raw(key) not in ("sync", "celery"):
+            errors.append(
+                _error(
+                    f'SALON_INVITATIONS["{key}"] must be "sync" or "celery".',
+                    '"celery" needs the celery extra and a running worker.',
+                    5,
+                )
             )
-        )
-    for key in ("MESSAGE_MAX_LENGTH", "EXPIRY_BATCH_SIZE", "DELIVERY_MAX_ATTEMPTS"):
+    errors += _check_webhooks(app_settings.raw("WEBHOOKS"))
+    for key in ("MESSAGE_MAX_LENGTH", "EXPIRY_BATCH_SIZE", "DELIVERY_MAX_ATTEMPTS", "REPLAY_LIMIT"):
         value = app_settings.raw(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(
@@ -211,16 +213,64 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     10,
                 )
             )
-    timeout = app_settings.raw("QUEUE_TIMEOUT")
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 60:
-        errors.append(
-            _error(
-                f'SALON_INVITATIONS["QUEUE_TIMEOUT"] = {timeout!r} is not a number of seconds '
-                "between 0 and 60.",
-                "A request waits this long for the Celery broker; the default is 1.0.",
-                12,
+    for key, waits in (
+        ("QUEUE_TIMEOUT", "A request waits this long for the Celery broker"),
+        ("WEBHOOK_TIMEOUT", "One webhook request may take this long"),
+    ):
+        timeout = app_settings.raw(key)
+        if (
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or not 0 < timeout <= 60
+        ):
+            errors.append(
+                _error(
+                    f'SALON_INVITATIONS["{key}"] = {timeout!r} is not a number of seconds '
+                    "between 0 and 60.",
+                    f"{waits}; the default is {DEFAULTS[key]}.",
+                    12,
+                )
             )
-        )
+    return errors
+
+
+def _check_webhooks(endpoints: Any) -> list[CheckMessage]:
+    hint = (
+        'A list of {"url": "https://…", "secret": "…", "events": ["invitation.*", …]}; '
+        "each URL at most 255 characters, listed once."
+    )
+    if not isinstance(endpoints, list | tuple):
+        return [_error('SALON_INVITATIONS["WEBHOOKS"] must be a list.', hint, 15)]
+    errors: list[CheckMessage] = []
+    seen: set[str] = set()
+    for index, endpoint in enumerate(endpoints):
+        where = f'SALON_INVITATIONS["WEBHOOKS"][{index}]'
+        if not isinstance(endpoint, Mapping):
+            errors.append(_error(f"{where} is not a dict.", hint, 15))
+            continue
+        url, secret, events = endpoint.get("url"), endpoint.get("secret"), endpoint.get("events")
+        problems = []
+        if set(endpoint) - {"url", "secret", "events"}:
+            problems.append(f"unknown keys {sorted(set(endpoint) - {'url', 'secret', 'events'})}")
+        if (
+            not isinstance(url, str)
+            or not url.lower().startswith(("http://", "https://"))
+            or len(url) > 255
+        ):
+            problems.append(f"url {url!r} is not an http(s) URL of at most 255 characters")
+        elif url in seen:
+            problems.append(f"url {url!r} is listed twice")
+        else:
+            seen.add(url)
+        if not isinstance(secret, str) or not secret:
+            problems.append("secret is not a non-empty string")
+        if events is not None and (
+            not isinstance(events, list | tuple)
+            or not all(isinstance(e, str) and e for e in events)
+        ):
+            problems.append("events is not a list of event kinds or patterns")
+        if problems:
+            errors.append(_error(f"{where}: {'; '.join(problems)}.", hint, 15))
     return errors
 
 

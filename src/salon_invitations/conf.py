@@ -76,6 +76,15 @@ DEFAULTS: dict[str, Any] = {
     "INVITE_TTL": timedelta(days=7),
     # A timedelta: the shortest time between two e-mails of one invite (resend).
     "INVITE_RESEND_COOLDOWN": timedelta(minutes=1),
+    # Webhook endpoints of WebhookBackend: [{"url": "https://…", "secret": "…",
+    # "events": ["invitation.*", "membership.created"]}] ("events" defaults to every kind).
+    "WEBHOOKS": [],
+    # "sync" posts webhooks in the request's on-commit hook; "celery" queues them.
+    "WEBHOOK_DELIVERY": "sync",
+    # Seconds one webhook request may take.
+    "WEBHOOK_TIMEOUT": 3.0,
+    # Most events a WebSocket replay sends; a client further behind gets "resync_required".
+    "REPLAY_LIMIT": 1000,
     # Longest accepted invitation message and rejection reason, in characters.
     "MESSAGE_MAX_LENGTH": 1000,
     # Serializer classes used by the views (dotted paths), for projects that add fields.

@@ -4,6 +4,8 @@ Protocol (server → client)::
 
     {"type": "invitation.approved", "invitation": {...same as the REST API...}}
     {"type": "membership.created", "membership": {...}}
+    {"type": "resumed", "last_id": 42}                 # after the events a resume missed
+    {"type": "resync_required", "last_id": 5042}       # more missed than REPLAY_LIMIT
     {"type": "pong"}                                   # answer to {"action": "ping"}
     {"type": "authenticated", "expires_at": 1767225600} # answer to {"action": "authenticate"}
     {"type": "error", "code": "invalid_json" | "unknown_action" | "invalid_token", "detail": "..."}
@@ -16,6 +18,14 @@ unless the client first sends a fresh access token of the same user::
 
 Deactivating or deleting an account closes its sockets (4401) in every server process.
 
+Every event frame carries the event log's ``"id"``. A client that reconnects with
+``?since=<id>`` in the URL (or sends ``{"action": "resume", "since": <id>}``) first gets, in
+order, every event of its stream after that id that it may see now (the policy's
+``replayable_events``), then ``resumed`` with the id to resume from next time, then live events.
+Events committed while the replay runs arrive once: live frames of events already replayed are
+dropped. A client further behind than ``REPLAY_LIMIT`` events gets ``resync_required``: reload
+the state over REST and resume from its ``last_id``.
+
 One class serves both routes; ``stream`` chooses which events it forwards::
 
     path("api/invitation_to_auto_salon/", SalonEventsConsumer.as_asgi()),
@@ -27,13 +37,17 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from salon_invitations.conf import app_settings
 from salon_invitations.middleware import SCOPE_EXPIRY_KEY, authenticate_token
+from salon_invitations.models import SalonEvent
 from salon_invitations.notifications import group_name
 from salon_invitations.parsers import loads
+from salon_invitations.policies import get_policy
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -47,6 +61,8 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         if stream is not None:
             self.stream = stream
         self._expiry: asyncio.TimerHandle | None = None
+        #: Ids of the events the last replay sent, so their live frames are not sent again.
+        self._replayed: frozenset[int] = frozenset()
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -57,9 +73,13 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.group = group_name(self.stream, user.pk)
+        # Join before reading the log, so nothing committed in between is missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept(subprotocol)
         self._close_at(self.scope.get(SCOPE_EXPIRY_KEY))
+        since = _query_param(self.scope, "since")
+        if since is not None:
+            await self.resume(since)
 
     async def disconnect(self, code: int) -> None:
         self._close_at(None)
@@ -96,10 +116,45 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "pong"})
         elif action == "authenticate":
             await self.authenticate(content.get("token"))
+        elif action == "resume":
+            await self.resume(content.get("since"))
         else:
             await self.send_error(
-                "unknown_action", f"Unknown action {action!r}; known: ping, authenticate."
+                "unknown_action",
+                f"Unknown action {action!r}; known: ping, authenticate, resume.",
             )
+
+    async def resume(self, since: Any) -> None:
+        """Send the events after ``since`` this socket may see now, then ``resumed``.
+
+        Live events that arrive meanwhile wait in the channel layer until this returns (a
+        consumer handles one message at a time), and those among the replayed are dropped.
+        """
+        after = _event_id(since)
+        if after is None:
+            await self.send_error("invalid_since", '"since" must be an event id (an integer ≥ 0).')
+            return
+        frames, last_id = await database_sync_to_async(self._missed)(after)
+        if frames is None:
+            await self.send_json({"type": "resync_required", "last_id": last_id})
+            return
+        for frame in frames:
+            await self.send_json(frame)
+        self._replayed = frozenset(frame["id"] for frame in frames)
+        await self.send_json({"type": "resumed", "last_id": last_id})
+
+    def _missed(self, after: int) -> tuple[list[dict[str, Any]] | None, int]:
+        """The frames after ``after`` (``None`` when more than ``REPLAY_LIMIT``), and the id
+        to resume from next."""
+        limit = app_settings.REPLAY_LIMIT
+        events = SalonEvent.objects.filter(id__gt=after, kind__startswith=f"{self.stream}.")
+        events = get_policy().replayable_events(self.scope["user"], events).order_by("id")
+        rows = list(events.values_list("id", "kind", "data")[: limit + 1])
+        if len(rows) > limit:
+            latest = SalonEvent.objects.order_by("-id").values_list("id", flat=True).first()
+            return None, latest or after
+        frames = [{"id": pk, "type": kind, **data} for pk, kind, data in rows]
+        return frames, frames[-1]["id"] if frames else after
 
     async def authenticate(self, raw: Any) -> None:
         """Take a fresh access token of the same user; the socket then lives until it expires."""
@@ -124,12 +179,31 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def salon_invitations_event(self, message: dict[str, Any]) -> None:
         """Handler for ``{"type": "salon_invitations.event", "frame": {...}}`` layer messages."""
-        await self.send_json(message["frame"])
+        frame = message["frame"]
+        if frame.get("id") in self._replayed:
+            return
+        await self.send_json(frame)
 
     async def salon_invitations_close(self, message: dict[str, Any]) -> None:
         """Handler for ``{"type": "salon_invitations.close", "code": 4401}`` (account closed)."""
         self._close_at(None)
         await self.close(code=message.get("code", CLOSE_UNAUTHENTICATED))
+
+
+def _event_id(value: Any) -> int | None:
+    """An event id from a query parameter or a JSON value: an integer ≥ 0, else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, int) and 0 <= value < 2**63:
+        return value
+    return None
+
+
+def _query_param(scope: dict[str, Any], name: str) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[-1] if values else None
 
 
 InvitationConsumer = SalonEventsConsumer

@@ -234,6 +234,91 @@ class Invitation(TimeStampedModel, StatusModel):
         super().save(*args, **kwargs)
 
 
+class SalonEvent(models.Model):
+    """One announced change, written in the same transaction as the change itself.
+
+    The log behind the audit endpoint, the WebSocket replay and the webhooks. ``id`` grows in
+    commit order (writers take :class:`EventOrder`'s row lock for their event rows, held until
+    they commit), so "every event after ``id``" is a complete answer. ``data`` is what the
+    WebSocket frame carries besides ``id`` and ``type`` (``{"invitation": {...}}``, with
+    ``previous_role`` for role changes).
+
+    Events outlive what they describe: the salon, the subject and the actor are kept by id
+    (no database constraint), and ``manage.py prune_events`` removes old rows.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(_("kind"), max_length=64)
+    salon = models.ForeignKey(
+        SALON_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("salon"),
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    data = models.JSONField(_("data"), default=dict)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    #: When the backends ran for it; ``None`` until then (the relay's work list).
+    dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
+    #: A new invite's token, sealed, until its e-mail is recorded (never in ``data``).
+    secret = models.TextField(blank=True, default="", editable=False)
+
+    class Meta:
+        ordering = ("id",)
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        indexes = [
+            models.Index(fields=["salon", "id"], name="salon_event_salon"),
+            models.Index(fields=["user", "id"], name="salon_event_user"),
+            models.Index(fields=["dispatched_at", "id"], name="salon_event_undispatched"),
+            models.Index(fields=["created_at"], name="salon_event_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.kind}"
+
+    def __repr__(self) -> str:
+        return f"<SalonEvent {self.id} {self.kind}>"
+
+    @property
+    def frame(self) -> dict[str, Any]:
+        """The WebSocket frame of this event: ``{"id", "type", **data}``."""
+        return {"id": self.id, "type": self.kind, **self.data}
+
+
+class EventOrder(models.Model):
+    """One row whose lock orders the event log: a transaction that writes events updates it
+    first and holds its lock until it commits, so event ids are handed out in commit order."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+
+    class Meta:
+        verbose_name = _("event order")
+
+    def __str__(self) -> str:
+        return f"event order {self.id}"
+
+
 class Delivery(TimeStampedModel):
     """One outgoing message (an e-mail) recorded before it is sent, and where it stands.
 
@@ -246,6 +331,16 @@ class Delivery(TimeStampedModel):
     STATUS = Choices(("pending", _("pending")), ("sent", _("sent")), ("failed", _("failed")))
 
     channel = models.CharField(_("channel"), max_length=16, default="email")
+    event = models.ForeignKey(
+        SalonEvent,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+        verbose_name=_("event"),
+    )
+    #: The e-mail address or the webhook URL.
+    target = models.CharField(_("target"), max_length=255, blank=True, default="")
     event_kind = models.CharField(_("event"), max_length=64, blank=True, default="")
     payload = models.JSONField(_("payload"))
     status = models.CharField(_("status"), max_length=16, choices=STATUS, default=STATUS.pending)
@@ -261,14 +356,45 @@ class Delivery(TimeStampedModel):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="salon_delivery_due"),
         ]
+        constraints = [
+            # At least once, never twice: the relay re-running an event's backends finds what
+            # was recorded already.
+            models.UniqueConstraint(
+                fields=["event", "channel", "target"], name="salon_delivery_once_per_target"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel} {self.event_kind} → {', '.join(self.recipients)} ({self.status})"
 
     @property
     def recipients(self) -> list[str]:
+        if self.channel != "email":
+            return [self.target]
         to = self.payload.get("to") if isinstance(self.payload, dict) else None
         return [str(address) for address in to or []]
+
+
+class DeliveryAttempt(models.Model):
+    """One try at sending a :class:`Delivery`: when, how long, and what came back."""
+
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="attempt_log", verbose_name=_("delivery")
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    ok = models.BooleanField(_("succeeded"), default=False)
+    status_code = models.PositiveIntegerField(_("status code"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+
+    class Meta:
+        ordering = ("at", "pk")
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
+
+    def __str__(self) -> str:
+        outcome = "ok" if self.ok else (self.error or str(self.status_code))
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {outcome}"
 
 
 def _get_swappable(setting_value: str, setting_name: str) -> type[models.Model]:

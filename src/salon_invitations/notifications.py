@@ -1,10 +1,11 @@
 """Events and their delivery.
 
 Every state change made by :mod:`salon_invitations.services` produces one :class:`Event`.
-:func:`dispatch` waits for the surrounding transaction to commit (so rolled-back work is never
-announced), then sends the matching signal from :mod:`salon_invitations.signals` and runs every
-backend in ``SALON_INVITATIONS["NOTIFICATION_BACKENDS"]``. A backend that raises is logged
-and does not stop the others.
+:func:`dispatch` writes it to the event log (:mod:`salon_invitations.events`) in the same
+transaction, waits for that transaction to commit (so rolled-back work is never announced), then
+sends the matching signal from :mod:`salon_invitations.signals` and runs every backend in
+``SALON_INVITATIONS["NOTIFICATION_BACKENDS"]``. A backend that raises is logged and does not
+stop the others; the event stays undispatched and the relay runs the backends again later.
 
 Writing a backend::
 
@@ -22,6 +23,8 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -52,6 +55,28 @@ class Event:
     token: str | None = field(default=None, repr=False)
     #: What the frame and the signal carry besides the object, e.g. ``{"previous_role": …}``.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The event log's id (``SalonEvent.id``) and time, once :func:`dispatch` recorded it.
+    id: int | None = None
+    created_at: datetime | None = None
+    #: ``True`` when the relay runs the backends again for a logged event (see
+    #: :func:`salon_invitations.events.relay`); backends that record deliveries skip those
+    #: recorded already.
+    redelivery: bool = False
+    _data: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """What the frame, the log row and webhooks carry: ``{"<model>": {...}, **extra}``."""
+        if self._data is None:
+            from salon_invitations.events import json_safe
+
+            self._data = json_safe({self.model: serialize(self), **self.extra})
+        return self._data
+
+    @property
+    def frame(self) -> dict[str, Any]:
+        """The WebSocket frame: ``{"id": …, "type": kind, "<model>": {...}, **extra}``."""
+        return {"id": self.id, "type": self.kind, **self.data}
 
     @property
     def model(self) -> str:
@@ -169,13 +194,6 @@ def send_to_groups(alias: str, groups: list[str], message: dict[str, Any]) -> No
         raise
 
 
-def websocket_frame(
-    kind: str, data: dict[str, Any], extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """What a WebSocket client receives: ``{"type": kind, "<model>": data, **extra}``."""
-    return {"type": kind, kind.split(".", 1)[0]: data, **(extra or {})}
-
-
 class ChannelsBackend(BaseBackend):
     """Pushes each event to the per-user group of every recipient over the channel layer.
 
@@ -188,13 +206,61 @@ class ChannelsBackend(BaseBackend):
     channel_layer_alias = "default"
 
     def send(self, event: Event) -> None:
-        message = {
-            "type": "salon_invitations.event",
-            "frame": websocket_frame(event.kind, serialize(event), event.extra),
-        }
+        message = {"type": "salon_invitations.event", "frame": event.frame}
         groups = [group_name(event.model, user_id) for user_id in sorted(event.recipients, key=str)]
         # One hop into the event loop per event, not one per recipient.
         send_to_groups(self.channel_layer_alias, groups, message)
+
+
+def webhook_endpoints(kind: str) -> list[dict[str, Any]]:
+    """The configured ``WEBHOOKS`` entries whose ``events`` patterns match ``kind``."""
+    return [
+        endpoint
+        for endpoint in app_settings.raw("WEBHOOKS") or []
+        if any(fnmatchcase(kind, pattern) for pattern in endpoint.get("events") or ["*"])
+    ]
+
+
+class WebhookBackend(BaseBackend):
+    """Posts every event to the ``WEBHOOKS`` endpoints that subscribe to its kind.
+
+    Each endpoint gets ``{"id", "type", "created_at", "data"}`` signed with its secret (see
+    :mod:`salon_invitations.webhooks`), recorded first as a
+    :class:`~salon_invitations.models.Delivery` and then sent the ``WEBHOOK_DELIVERY`` way:
+    after commit with ``WEBHOOK_TIMEOUT`` (``"sync"``) or by the Celery worker (``"celery"``).
+    Timeouts, connection errors, 5xx, 408 and 429 are retried with back-off by the relay, up
+    to ``DELIVERY_MAX_ATTEMPTS``; other answers are final. The event id is the idempotency key.
+    """
+
+    def send(self, event: Event) -> None:
+        if event.id is None:
+            return
+        urls = [str(endpoint["url"]) for endpoint in webhook_endpoints(event.kind)]
+        if event.redelivery:
+            done = outbox.recorded_targets(event.id, "webhook")
+            urls = [url for url in urls if url not in done]
+        if not urls:
+            return
+        from salon_invitations.events import json_safe
+        from salon_invitations.models import Delivery
+
+        body = {
+            "id": event.id,
+            "type": event.kind,
+            "created_at": json_safe({"at": event.created_at})["at"],
+            "data": event.data,
+        }
+        deliveries = [
+            Delivery.objects.create(
+                channel="webhook",
+                event_id=event.id,
+                event_kind=event.kind,
+                target=url,
+                payload=body,
+            )
+            for url in dict.fromkeys(urls)
+        ]
+        outbox.send([d.pk for d in deliveries], mode=app_settings.raw("WEBHOOK_DELIVERY"))
 
 
 def close_user_sockets(user_id: Any, *, code: int = 4401, alias: str = "default") -> None:
@@ -296,28 +362,50 @@ class EmailBackend(BaseBackend):
         return message
 
     def send(self, event: Event) -> None:
-        if self.template_for(event) is None:
+        if self.template_for(event) is None or getattr(event.instance, "_salon_event_gone", False):
             return
-        messages = [self.render(event, user) for user in self.recipients_for(event)]
+        recipients = self.recipients_for(event)
+        if event.redelivery and event.id is not None:
+            done = outbox.recorded_targets(event.id, "email")
+            recipients = [user for user in recipients if user.email not in done]
+        messages = [self.render(event, user) for user in recipients]
         if messages:
-            outbox.deliver(messages, event_kind=event.kind)
+            outbox.deliver(messages, event_kind=event.kind, event_id=event.id)
 
 
-def deliver(event: Event) -> None:
-    """Send the signal and run every backend now. Errors are logged, never raised."""
-    signal = SIGNALS[event.kind]
-    sender = type(event.instance)
-    responses = signal.send_robust(
-        sender=sender, **{event.model: event.instance, "actor": event.actor, **event.extra}
-    )
-    for receiver, response in responses:
-        if isinstance(response, Exception):
-            logger.error("Receiver %r of %s failed", receiver, event.kind, exc_info=response)
+def deliver(event: Event) -> bool:
+    """Send the signal and run every backend now; ``True`` when none failed.
+
+    Errors are logged, never raised. A logged event is marked dispatched when every backend
+    succeeded; otherwise the relay runs them again. The relay does not send signals again:
+    receivers hear of an event once, right after its commit.
+    """
+    if not event.redelivery:
+        signal = SIGNALS[event.kind]
+        sender = type(event.instance)
+        responses = signal.send_robust(
+            sender=sender, **{event.model: event.instance, "actor": event.actor, **event.extra}
+        )
+        for receiver, response in responses:
+            if isinstance(response, Exception):
+                logger.error("Receiver %r of %s failed", receiver, event.kind, exc_info=response)
+    succeeded = True
     for backend_class in app_settings.NOTIFICATION_BACKENDS:
         try:
             backend_class().send(event)
         except Exception:
+            succeeded = False
             logger.exception("Notification backend %s failed for %s", backend_class, event.kind)
+    if event.id is not None and (succeeded or event.redelivery):
+        # The relay tries once: a backend that keeps failing is logged, and WebSocket clients
+        # catch up by replay; e-mails and webhooks, once recorded, retry on their own.
+        from salon_invitations.events import mark_dispatched
+
+        try:
+            mark_dispatched([event.id])
+        except Exception:
+            logger.exception("Could not mark event %s dispatched", event.id)
+    return succeeded
 
 
 def send_after_commit(signal: Any, sender: Any, **kwargs: Any) -> None:
@@ -332,5 +420,9 @@ def send_after_commit(signal: Any, sender: Any, **kwargs: Any) -> None:
 
 
 def dispatch(event: Event) -> None:
-    """Deliver ``event`` once the current transaction commits (at once outside one)."""
+    """Write ``event`` to the log in the current transaction and deliver it once that
+    transaction commits (at once outside one)."""
+    from salon_invitations.events import record
+
+    record(event)
     transaction.on_commit(lambda: deliver(event))

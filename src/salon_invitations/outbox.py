@@ -20,16 +20,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from salon_invitations import tokens
 from salon_invitations.conf import app_settings
-from salon_invitations.models import Delivery
+from salon_invitations.models import Delivery, DeliveryAttempt
 
 logger = logging.getLogger("salon_invitations")
 
@@ -68,9 +70,24 @@ def send_email(message: dict[str, Any]) -> None:
     email.send()
 
 
-def record(message: dict[str, Any], *, event_kind: str = "") -> Delivery:
+def record(
+    message: dict[str, Any], *, event_kind: str = "", event_id: int | None = None
+) -> Delivery:
     """Store a rendered e-mail as a pending delivery, due now."""
-    return Delivery.objects.create(channel="email", event_kind=event_kind, payload=message)
+    to = message.get("to") or [""]
+    return Delivery.objects.create(
+        channel="email",
+        event_kind=event_kind,
+        event_id=event_id,
+        target=str(to[0])[:255],
+        payload=message,
+    )
+
+
+def recorded_targets(event_id: int, channel: str) -> set[str]:
+    """The targets already holding a delivery of event ``event_id`` on ``channel``."""
+    deliveries = Delivery.objects.filter(event_id=event_id, channel=channel)
+    return set(deliveries.values_list("target", flat=True))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -85,39 +102,79 @@ def _claim(pk: Any, now: datetime) -> Delivery | None:
     return Delivery.objects.get(pk=pk)
 
 
+def _send(delivery: Delivery) -> Any:
+    """Send one delivery: ``None`` when it went out, else what went wrong (see ``Outcome``)."""
+    if delivery.channel == "webhook":
+        from salon_invitations import webhooks
+
+        return webhooks.deliver(delivery)
+    send_email(delivery.payload)
+    return None
+
+
 def attempt(pk: Any, *, now: datetime | None = None) -> bool:
     """Send delivery ``pk`` once if it is due (at ``now``); ``True`` when it went out.
 
-    A failure is recorded on the row (error, next attempt) and logged, never raised.
+    Each try is recorded (:class:`~salon_invitations.models.DeliveryAttempt`). A failure is
+    recorded on the row too (error, next attempt, or ``failed`` when it is not worth
+    retrying or the attempts are used up) and logged, never raised.
     """
     now = now or timezone.now()
     delivery = _claim(pk, now)
     if delivery is None:
         return False
+    started = time.monotonic()
     try:
-        send_email(delivery.payload)
+        outcome = _send(delivery)
     except Exception as exc:
-        final = delivery.attempts >= app_settings.DELIVERY_MAX_ATTEMPTS
-        Delivery.objects.filter(pk=pk).update(
-            status=Delivery.STATUS.failed if final else Delivery.STATUS.pending,
-            last_error=f"{type(exc).__name__}: {exc}"[:2000],
-            next_attempt_at=now + backoff(delivery.attempts),
+        outcome = Failure(f"{type(exc).__name__}: {exc}", retry=True, exc=exc)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    status_code = getattr(outcome, "status_code", None)
+    if outcome is None or getattr(outcome, "ok", False):
+        DeliveryAttempt.objects.create(
+            delivery_id=pk, at=now, ok=True, status_code=status_code, duration_ms=duration_ms
         )
-        logger.error(
-            "Could not e-mail %s about %s",
-            delivery.payload.get("to"),
-            delivery.event_kind or "an event",
-            exc_info=exc,
-        )
-        return False
-    sent = Delivery.objects.filter(pk=pk)
-    if "seal" in delivery.payload:
-        # The invite's token is not needed any more: keep nothing that could rebuild the link.
-        payload = {key: value for key, value in delivery.payload.items() if key != "seal"}
-        sent.update(status=Delivery.STATUS.sent, sent_at=now, last_error="", payload=payload)
-    else:
-        sent.update(status=Delivery.STATUS.sent, sent_at=now, last_error="")
-    return True
+        sent = Delivery.objects.filter(pk=pk)
+        if "seal" in delivery.payload:
+            # The invite's token is not needed any more: keep nothing that could rebuild the link.
+            payload = {key: value for key, value in delivery.payload.items() if key != "seal"}
+            sent.update(status=Delivery.STATUS.sent, sent_at=now, last_error="", payload=payload)
+        else:
+            sent.update(status=Delivery.STATUS.sent, sent_at=now, last_error="")
+        return True
+    error = outcome.error[:2000]
+    DeliveryAttempt.objects.create(
+        delivery_id=pk,
+        at=now,
+        ok=False,
+        status_code=status_code,
+        error=error,
+        duration_ms=duration_ms,
+    )
+    final = not outcome.retry or delivery.attempts >= app_settings.DELIVERY_MAX_ATTEMPTS
+    Delivery.objects.filter(pk=pk).update(
+        status=Delivery.STATUS.failed if final else Delivery.STATUS.pending,
+        last_error=error,
+        next_attempt_at=now + backoff(delivery.attempts),
+    )
+    logger.error(
+        "Could not e-mail %s about %s" if delivery.channel == "email" else "Could not post %s %s",
+        delivery.payload.get("to") if delivery.channel == "email" else delivery.target,
+        delivery.event_kind or "an event",
+        exc_info=getattr(outcome, "exc", None) or None,
+    )
+    return False
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An attempt that raised."""
+
+    error: str
+    retry: bool
+    exc: BaseException | None = None
+    ok: bool = False
+    status_code: int | None = None
 
 
 def enqueue(pks: list[Any]) -> bool:
@@ -167,24 +224,45 @@ def enqueue(pks: list[Any]) -> bool:
     return False
 
 
-def deliver(messages: list[dict[str, Any]], *, event_kind: str = "") -> list[Delivery]:
-    """Record ``messages`` and send them the configured way (``EMAIL_DELIVERY``)."""
-    deliveries = [record(message, event_kind=event_kind) for message in messages]
-    if app_settings.raw("EMAIL_DELIVERY") == "celery":
-        enqueue([delivery.pk for delivery in deliveries])
+def send(pks: list[Any], *, mode: str) -> None:
+    """Send recorded deliveries now (``"sync"``) or queue them (``"celery"``), once the
+    current transaction commits (at once outside one)."""
+    if not pks:
+        return
+    if mode == "celery":
+        transaction.on_commit(lambda: enqueue(pks))
     else:
-        for delivery in deliveries:
-            attempt(delivery.pk)
+        transaction.on_commit(lambda: [attempt(pk) for pk in pks])
+
+
+def deliver(
+    messages: list[dict[str, Any]], *, event_kind: str = "", event_id: int | None = None
+) -> list[Delivery]:
+    """Record ``messages`` (one per address) and send them the configured way
+    (``EMAIL_DELIVERY``)."""
+    seen: set[str] = set()
+    deliveries = []
+    for message in messages:
+        target = str((message.get("to") or [""])[0])
+        if target in seen:
+            continue
+        seen.add(target)
+        deliveries.append(record(message, event_kind=event_kind, event_id=event_id))
+    send([delivery.pk for delivery in deliveries], mode=app_settings.raw("EMAIL_DELIVERY"))
     return deliveries
 
 
-def deliver_due(*, now: datetime | None = None, limit: int | None = None) -> tuple[int, int]:
-    """The relay: send every pending delivery whose next attempt is due.
+def deliver_due(
+    *, now: datetime | None = None, limit: int | None = None, channel: str | None = None
+) -> tuple[int, int]:
+    """The relay: send every pending delivery (of ``channel``, or all) whose next attempt is due.
 
     Returns ``(sent, not sent)``. Safe to run in several processes at once.
     """
     now = now or timezone.now()
     due = Delivery.objects.filter(status=Delivery.STATUS.pending, next_attempt_at__lte=now)
+    if channel is not None:
+        due = due.filter(channel=channel)
     pks = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
     sent = sum(attempt(pk, now=now) for pk in pks)
     return sent, len(pks) - sent

@@ -20,7 +20,12 @@ from salon_invitations.conf import app_settings
 from salon_invitations.models import active_users, get_membership_model
 
 if TYPE_CHECKING:
-    from salon_invitations.models import AbstractMembership, AbstractSalon, Invitation
+    from salon_invitations.models import (
+        AbstractMembership,
+        AbstractSalon,
+        Invitation,
+        SalonEvent,
+    )
 
 
 class BasePolicy:
@@ -44,6 +49,15 @@ class BasePolicy:
         self, user: Any, queryset: QuerySet[AbstractSalon]
     ) -> QuerySet[AbstractSalon]:
         raise NotImplementedError
+
+    def visible_events(self, user: Any, queryset: QuerySet[SalonEvent]) -> QuerySet[SalonEvent]:
+        """The event log rows ``user`` may read (the audit endpoint). None unless overridden."""
+        return queryset.none()
+
+    def replayable_events(self, user: Any, queryset: QuerySet[SalonEvent]) -> QuerySet[SalonEvent]:
+        """The events a WebSocket of ``user`` catching up is sent: what it would have heard
+        live under today's roles. Defaults to :meth:`visible_events`."""
+        return self.visible_events(user, queryset)
 
     def can_create_invitation(self, user: Any, salon: AbstractSalon, role: str) -> bool:
         raise NotImplementedError
@@ -143,6 +157,23 @@ class RolePolicy(BasePolicy):
         # The managed salons are read first (one small indexed query) and passed as literal
         # ids: an OR with a sub-select would make PostgreSQL filter the whole table instead
         # of combining two index scans (measured in docs/benchmarks.md).
+        managed = self._managed_salon_ids(user)
+        if not managed:
+            return queryset.filter(user=user)
+        return queryset.filter(Q(user=user) | Q(salon_id__in=managed))
+
+    def visible_events(self, user: Any, queryset: QuerySet[SalonEvent]) -> QuerySet[SalonEvent]:
+        """Staff: all; others: the events about them and those of the salons they manage."""
+        if not user.is_authenticated:
+            return queryset.none()
+        if _is_operator(user):
+            return queryset
+        return self.replayable_events(user, queryset)
+
+    def replayable_events(self, user: Any, queryset: QuerySet[SalonEvent]) -> QuerySet[SalonEvent]:
+        """What :meth:`recipients` would have chosen ``user`` for, with today's roles."""
+        if not (user.is_authenticated and user.is_active):
+            return queryset.none()
         managed = self._managed_salon_ids(user)
         if not managed:
             return queryset.filter(user=user)

@@ -1,0 +1,176 @@
+"""The event log: every announced change as a :class:`~salon_invitations.models.SalonEvent` row.
+
+:func:`salon_invitations.notifications.dispatch` writes the row in the transaction that makes
+the change (:func:`record`), so a rolled-back change leaves nothing, and a committed one is
+never forgotten: the backends run after commit and mark the row dispatched; when a process dies
+in between, or a backend fails (the channel layer is down), :func:`relay` runs them again later
+(``manage.py deliver_events``, the ``salon_invitations.deliver_pending`` task).
+
+Ids are handed out in commit order. A transaction that writes events first updates the single
+:class:`~salon_invitations.models.EventOrder` row and so holds its lock until it commits;
+the next writer's ids are therefore larger than every id already visible. Readers that ask for
+"everything after id N" (the audit endpoint, the WebSocket replay) never miss an event that
+commits later with a smaller id. The lock is taken at a transaction's first event, after the
+salon's lock, and held only until commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from salon_invitations import tokens
+from salon_invitations.models import EventOrder, SalonEvent
+
+if TYPE_CHECKING:
+    from salon_invitations.notifications import Event
+
+logger = logging.getLogger("salon_invitations")
+
+#: Undispatched events younger than this are left to the request that wrote them.
+RELAY_GRACE = timedelta(seconds=30)
+#: Events removed per statement by :func:`prune`.
+PRUNE_BATCH = 5000
+
+
+def json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as it reads back from JSON, so live frames equal replayed ones."""
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
+def _hold_order(using: str) -> None:
+    """Take the lock that orders event ids (once per transaction; see the module docstring)."""
+    connection = connections[using]
+    held = getattr(connection, "_salon_event_order", None)
+    savepoints = tuple(connection.savepoint_ids)
+    if (
+        held is not None
+        and held[0] is connection.run_on_commit
+        and (savepoints[: len(held[1])] == held[1])
+    ):
+        return
+    rows = EventOrder.objects.using(using)
+    if not rows.filter(pk=1).update(id=1):
+        try:
+            with transaction.atomic(using=using):
+                rows.create(pk=1)
+        except IntegrityError:  # another transaction created it first
+            rows.filter(pk=1).update(id=1)
+    # ``run_on_commit`` is replaced when the transaction ends, and a savepoint that is rolled
+    # back drops the lock with it: both make the marker stale.
+    connection._salon_event_order = (connection.run_on_commit, savepoints)  # type: ignore[attr-defined]
+
+
+def record(event: Event) -> SalonEvent:
+    """Write ``event`` to the log in the current transaction; give it its ``id``."""
+    using = router.db_for_write(SalonEvent)
+    with transaction.atomic(using=using, savepoint=False):
+        _hold_order(using)
+        instance = event.instance
+        row = SalonEvent.objects.using(using).create(
+            kind=event.kind,
+            salon_id=instance.salon_id,
+            user_id=instance.user_id,
+            actor_id=getattr(event.actor, "pk", None),
+            data=event.data,
+            secret=tokens.seal(event.token) if event.token else "",
+        )
+    event.id = row.id
+    event.created_at = row.created_at
+    return row
+
+
+def mark_dispatched(ids: list[int]) -> None:
+    """The backends ran for these events: the relay leaves them, and any sealed token goes."""
+    if ids:
+        SalonEvent.objects.filter(pk__in=ids).update(dispatched_at=timezone.now(), secret="")
+
+
+def rebuild(row: SalonEvent) -> Event:
+    """An :class:`~salon_invitations.notifications.Event` for a logged row, for the relay.
+
+    The instance is read again (with the status the event recorded); one deleted since is
+    rebuilt from the row's ids alone, which is enough for the channel layer and webhooks.
+    """
+    from salon_invitations.models import Invitation, get_membership_model
+    from salon_invitations.notifications import Event
+
+    model_name = row.kind.split(".", 1)[0]
+    model: Any = Invitation if model_name == "invitation" else get_membership_model()
+    represented = row.data.get(model_name) or {}
+    instance: Any = model._default_manager.filter(pk=represented.get("id")).first()
+    if instance is None:
+        instance = model(pk=represented.get("id"), salon_id=row.salon_id, user_id=row.user_id)
+        instance._state.adding = False
+        instance._salon_event_gone = True
+    elif model_name == "invitation" and "status" in represented:
+        instance.status = represented["status"]
+    extra = {key: value for key, value in row.data.items() if key != model_name}
+    actor = None
+    if row.actor_id is not None:
+        actor = get_user_model()._default_manager.filter(pk=row.actor_id).first()
+    return Event(
+        row.kind,
+        instance,
+        actor=actor,
+        token=tokens.unseal(row.secret) if row.secret else None,
+        extra=extra,
+        id=row.id,
+        created_at=row.created_at,
+        redelivery=True,
+        _data=row.data,
+    )
+
+
+def undispatched(now: datetime | None = None) -> QuerySet[SalonEvent]:
+    """Events whose backends have not run, past :data:`RELAY_GRACE`."""
+    cutoff = (now or timezone.now()) - RELAY_GRACE
+    return SalonEvent.objects.filter(dispatched_at__isnull=True, created_at__lte=cutoff)
+
+
+def relay(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Run the backends again for events a crash or an outage left undispatched.
+
+    At least once: an event whose backends ran but whose row could not be marked is sent
+    again; e-mails and webhooks already recorded for it are not recorded twice, and WebSocket
+    clients drop frames whose ``id`` they have seen. Safe to run in several processes at once
+    (rows are claimed with ``SKIP LOCKED`` where the database has it). Returns how many events
+    were relayed.
+    """
+    from salon_invitations.notifications import deliver
+
+    with transaction.atomic():
+        rows = list(undispatched(now).select_for_update(skip_locked=True).order_by("id")[:limit])
+        for row in rows:
+            try:
+                event = rebuild(row)
+            except Exception:
+                logger.exception("Could not rebuild event %s for the relay", row.pk)
+                continue
+            deliver(event)
+    return len(rows)
+
+
+def prune(older_than: timedelta, *, now: datetime | None = None) -> int:
+    """Delete events (with their deliveries and attempts) older than ``older_than``."""
+    cutoff = (now or timezone.now()) - older_than
+    removed = 0
+    while True:
+        ids = list(
+            SalonEvent.objects.filter(created_at__lt=cutoff)
+            .order_by("id")
+            .values_list("id", flat=True)[:PRUNE_BATCH]
+        )
+        if not ids:
+            return removed
+        with transaction.atomic():
+            SalonEvent.objects.filter(pk__in=ids).delete()
+        removed += len(ids)
