@@ -196,7 +196,7 @@ def test_deliver_pending_command_sends_what_is_due(db, mailoutbox):
 
     call_command("deliver_pending", stdout=out)
 
-    assert out.getvalue().strip() == "1 e-mail(s) sent, 0 not sent (retried later)."
+    assert out.getvalue().strip() == "1 delivery(ies) sent, 0 not sent (retried later)."
     assert Delivery.objects.get(pk=due.pk).status == "sent"
     assert Delivery.objects.get(pk=later.pk).status == "pending"
     assert len(mailoutbox) == 1
@@ -207,5 +207,5 @@ def test_deliver_pending_command_sends_what_is_due(db, mailoutbox):
 
 def test_deliver_pending_task_is_the_relay(db, mailoutbox):
     outbox.record({"subject": "S", "body": "B", "html": "<p>B</p>", "to": ["a@example.com"]})
-    assert tasks.deliver_pending() == {"sent": 1, "failed": 0}
-    assert tasks.deliver_pending() == {"sent": 0, "failed": 0}
+    assert tasks.deliver_pending() == {"events": 0, "sent": 1, "failed": 0}
+    assert tasks.deliver_pending() == {"events": 0, "sent": 0, "failed": 0}

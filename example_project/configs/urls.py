@@ -9,7 +9,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.invites.views import invite_page
 from apps.users import views as users
-from salon_invitations.urls import invitation_patterns, membership_patterns, salon_patterns
+from salon_invitations.urls import (
+    event_patterns,
+    invitation_patterns,
+    membership_patterns,
+    salon_patterns,
+)
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="swagger-ui"), name="home"),
@@ -25,6 +30,7 @@ urlpatterns = [
     # The package's endpoints at the original service's paths.
     *salon_patterns("api/auto_salon"),
     *membership_patterns("api/salon_role"),
+    *event_patterns("api/salon_events"),
     *invitation_patterns("api/invitation_to_auto_salon"),
     # OpenAPI 3 schema and Swagger UI.
     path("api/doc", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -23,9 +23,11 @@ from salon_invitations.exceptions import (
 )
 from salon_invitations.models import (
     Delivery,
+    DeliveryAttempt,
     Invitation,
     Membership,
     Salon,
+    SalonEvent,
     get_membership_model,
     get_salon_model,
 )
@@ -318,15 +320,49 @@ class InvitationAdmin(ServiceAdminMixin, admin.ModelAdmin):
         self._decide(request, queryset, approve=False)
 
 
-@admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
-    """The e-mail outbox, read-only: what was sent, what waits for the relay, what failed."""
+class ReadOnlyAdminMixin:
+    """A log: listed and shown, never added, changed or deleted by hand."""
 
-    list_display = ("id", "event_kind", "recipient_list", "status", "attempts", "next_attempt_at")
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ("at", "ok", "status_code", "duration_ms", "error")
+    readonly_fields = fields
+    extra = 0
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The outbox (e-mail and webhooks), read-only: what was sent, what waits for the relay,
+    what failed, and each attempt."""
+
+    list_display = (
+        "id",
+        "channel",
+        "event_kind",
+        "recipient_list",
+        "status",
+        "attempts",
+        "next_attempt_at",
+    )
     list_filter = ("status", "channel", "event_kind")
     date_hierarchy = "created"
+    inlines = (DeliveryAttemptInline,)
     readonly_fields = (
         "channel",
+        "event",
         "event_kind",
         "recipient_list",
         "status",
@@ -343,11 +379,27 @@ class DeliveryAdmin(admin.ModelAdmin):
     def recipient_list(self, obj: Delivery) -> str:
         return ", ".join(obj.recipients)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None and super().has_change_permission(request, obj)
+@admin.register(SalonEvent)
+class SalonEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The event log, read-only: who did what to whom, in which salon, when."""
+
+    list_display = ("id", "kind", "salon_id", "user_id", "actor_id", "created_at", "dispatched_at")
+    list_filter = ("kind",)
+    search_fields = ("=id", "=salon__id", "=user__id", "=actor__id")
+    date_hierarchy = "created_at"
+    fields = (
+        "id",
+        "kind",
+        "salon_id",
+        "user_id",
+        "actor_id",
+        "created_at",
+        "dispatched_at",
+        "data",
+    )
+    readonly_fields = fields
+    show_full_result_count = False  # a count of a million-row log on every page is slow
 
 
 class SalonAdmin(ServiceAdminMixin, CascadeThroughServicesMixin, admin.ModelAdmin):

@@ -14,7 +14,12 @@ from rest_framework import serializers
 
 from salon_invitations import roles
 from salon_invitations.conf import MAX_INVITE_BATCH, app_settings
-from salon_invitations.models import Invitation, get_membership_model, get_salon_model
+from salon_invitations.models import (
+    Invitation,
+    SalonEvent,
+    get_membership_model,
+    get_salon_model,
+)
 
 try:
     from drf_spectacular.utils import extend_schema_field
@@ -284,3 +289,37 @@ __all__ = [
     "RejectSerializer",
     "SalonSerializer",
 ]
+
+
+class SalonEventSerializer(serializers.ModelSerializer):
+    """One row of the event log (``GET …/salon_events``): ``data`` is what the event's
+    WebSocket frame carries besides ``id`` and ``type``."""
+
+    type = serializers.CharField(source="kind", read_only=True)
+
+    class Meta:
+        model = SalonEvent
+        fields = ("id", "type", "salon", "user", "actor", "created_at", "data")
+        read_only_fields = fields
+
+
+class SalonEventQuerySerializer(serializers.Serializer):
+    """The audit list's filters: ``since`` (events after that id), ``salon``, ``kind`` (an
+    event kind, or a prefix and ``*``: ``invitation.*``)."""
+
+    since = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
+    salon = serializers.CharField(required=False, max_length=255)
+    kind = serializers.RegexField(
+        r"^[a-z_]+(\.([a-z_]+|\*))?$",
+        required=False,
+        max_length=64,
+        error_messages={"invalid": _("An event kind such as invitation.created or invitation.*.")},
+    )
+
+    def validate_salon(self, value: str) -> Any:
+        from django.core.exceptions import ValidationError
+
+        try:
+            return get_salon_model()._meta.pk.to_python(value)
+        except (ValidationError, ValueError, TypeError) as exc:
+            raise serializers.ValidationError(_("A salon id.")) from exc

@@ -1,6 +1,7 @@
 """Celery tasks (extra ``celery``). Import this module only where Celery is installed.
 
-Schedule the expiry and the e-mail relay in your beat schedule, e.g.::
+Schedule the expiry and the relay (events a crash or an outage left undelivered, then due
+e-mail and webhook retries) in your beat schedule, e.g.::
 
     CELERY_BEAT_SCHEDULE = {
         "expire-invitations": {
@@ -20,7 +21,7 @@ from typing import Any
 
 from celery import shared_task
 
-from salon_invitations import outbox, services
+from salon_invitations import events, outbox, services
 
 
 @shared_task(name="salon_invitations.expire_invitations")
@@ -31,7 +32,8 @@ def expire_invitations() -> int:
 
 @shared_task(name=outbox.DELIVER_TASK)
 def deliver_email(delivery: Any) -> bool:
-    """Send one recorded e-mail (a :class:`~salon_invitations.models.Delivery` id).
+    """Send one recorded delivery, an e-mail or a webhook (a
+    :class:`~salon_invitations.models.Delivery` id).
 
     A failure is recorded on the delivery, which the ``deliver_pending`` relay retries with
     back-off. A rendered message (a dict, as queued by earlier versions) is sent as it is.
@@ -44,6 +46,8 @@ def deliver_email(delivery: Any) -> bool:
 
 @shared_task(name="salon_invitations.deliver_pending")
 def deliver_pending() -> dict[str, int]:
-    """The relay: send every pending e-mail whose next attempt is due."""
+    """The relay: run the backends of events left undispatched, then send every pending
+    e-mail and webhook whose next attempt is due."""
+    relayed = events.relay()
     sent, failed = outbox.deliver_due()
-    return {"sent": sent, "failed": failed}
+    return {"events": relayed, "sent": sent, "failed": failed}

@@ -9,13 +9,19 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, mixins, parsers, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from salon_invitations import services
 from salon_invitations.exceptions import Conflict, Gone, InvalidInvitation, NotAllowed, TooSoon
-from salon_invitations.models import Invitation, get_membership_model, get_salon_model
+from salon_invitations.models import (
+    Invitation,
+    SalonEvent,
+    get_membership_model,
+    get_salon_model,
+)
 from salon_invitations.parsers import JSONParser, RequestBodyTooLarge
 from salon_invitations.permissions import InvitationRateThrottle, PolicyPermission
 from salon_invitations.policies import BasePolicy, get_policy
@@ -29,6 +35,8 @@ from salon_invitations.serializers import (
     MembershipSerializer,
     PublicInviteSerializer,
     RejectSerializer,
+    SalonEventQuerySerializer,
+    SalonEventSerializer,
     SalonSerializer,
     TransferSerializer,
     invitation_serializer_class,
@@ -42,12 +50,22 @@ try:
     TOKEN_PARAMETERS: list[Any] = [
         OpenApiParameter("token", str, OpenApiParameter.PATH, description="The invite's token.")
     ]
+    EVENT_PARAMETERS: list[Any] = [
+        OpenApiParameter("since", int, description="Only events after this id."),
+        OpenApiParameter("salon", str, description="Only this salon's events."),
+        OpenApiParameter(
+            "kind",
+            str,
+            description="An event kind (invitation.approved) or a prefix and * (invitation.*).",
+        ),
+    ]
 except ImportError:  # pragma: no cover - drf-spectacular is optional
 
     def extend_schema(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
         return lambda view: view
 
     TOKEN_PARAMETERS = []
+    EVENT_PARAMETERS = []
 
 
 try:
@@ -453,3 +471,45 @@ class MembershipViewSet(
         )
         serializer_class = membership_serializer_class()
         return Response(serializer_class(changed, context=self.get_serializer_context()).data)
+
+
+class EventCursorPagination(CursorPagination):
+    """Ascending ids, 50 a page (``page_size`` up to 500); the cursor is opaque."""
+
+    ordering = "id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class SalonEventViewSet(mixins.ListModelMixin, PolicyGenericViewSet):
+    """The audit log: what happened, who did it, when — oldest first.
+
+    Managers see their salons' events, everyone the events about themselves, staff all (the
+    policy's ``visible_events``). Filters: ``since`` (events after that id), ``salon``,
+    ``kind`` (``invitation.approved`` or ``invitation.*``).
+    """
+
+    serializer_class = SalonEventSerializer
+    pagination_class = EventCursorPagination
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> Any:
+        query = SalonEventQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        events = SalonEvent.objects.all()
+        if "since" in filters:
+            events = events.filter(id__gt=filters["since"])
+        if "salon" in filters:
+            events = events.filter(salon_id=filters["salon"])
+        kind = filters.get("kind")
+        if kind and kind.endswith(".*"):
+            events = events.filter(kind__startswith=kind[:-1])
+        elif kind:
+            events = events.filter(kind=kind)
+        return self.policy.visible_events(self.request.user, events)
+
+    @extend_schema(parameters=EVENT_PARAMETERS)
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)

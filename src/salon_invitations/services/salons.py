@@ -67,7 +67,7 @@ def remove_salon_records(salon: AbstractSalon, *, actor: Any = None) -> None:
 
 
 def remove_user_records(user: Any, *, actor: Any = None) -> None:
-    """Remove a user's invitations and memberships, salon by salon under each salon's lock.
+    """Remove a user's invitations and memberships, salon by salon under the salons' locks.
 
     The app connects it to the user model's ``pre_delete`` signal, so deleting a user announces
     every invitation and membership that goes with them (``invitation.deleted``,
@@ -78,12 +78,16 @@ def remove_user_records(user: Any, *, actor: Any = None) -> None:
         salon_ids = set(
             Invitation.objects.filter(user=user).values_list("salon_id", flat=True)
         ) | set(Membership._default_manager.filter(user=user).values_list("salon_id", flat=True))
-        # One salon at a time, in a fixed order, so two deletions never wait on each other.
+        # Every salon locked first, in a fixed order, so two deletions never wait on each
+        # other, and the event log's lock (taken by the first removal announced) comes last.
+        locked = []
         for salon_id in sorted(salon_ids):
             try:
                 base.lock_salon(salon_id)
             except Gone:
                 continue
+            locked.append(salon_id)
+        for salon_id in locked:
             invitations = Invitation.objects.filter(user=user, salon_id=salon_id).order_by("pk")
             base.remove_announced("invitation.deleted", list(invitations), actor)
             memberships = Membership._default_manager.filter(user=user, salon_id=salon_id)

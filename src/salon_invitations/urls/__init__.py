@@ -9,6 +9,7 @@ resource, each taking the prefix to mount at::
         *invitation_patterns("api/invitation_to_auto_salon"),
         *salon_patterns("api/auto_salon"),
         *membership_patterns("api/salon_role"),
+        *event_patterns("api/salon_events"),
     ]
 
 ``include("salon_invitations.urls.seed")`` does exactly that at those prefixes. Projects that
@@ -29,6 +30,7 @@ from salon_invitations.views import (
     InvitationViewSet,
     InviteTokenViewSet,
     MembershipViewSet,
+    SalonEventViewSet,
     SalonViewSet,
 )
 
@@ -134,4 +136,10 @@ def membership_patterns(prefix: str) -> list[URLPattern]:
     ]
 
 
-__all__ = ["invitation_patterns", "membership_patterns", "salon_patterns"]
+def event_patterns(prefix: str) -> list[URLPattern]:
+    """``prefix``: the event log (list)."""
+    prefix = prefix.strip("/")
+    return [path(prefix, SalonEventViewSet.as_view({"get": "list"}), name="salon-event-list")]
+
+
+__all__ = ["event_patterns", "invitation_patterns", "membership_patterns", "salon_patterns"]

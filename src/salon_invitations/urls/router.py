@@ -1,6 +1,6 @@
 """DRF router layout: ``invitations/``, ``invitations/{pk}/approve/``,
 ``invitations/invite/``, ``invites/{token}/`` (``accept/``, ``decline/``), ``salons/``,
-``memberships/``.
+``memberships/``, ``events/``.
 
 URL names are namespaced ``salon_invitations:`` (e.g. ``salon_invitations:invitation-approve``)."""
 
@@ -10,6 +10,7 @@ from salon_invitations.views import (
     InvitationViewSet,
     InviteTokenViewSet,
     MembershipViewSet,
+    SalonEventViewSet,
     SalonViewSet,
 )
 
@@ -18,6 +19,7 @@ router.register("invitations", InvitationViewSet, basename="invitation")
 router.register("invites", InviteTokenViewSet, basename="invite")
 router.register("salons", SalonViewSet, basename="salon")
 router.register("memberships", MembershipViewSet, basename="membership")
+router.register("events", SalonEventViewSet, basename="event")
 
 app_name = "salon_invitations"
 urlpatterns = router.urls

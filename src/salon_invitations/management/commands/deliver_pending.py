@@ -2,26 +2,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from salon_invitations import outbox
-
-MAX_LIMIT = 1_000_000
+from salon_invitations.management.commands._limits import add_limit, check_limit
 
 
 class Command(BaseCommand):
     help = (
-        "Send the e-mails that a mail server or broker outage left pending (the relay; run it "
-        "every minute or so where Celery beat does not)."
+        "Send the e-mails and webhooks that a mail server, receiver or broker outage left "
+        "pending (the relay; run it every minute or so where Celery beat does not)."
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "--limit", type=int, default=None, help="Send at most this many (default: all due)."
-        )
+        add_limit(parser, "deliveries")
 
     def handle(self, *args: Any, limit: int | None = None, **options: Any) -> None:
-        if limit is not None and not 1 <= limit <= MAX_LIMIT:
-            raise CommandError(f"--limit must be between 1 and {MAX_LIMIT}.")
+        check_limit(limit)
         sent, failed = outbox.deliver_due(limit=limit)
-        self.stdout.write(f"{sent} e-mail(s) sent, {failed} not sent (retried later).")
+        self.stdout.write(f"{sent} delivery(ies) sent, {failed} not sent (retried later).")
