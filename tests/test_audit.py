@@ -94,6 +94,8 @@ def test_filters_since_salon_and_kind(api, history, salon, staff):
         ({"since": "1.5"}, "since"),
         ({"since": str(2**70)}, "since"),
         ({"salon": "x"}, "salon"),
+        ({"salon": str(2**63)}, "salon"),
+        ({"salon": str(-(2**64))}, "salon"),
         ({"kind": "invitation.approved; drop"}, "kind"),
         ({"kind": "*"}, "kind"),
         ({"kind": "x" * 65}, "kind"),
@@ -189,11 +191,11 @@ def test_deliver_events_relays_what_was_left_undispatched(history):
     SalonEvent.objects.update(dispatched_at=None, created_at=timezone.now() - timedelta(minutes=5))
     out = StringIO()
     call_command("deliver_events", stdout=out)
-    assert out.getvalue().startswith(f"{SalonEvent.objects.count()} event(s) relayed;")
+    assert out.getvalue().strip() == f"{SalonEvent.objects.count()} event(s) relayed."
     assert not SalonEvent.objects.filter(dispatched_at__isnull=True).exists()
     out = StringIO()
     call_command("deliver_events", stdout=out)
-    assert out.getvalue().startswith("0 event(s) relayed;")
+    assert out.getvalue().strip() == "0 event(s) relayed."
 
 
 def test_deliver_webhooks_reports_what_it_sent():
@@ -296,3 +298,14 @@ def test_well_formed_webhooks_pass(settings):
 def test_other_new_settings_are_checked(settings, key, value, code):
     settings.SALON_INVITATIONS = {key: value}
     assert [e.id for e in check_settings()] == [f"salon_invitations.{code}"]
+
+
+def test_webhook_endpoints_match_by_pattern_and_an_empty_list_pauses_one(settings):
+    from salon_invitations.notifications import webhook_endpoints
+
+    everything = {"url": "https://a.example.com", "secret": "s"}
+    invitations = {"url": "https://b.example.com", "secret": "s", "events": ["invitation.*"]}
+    paused = {"url": "https://c.example.com", "secret": "s", "events": []}
+    settings.SALON_INVITATIONS = {"WEBHOOKS": [everything, invitations, paused]}
+    assert webhook_endpoints("invitation.approved") == [everything, invitations]
+    assert webhook_endpoints("membership.created") == [everything]

@@ -143,6 +143,13 @@ def servers(transactional_db, tmp_path, request) -> Iterator[list[Server]]:
         assert server.process.poll() is None, f"{server.name} died\n{server.output()}"
 
 
+def logged_id(kind: str) -> int:
+    """The event log id of the latest event of ``kind``: what its frames carry."""
+    from salon_invitations.models import SalonEvent
+
+    return SalonEvent.objects.filter(kind=kind).latest("id").id
+
+
 def _receive(sock: ClientConnection, servers: list[Server]) -> Any:
     try:
         return json.loads(sock.recv(timeout=EVENT_TIMEOUT))
@@ -193,7 +200,11 @@ def test_events_reach_sockets_on_other_server_processes(servers, salon, owner, r
             salon.pk,
             "pending",
         )
-        frame = {"type": "invitation.created", "invitation": shown}
+        frame = {
+            "id": logged_id("invitation.created"),
+            "type": "invitation.created",
+            "invitation": shown,
+        }
         assert _receive(owner_on_one, servers) == frame
         assert _receive(requester_on_two, servers) == frame
 
@@ -203,7 +214,11 @@ def test_events_reach_sockets_on_other_server_processes(servers, salon, owner, r
         )
         assert approved.status_code == 200, approved.text
         assert approved.json()["status"] == "approved"
-        frame = {"type": "invitation.approved", "invitation": approved.json()}
+        frame = {
+            "id": logged_id("invitation.approved"),
+            "type": "invitation.approved",
+            "invitation": approved.json(),
+        }
         assert _receive(requester_on_two, servers) == frame
         assert _receive(owner_on_one, servers) == frame
 

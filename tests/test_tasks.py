@@ -196,7 +196,9 @@ def test_deliver_pending_command_sends_what_is_due(db, mailoutbox):
 
     call_command("deliver_pending", stdout=out)
 
-    assert out.getvalue().strip() == "1 delivery(ies) sent, 0 not sent (retried later)."
+    assert out.getvalue().strip() == (
+        "0 event(s) relayed; 1 delivery(ies) sent, 0 not sent (retried later)."
+    )
     assert Delivery.objects.get(pk=due.pk).status == "sent"
     assert Delivery.objects.get(pk=later.pk).status == "pending"
     assert len(mailoutbox) == 1

@@ -67,7 +67,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 PASSWORD = "Fuzz-test-pass-739!"
-PACKAGE_PATHS = r"^/api/(invitation_to_auto_salon|auto_salon|salon_role)(/|$)"
+PACKAGE_PATHS = r"^/api/(invitation_to_auto_salon|auto_salon|salon_role|salon_events)(/|$)"
 ACTORS = ["owner", "admin", "seller", "stranger"]
 #: Seconds any request may take.
 TIMEOUT = 15
@@ -268,6 +268,11 @@ def fuzz_operation(operation: Any, name: str, headers: dict[str, str], salon: Sa
             for token in salon.invite_tokens
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
         ]
+    if operation.label == "GET /api/salon_events":
+        strategies += [
+            operation.as_strategy(GenerationMode.POSITIVE, query=query)
+            for query in ({"salon": salon.id}, {"kind": "invitation.*", "since": 0})
+        ]
     if operation.label == "POST /api/invitation_to_auto_salon/invite":
         addresses = [new_address("invitee"), new_address("invitee")]
         strategies += [
@@ -351,8 +356,8 @@ def test_package_endpoints_survive_fuzzing(
     emails = {user: address for user, (address, _) in accounts.items()}
     users = {user: headers for user, (_, headers) in accounts.items()}
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    # 23 today: a different count means the schema or PACKAGE_PATHS changed; look, then adjust.
-    assert len(operations) == 23, [operation.label for operation in operations]
+    # 24 today: a different count means the schema or PACKAGE_PATHS changed; look, then adjust.
+    assert len(operations) == 24, [operation.label for operation in operations]
     failures = []
     for operation in operations:
         # Each operation meets a salon as seeded.
@@ -374,7 +379,12 @@ def test_fuzzing_reached_every_endpoint_as_every_actor() -> None:
     assert not [status for status in statuses if status >= 500], statuses
     assert {name for name, _, _ in RESPONSES} == set(ACTORS)
     for name in ACTORS:
-        for path in ("api/invitation_to_auto_salon", "api/auto_salon", "api/salon_role"):
+        for path in (
+            "api/invitation_to_auto_salon",
+            "api/auto_salon",
+            "api/salon_role",
+            "api/salon_events",
+        ):
             assert RESPONSES[name, f"GET /{path}", 200], (name, path)
     succeeded = {label for (_, label, status) in RESPONSES if 200 <= status < 300}
     operations = {label for (_, label, _) in RESPONSES}

@@ -46,8 +46,10 @@ def json_safe(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
 
 
-def _hold_order(using: str) -> None:
-    """Take the lock that orders event ids (once per transaction; see the module docstring)."""
+def hold_order(using: str | None = None) -> None:
+    """Take the lock that orders event ids, until the current transaction ends (once per
+    transaction; see the module docstring). Call it inside ``transaction.atomic()``."""
+    using = using or router.db_for_write(SalonEvent)
     connection = connections[using]
     held = getattr(connection, "_salon_event_order", None)
     savepoints = tuple(connection.savepoint_ids)
@@ -73,7 +75,7 @@ def record(event: Event) -> SalonEvent:
     """Write ``event`` to the log in the current transaction; give it its ``id``."""
     using = router.db_for_write(SalonEvent)
     with transaction.atomic(using=using, savepoint=False):
-        _hold_order(using)
+        hold_order(using)
         instance = event.instance
         row = SalonEvent.objects.using(using).create(
             kind=event.kind,

@@ -213,11 +213,12 @@ class ChannelsBackend(BaseBackend):
 
 
 def webhook_endpoints(kind: str) -> list[dict[str, Any]]:
-    """The configured ``WEBHOOKS`` entries whose ``events`` patterns match ``kind``."""
+    """The configured ``WEBHOOKS`` entries whose ``events`` patterns match ``kind`` (no
+    ``events`` key: every kind; an empty list: none)."""
     return [
         endpoint
         for endpoint in app_settings.raw("WEBHOOKS") or []
-        if any(fnmatchcase(kind, pattern) for pattern in endpoint.get("events") or ["*"])
+        if any(fnmatchcase(kind, pattern) for pattern in endpoint.get("events", ["*"]) or [])
     ]
 
 
@@ -251,16 +252,20 @@ class WebhookBackend(BaseBackend):
             "data": event.data,
         }
         deliveries = [
-            Delivery.objects.create(
-                channel="webhook",
-                event_id=event.id,
-                event_kind=event.kind,
-                target=url,
-                payload=body,
+            outbox.create_once(
+                Delivery(
+                    channel="webhook",
+                    event_id=event.id,
+                    event_kind=event.kind,
+                    target=url,
+                    payload=body,
+                ),
+                retried=event.redelivery,
             )
             for url in dict.fromkeys(urls)
         ]
-        outbox.send([d.pk for d in deliveries], mode=app_settings.raw("WEBHOOK_DELIVERY"))
+        pks = [delivery.pk for delivery in deliveries if delivery is not None]
+        outbox.send(pks, mode=app_settings.raw("WEBHOOK_DELIVERY"))
 
 
 def close_user_sockets(user_id: Any, *, code: int = 4401, alias: str = "default") -> None:
@@ -370,7 +375,9 @@ class EmailBackend(BaseBackend):
             recipients = [user for user in recipients if user.email not in done]
         messages = [self.render(event, user) for user in recipients]
         if messages:
-            outbox.deliver(messages, event_kind=event.kind, event_id=event.id)
+            outbox.deliver(
+                messages, event_kind=event.kind, event_id=event.id, retried=event.redelivery
+            )
 
 
 def deliver(event: Event) -> bool:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -70,18 +70,40 @@ def send_email(message: dict[str, Any]) -> None:
     email.send()
 
 
+def create_once(delivery: Delivery, *, retried: bool = False) -> Delivery | None:
+    """Save a new delivery; ``None`` when its event already has one for that target.
+
+    Only a relayed event (``retried``) can meet one: its first run may still be recording.
+    That case runs in a savepoint, so the conflict leaves the relay's transaction usable.
+    """
+    if not retried:
+        delivery.save(force_insert=True)
+        return delivery
+    try:
+        with transaction.atomic():
+            delivery.save(force_insert=True)
+    except IntegrityError:
+        return None
+    return delivery
+
+
 def record(
-    message: dict[str, Any], *, event_kind: str = "", event_id: int | None = None
-) -> Delivery:
-    """Store a rendered e-mail as a pending delivery, due now."""
+    message: dict[str, Any],
+    *,
+    event_kind: str = "",
+    event_id: int | None = None,
+    retried: bool = False,
+) -> Delivery | None:
+    """Store a rendered e-mail as a pending delivery, due now (``None``: recorded already)."""
     to = message.get("to") or [""]
-    return Delivery.objects.create(
+    delivery = Delivery(
         channel="email",
         event_kind=event_kind,
         event_id=event_id,
         target=str(to[0])[:255],
         payload=message,
     )
+    return create_once(delivery, retried=retried)
 
 
 def recorded_targets(event_id: int, channel: str) -> set[str]:
@@ -236,7 +258,11 @@ def send(pks: list[Any], *, mode: str) -> None:
 
 
 def deliver(
-    messages: list[dict[str, Any]], *, event_kind: str = "", event_id: int | None = None
+    messages: list[dict[str, Any]],
+    *,
+    event_kind: str = "",
+    event_id: int | None = None,
+    retried: bool = False,
 ) -> list[Delivery]:
     """Record ``messages`` (one per address) and send them the configured way
     (``EMAIL_DELIVERY``)."""
@@ -247,7 +273,9 @@ def deliver(
         if target in seen:
             continue
         seen.add(target)
-        deliveries.append(record(message, event_kind=event_kind, event_id=event_id))
+        delivery = record(message, event_kind=event_kind, event_id=event_id, retried=retried)
+        if delivery is not None:
+            deliveries.append(delivery)
     send([delivery.pk for delivery in deliveries], mode=app_settings.raw("EMAIL_DELIVERY"))
     return deliveries
 

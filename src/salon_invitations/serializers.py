@@ -319,7 +319,10 @@ class SalonEventQuerySerializer(serializers.Serializer):
     def validate_salon(self, value: str) -> Any:
         from django.core.exceptions import ValidationError
 
+        field = get_salon_model()._meta.pk
         try:
-            return get_salon_model()._meta.pk.to_python(value)
+            pk = field.to_python(value)
+            field.run_validators(pk)  # the database's range for integer keys
         except (ValidationError, ValueError, TypeError) as exc:
             raise serializers.ValidationError(_("A salon id.")) from exc
+        return pk

@@ -13,6 +13,7 @@ from salon_invitations import roles
 from salon_invitations.conf import app_settings
 from salon_invitations.exceptions import Conflict, InvalidInvitation
 from salon_invitations.models import AbstractSalon, Invitation
+from salon_invitations import events
 from salon_invitations.notifications import Event, dispatch
 from salon_invitations.services import base
 from salon_invitations.services.base import (
@@ -221,6 +222,9 @@ def expire_invitations(*, now: datetime | None = None, batch_size: int | None = 
     expired = 0
     while True:
         with transaction.atomic():
+            # The event log's lock first: this job then never waits for it while holding the
+            # batch's rows, which a request holding that lock might be waiting for.
+            events.hold_order()
             batch = list(
                 Invitation.objects.select_for_update(skip_locked=True)
                 .filter(status=Invitation.STATUS.pending, expires_at__lte=now)
