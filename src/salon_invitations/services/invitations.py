@@ -9,11 +9,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from salon_invitations import roles
+from salon_invitations import events, roles
 from salon_invitations.conf import app_settings
 from salon_invitations.exceptions import Conflict, InvalidInvitation
 from salon_invitations.models import AbstractSalon, Invitation
-from salon_invitations import events
 from salon_invitations.notifications import Event, dispatch
 from salon_invitations.services import base
 from salon_invitations.services.base import (
