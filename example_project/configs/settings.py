@@ -162,12 +162,23 @@ MEDIA_ROOT = BASE_DIR / "media"
 
 SALON_INVITATIONS_SALON_MODEL = "auto_salon.AutoSalon"
 
+# One webhook endpoint when WEBHOOK_URL is set (signed with WEBHOOK_SECRET).
+WEBHOOK_URL = env_str("WEBHOOK_URL", "")
+
 SALON_INVITATIONS = {
     "NOTIFICATION_BACKENDS": [
         "salon_invitations.notifications.ChannelsBackend",
         "salon_invitations.notifications.EmailBackend",
+        *(["salon_invitations.notifications.WebhookBackend"] if WEBHOOK_URL else []),
         *(["salon_invitations.notifications.LoggingBackend"] if DEBUG else []),
     ],
+    "WEBHOOKS": (
+        [{"url": WEBHOOK_URL, "secret": env_str("WEBHOOK_SECRET", ""), "events": ["*"]}]
+        if WEBHOOK_URL
+        else []
+    ),
+    # With Redis, webhooks are posted by the Celery worker (with retries), not the request.
+    "WEBHOOK_DELIVERY": "celery" if REDIS_URL else "sync",
     "INVITATION_TTL": timedelta(days=env_int("INVITATION_TTL_DAYS", 14)),
     # The accept link of invite e-mails: the project's /invite/<token> page.
     "INVITE_URL": env_str("INVITE_URL", "http://127.0.0.1:8000/invite/{token}"),
