@@ -309,3 +309,14 @@ def test_webhook_endpoints_match_by_pattern_and_an_empty_list_pauses_one(setting
     settings.SALON_INVITATIONS = {"WEBHOOKS": [everything, invitations, paused]}
     assert webhook_endpoints("invitation.approved") == [everything, invitations]
     assert webhook_endpoints("membership.created") == [everything]
+
+
+@pytest.mark.parametrize("position", ["abc", "", "1.5", "%00", "-1", "1" * 40, "٣"])
+def test_a_forged_cursor_is_a_404_not_a_500(api, history, staff, position):
+    import base64
+    from urllib.parse import quote
+
+    cursor = base64.b64encode(f"p={quote(position)}".encode()).decode()
+    response = api(staff).get(EVENTS, {"cursor": cursor})
+    assert response.status_code == 404, response.content
+    assert response.json()["detail"] == "Invalid cursor"

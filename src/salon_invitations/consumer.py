@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db.models import Q
 
 from salon_invitations.conf import app_settings
 from salon_invitations.middleware import SCOPE_EXPIRY_KEY, authenticate_token
@@ -50,6 +52,9 @@ from salon_invitations.parsers import loads
 from salon_invitations.policies import get_policy
 
 CLOSE_UNAUTHENTICATED = 4401
+#: How much earlier than the resumed-from event an event may have been written and still have
+#: its frame arrive after it (see ``SalonEventsConsumer._missed``).
+OVERTAKING = timedelta(minutes=5)
 
 
 class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -145,16 +150,30 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
 
     def _missed(self, after: int) -> tuple[list[dict[str, Any]] | None, int]:
         """The frames after ``after`` (``None`` when more than ``REPLAY_LIMIT``), and the id
-        to resume from next."""
+        to resume from next.
+
+        Ids follow commit order, but live frames of different processes can overtake each
+        other: a client may have received event ``after`` and not an earlier one still on its
+        way when it disconnected. Those are sent again too: the earlier events whose delivery
+        finished after event ``after`` was written (or has not finished). A client can get a
+        frame it already had this way; the ``id`` tells it so.
+        """
         limit = app_settings.REPLAY_LIMIT
-        events = SalonEvent.objects.filter(id__gt=after, kind__startswith=f"{self.stream}.")
-        events = get_policy().replayable_events(self.scope["user"], events).order_by("id")
-        rows = list(events.values_list("id", "kind", "data")[: limit + 1])
+        stream = SalonEvent.objects.filter(kind__startswith=f"{self.stream}.")
+        stream = get_policy().replayable_events(self.scope["user"], stream)
+        written = SalonEvent.objects.filter(pk=after).values_list("created_at", flat=True).first()
+        missed = Q(id__gt=after)
+        if written is not None:
+            overtaken = Q(dispatched_at__isnull=True) | Q(dispatched_at__gt=written)
+            missed |= Q(id__lt=after, created_at__gt=written - OVERTAKING) & overtaken
+        rows = list(
+            stream.filter(missed).order_by("id").values_list("id", "kind", "data")[: limit + 1]
+        )
         if len(rows) > limit:
             latest = SalonEvent.objects.order_by("-id").values_list("id", flat=True).first()
             return None, latest or after
         frames = [{"id": pk, "type": kind, **data} for pk, kind, data in rows]
-        return frames, frames[-1]["id"] if frames else after
+        return frames, max([after, *(frame["id"] for frame in frames)])
 
     async def authenticate(self, raw: Any) -> None:
         """Take a fresh access token of the same user; the socket then lives until it expires."""

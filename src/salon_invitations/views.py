@@ -481,6 +481,17 @@ class EventCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
+    def decode_cursor(self, request: Request) -> Any:
+        cursor = super().decode_cursor(request)
+        position = cursor.position if cursor is not None else None
+        # The position goes into ``id > …``: anything but an id is an invalid cursor (404, as
+        # for any other malformed cursor), never a database error.
+        if position is not None and not (
+            position.isascii() and position.isdigit() and len(position) <= 18
+        ):
+            raise exceptions.NotFound(self.invalid_cursor_message)
+        return cursor
+
 
 class SalonEventViewSet(mixins.ListModelMixin, PolicyGenericViewSet):
     """The audit log: what happened, who did it, when — oldest first.
