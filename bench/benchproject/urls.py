@@ -1,16 +1,22 @@
 """The package at ``api/…`` (its own URL builders) and the plain-DRF baseline at
-``baseline/…``; ``diag/…`` is timed in-process only."""
+``baseline/…``, the event log at ``api/salon_events``; ``diag/…`` is timed in-process only."""
 
 from baseline.views import BaselineInvitationListCreate
 from django.urls import path
 
 from benchproject.diagnostics import NoFilterBackendsInvitationViewSet
-from salon_invitations.urls import invitation_patterns, membership_patterns, salon_patterns
+from salon_invitations.urls import (
+    event_patterns,
+    invitation_patterns,
+    membership_patterns,
+    salon_patterns,
+)
 
 urlpatterns = [
     *invitation_patterns("api/invitations"),
     *salon_patterns("api/salons"),
     *membership_patterns("api/memberships"),
+    *event_patterns("api/salon_events"),
     path("baseline/invitations", BaselineInvitationListCreate.as_view(), name="baseline-list"),
     path(
         "diag/no-filter-backends/invitations",
