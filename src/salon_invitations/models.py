@@ -249,10 +249,12 @@ class SalonEvent(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(_("kind"), max_length=64)
+    # No single-column indexes on salon and user: the (salon, id) and (user, id) ones serve.
     salon = models.ForeignKey(
         SALON_MODEL,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         null=True,
         blank=True,
         related_name="+",
@@ -262,6 +264,7 @@ class SalonEvent(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         null=True,
         blank=True,
         related_name="+",
