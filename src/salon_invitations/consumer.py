@@ -221,7 +221,10 @@ def _event_id(value: Any) -> int | None:
 
 
 def _query_param(scope: dict[str, Any], name: str) -> str | None:
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    """The last value of ``name`` in the URL; ``""`` when given empty (``?since=``), so a
+    client that asked for a replay with a blank id gets an error, not silence."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = parse_qs(query, keep_blank_values=True).get(name)
     return values[-1] if values else None
 
 
