@@ -47,8 +47,12 @@ class ExplodingBackend(BaseBackend):
         raise ConnectionError("the backend's service is down")
 
 
-@pytest.fixture
-def recorded() -> Iterator[list[Event]]:
+# The fixtures are imported by the test modules that use them under these names: the
+# parameter names (``recorded``, ``hook_server``) then shadow no import.
+
+
+@pytest.fixture(name="recorded")
+def recorded_fixture() -> Iterator[list[Event]]:
     RECORDED.clear()
     ExplodingBackend.calls = 0
     try:
@@ -133,8 +137,8 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-@pytest.fixture
-def hook_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HookServer]:
+@pytest.fixture(name="hook_server")
+def hook_server_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[HookServer]:
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
     server = _Server(("127.0.0.1", 0), _Handler)

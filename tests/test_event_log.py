@@ -22,7 +22,12 @@ from salon_invitations import services, tokens
 from salon_invitations.models import Invitation, SalonEvent, get_membership_model, get_salon_model
 from salon_invitations.serializers import InvitationSerializer, MembershipSerializer
 from tests import factories
-from tests.eventlog_support import RECORDING, last_event_id, log, recorded  # noqa: F401
+from tests.eventlog_support import (
+    RECORDING,
+    last_event_id,
+    log,
+    recorded_fixture,  # noqa: F401 - a fixture
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +35,7 @@ INVITE_URL = "https://app.example.com/invite/{token}"
 
 
 @pytest.fixture(autouse=True)
-def recording(settings, recorded):  # noqa: F811
+def recording(settings, recorded):
     settings.SALON_INVITATIONS = {"NOTIFICATION_BACKENDS": [RECORDING], "INVITE_URL": INVITE_URL}
     return recorded
 
