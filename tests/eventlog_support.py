@@ -23,6 +23,7 @@ EMAIL = "salon_invitations.notifications.EmailBackend"
 WEBHOOK = "salon_invitations.notifications.WebhookBackend"
 RECORDING = "tests.eventlog_support.RecordingBackend"
 EXPLODING = "tests.eventlog_support.ExplodingBackend"
+BROKEN_DATABASE = "tests.eventlog_support.BrokenDatabaseBackend"
 HOOK_SECRET = "whsec-event-log-tests"
 
 #: every event :class:`RecordingBackend` was given while a test runs (cleared per test by
@@ -54,7 +55,7 @@ class ExplodingBackend(BaseBackend):
 @pytest.fixture(name="recorded")
 def recorded_fixture() -> Iterator[list[Event]]:
     RECORDED.clear()
-    ExplodingBackend.calls = 0
+    ExplodingBackend.calls = BrokenDatabaseBackend.calls = 0
     try:
         yield RECORDED
     finally:
@@ -159,3 +160,15 @@ def webhook(url: str, *events: str, secret: str = HOOK_SECRET) -> dict[str, Any]
     if events:
         entry["events"] = list(events)
     return entry
+
+
+class BrokenDatabaseBackend(BaseBackend):
+    """A backend whose own database write fails (here: a row missing a required column)."""
+
+    calls = 0
+
+    def send(self, event: Event) -> None:
+        from salon_invitations.models import Delivery
+
+        type(self).calls += 1
+        Delivery.objects.create(channel="broken", event_kind=event.kind, payload=None)

@@ -1,0 +1,355 @@
+"""The relay (:func:`salon_invitations.events.relay`, SPEC §9.6): what the log holds is delivered
+even when a backend failed after the commit, or the process died between the commit and the
+delivery.
+
+"The process died" is simulated exactly: the change commits, and its on-commit hooks (the
+delivery) are dropped before they run, as they would be with the process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection, transaction
+from rest_framework.test import APIClient
+
+from salon_invitations import events, notifications, services
+from salon_invitations.events import RELAY_GRACE, relay
+from salon_invitations.models import Delivery, Invitation, SalonEvent, get_membership_model
+from salon_invitations.notifications import group_name
+from tests import factories
+from tests.eventlog_support import (
+    BROKEN_DATABASE,
+    CHANNELS,
+    EMAIL,
+    EXPLODING,
+    RECORDING,
+    WEBHOOK,
+    BrokenDatabaseBackend,
+    ExplodingBackend,
+    hook_server_fixture,  # noqa: F401 - a fixture
+    last_event_id,
+    log,
+    recorded_fixture,  # noqa: F401 - a fixture
+    webhook,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+INVITE_URL = "https://app.example.com/invite/{token}"
+LINK = re.compile(r"https://app\.example\.com/invite/([A-Za-z0-9_-]+)")
+URL = "/api/invitation_to_auto_salon"
+
+
+def configure(settings: Any, hook_server: Any, *backends: str) -> None:
+    settings.SALON_INVITATIONS = {
+        "NOTIFICATION_BACKENDS": list(backends),
+        "WEBHOOKS": [webhook(hook_server.url("/hook"))],
+        "INVITE_URL": INVITE_URL,
+    }
+
+
+@contextmanager
+def dies_after_commit() -> Iterator[list[Any]]:
+    """Commit what the block does, then lose its on-commit hooks: nothing is delivered, as
+    when the process dies right after ``COMMIT``. Yields the hooks that were dropped."""
+    dropped: list[Any] = []
+    with transaction.atomic():
+        yield dropped
+        dropped.extend(connection.run_on_commit)
+        connection.run_on_commit.clear()
+
+
+def after_grace(rows: list[SalonEvent]) -> Any:
+    return max(row.created_at for row in rows) + timedelta(minutes=1)
+
+
+def deliveries() -> list[tuple[Any, str, str, str]]:
+    rows = Delivery.objects.order_by("event_id", "channel", "target")
+    return list(rows.values_list("event_id", "channel", "target", "status"))
+
+
+# A backend fails after the commit ---------------------------------------------------------------
+
+
+def test_a_failing_backend_leaves_the_event_to_the_relay_which_duplicates_nothing(
+    settings, hook_server, recorded, mailoutbox, salon, owner, requester
+):
+    configure(settings, hook_server, EXPLODING, EMAIL, WEBHOOK, RECORDING)
+    before = last_event_id()
+
+    invitation = services.create_invitation(user=requester, salon=salon, role="seller")
+    services.approve_invitation(invitation, actor=owner)
+
+    rows = log(id__gt=before)
+    assert [row.kind for row in rows] == [
+        "invitation.created",
+        "invitation.approved",
+        "membership.created",
+    ]
+    # The other backends ran; the failure left every event undispatched.
+    assert all(row.dispatched_at is None for row in rows)
+    assert ExplodingBackend.calls == 3
+    assert [mail.to for mail in mailoutbox] == [["owner@example.com"], ["requester@example.com"]]
+    assert [hit.json["id"] for hit in hook_server.hits] == [row.id for row in rows]
+    recorded_before = deliveries()
+    assert len(recorded_before) == 5  # 2 e-mails, 3 webhooks
+
+    # Too young for the relay.
+    assert relay() == 0
+
+    assert relay(now=after_grace(rows)) == 3
+
+    assert all(row.dispatched_at is not None for row in log(id__gt=before))
+    assert ExplodingBackend.calls == 6  # tried once more each
+    # Nothing sent or recorded twice.
+    assert len(mailoutbox) == 2
+    assert len(hook_server.hits) == 3
+    assert deliveries() == recorded_before
+    # The relayed events are the logged ones.
+    assert [(e.id, e.redelivery) for e in recorded] == [
+        *[(row.id, False) for row in rows],
+        *[(row.id, True) for row in rows],
+    ]
+    assert [e.frame for e in recorded[3:]] == [row.frame for row in rows]
+
+    # Idempotent.
+    assert relay(now=after_grace(rows) + timedelta(hours=1)) == 0
+    assert ExplodingBackend.calls == 6
+    assert (len(mailoutbox), len(hook_server.hits), deliveries()) == (2, 3, recorded_before)
+
+
+def test_a_channel_layer_that_was_down_gets_the_frames_from_the_relay(
+    settings, hook_server, mailoutbox, salon, owner, requester, monkeypatch
+):
+    with socket_bound() as closed_port:
+        invitation = services.create_invitation(user=requester, salon=salon, role="seller")
+        configure(settings, hook_server, CHANNELS, EMAIL, WEBHOOK)
+        working_layer = settings.CHANNEL_LAYERS
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port}/0"]},
+            }
+        }
+        before = last_event_id()
+        services.approve_invitation(invitation, actor=owner)
+
+    rows = log(id__gt=before)
+    assert [row.dispatched_at for row in rows] == [None, None]
+    assert [mail.to for mail in mailoutbox] == [["requester@example.com"]]
+    assert len(hook_server.hits) == 2
+
+    # The layer is back; a socket of the requester listens.
+    settings.CHANNEL_LAYERS = working_layer
+    monkeypatch.setattr(notifications, "_layer_down_until", 0.0)
+    layer = get_channel_layer()
+    channels = {
+        stream: async_to_sync(layer.new_channel)() for stream in ("invitation", "membership")
+    }
+    for stream, channel in channels.items():
+        async_to_sync(layer.group_add)(group_name(stream, requester.pk), channel)
+
+    assert relay(now=after_grace(rows)) == 2
+
+    for stream, row in zip(("invitation", "membership"), rows, strict=True):
+        message = async_to_sync(layer.receive)(channels[stream])
+        assert message == {"type": "salon_invitations.event", "frame": row.frame}
+    assert all(row.dispatched_at is not None for row in log(id__gt=before))
+    assert len(mailoutbox) == 1
+    assert len(hook_server.hits) == 2
+
+
+@contextmanager
+def socket_bound() -> Iterator[int]:
+    """A loopback port that nothing listens on (refused at once), for the block."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+# The process dies between the commit and the delivery --------------------------------------------
+
+
+def test_an_invite_whose_delivery_died_is_emailed_by_the_relay_with_a_working_link(
+    settings, hook_server, mailoutbox, salon, owner
+):
+    configure(settings, hook_server, CHANNELS, EMAIL, WEBHOOK)
+    before = last_event_id()
+
+    with dies_after_commit() as dropped:
+        invitation = services.invite(
+            salon=salon, email="new@example.com", role="seller", invited_by=owner
+        )
+
+    assert dropped, "the change had on-commit hooks to lose"
+    (row,) = log(id__gt=before)
+    assert (row.kind, row.dispatched_at) == ("invitation.created", None)
+    assert row.secret  # the sealed token waits in the log
+    assert mailoutbox == []
+    assert hook_server.hits == []
+    assert deliveries() == []
+
+    assert relay() == 0  # younger than RELAY_GRACE: maybe still being delivered
+    assert relay(now=after_grace([row])) == 1
+
+    (mail,) = mailoutbox
+    assert mail.to == ["new@example.com"]
+    (token,) = set(LINK.findall(mail.body))
+    assert LINK.findall(mail.alternatives[0][0]) == [token]
+    (hit,) = hook_server.hits
+    assert hit.verified
+    assert (hit.json["id"], hit.json["type"], hit.json["data"]) == (row.id, row.kind, row.data)
+    assert token not in hit.body.decode()
+    row.refresh_from_db()
+    assert row.dispatched_at is not None
+    assert row.secret == ""
+    assert deliveries() == [
+        (row.id, "email", "new@example.com", "sent"),
+        (row.id, "webhook", hook_server.url("/hook"), "sent"),
+    ]
+    email = Delivery.objects.get(channel="email")
+    assert "seal" not in email.payload
+    assert token not in str(email.payload)
+
+    # The link works.
+    invitee = factories.make_user("invitee", email="new@example.com")
+    client = APIClient()
+    client.force_authenticate(invitee)
+    response = client.post(f"{URL}/invite/{token}/accept")
+    assert response.status_code == 200, response.content
+    assert get_membership_model()._default_manager.get(salon=salon, user=invitee).role == "seller"
+    assert Invitation.objects.get(pk=invitation.pk).status == "approved"
+
+    # The relay does not send it again.
+    accepted = log(id__gt=row.id)
+    assert relay(now=after_grace(accepted)) == 0
+    assert len(mailoutbox) == 1
+    assert [h.json["type"] for h in hook_server.hits] == [
+        "invitation.created",
+        "invitation.approved",
+        "membership.created",
+    ]
+
+
+def test_an_approval_whose_delivery_died_is_delivered_by_the_relay_as_logged(
+    settings, hook_server, recorded, mailoutbox, salon, owner, requester
+):
+    invitation = services.create_invitation(user=requester, salon=salon, role="seller")
+    configure(settings, hook_server, CHANNELS, EMAIL, WEBHOOK, RECORDING)
+    before = last_event_id()
+
+    with dies_after_commit():
+        services.approve_invitation(invitation, actor=owner)
+    # Later changes of the same invitation do not change what the relay sends for this one.
+    rows = log(id__gt=before)
+    assert [row.kind for row in rows] == ["invitation.approved", "membership.created"]
+    assert (mailoutbox, hook_server.hits, recorded) == ([], [], [])
+
+    assert relay(now=after_grace(rows)) == 2
+
+    (mail,) = mailoutbox
+    assert mail.to == ["requester@example.com"]
+    assert mail.subject == "Welcome to Salon A"
+    assert [(hit.json["id"], hit.json["type"], hit.json["data"]) for hit in hook_server.hits] == [
+        (row.id, row.kind, row.data) for row in rows
+    ]
+    assert all(hit.verified for hit in hook_server.hits)
+    assert [event.frame for event in recorded] == [row.frame for row in rows]
+    assert all(event.redelivery for event in recorded)
+    assert all(row.dispatched_at is not None for row in log(id__gt=before))
+
+    assert relay(now=after_grace(rows) + timedelta(days=1)) == 0
+    assert (len(mailoutbox), len(hook_server.hits), len(recorded)) == (1, 2, 2)
+    assert len(deliveries()) == 3
+
+
+def test_a_deleted_invitation_s_event_is_relayed_without_its_row(
+    settings, hook_server, recorded, mailoutbox, salon, owner, requester
+):
+    invitation = services.create_invitation(user=requester, salon=salon, role="seller")
+    configure(settings, hook_server, CHANNELS, EMAIL, WEBHOOK, RECORDING)
+    before = last_event_id()
+
+    with dies_after_commit():
+        services.delete_invitation(invitation, actor=owner)
+
+    (row,) = log(id__gt=before)
+    assert relay(now=after_grace([row])) == 1
+
+    (hit,) = hook_server.hits
+    assert (hit.json["type"], hit.json["data"]) == ("invitation.deleted", row.data)
+    assert hit.json["data"]["invitation"]["id"] == invitation.pk
+    assert [event.frame for event in recorded] == [row.frame]
+    assert mailoutbox == []
+
+
+def test_the_relay_leaves_events_younger_than_the_grace_period(
+    settings, hook_server, recorded, salon, requester
+):
+    configure(settings, hook_server, WEBHOOK, RECORDING)
+    before = last_event_id()
+    with dies_after_commit():
+        services.create_invitation(user=requester, salon=salon, role="seller")
+    (row,) = log(id__gt=before)
+
+    assert relay(now=row.created_at) == 0
+    assert relay(now=row.created_at + RELAY_GRACE - timedelta(seconds=1)) == 0
+    assert (hook_server.hits, recorded) == ([], [])
+    assert events.undispatched(now=row.created_at + RELAY_GRACE).count() == 1
+
+    assert relay(now=row.created_at + RELAY_GRACE) == 1
+    assert [hit.json["id"] for hit in hook_server.hits] == [row.id]
+    assert [event.id for event in recorded] == [row.id]
+
+
+def test_the_relay_sends_in_id_order_and_respects_its_limit(
+    settings, hook_server, recorded, salon, requester
+):
+    configure(settings, hook_server, RECORDING)
+    before = last_event_id()
+    people = [factories.make_user() for _ in range(5)]
+    with dies_after_commit():
+        for person in people:
+            services.create_invitation(user=person, salon=salon, role="seller")
+    rows = log(id__gt=before)
+    now = after_grace(rows)
+
+    assert relay(now=now, limit=2) == 2
+    assert relay(now=now, limit=2) == 2
+    assert relay(now=now, limit=2) == 1
+    assert relay(now=now, limit=2) == 0
+    assert [event.id for event in recorded] == [row.id for row in rows]
+
+
+def test_a_backend_s_database_error_does_not_undo_the_relay_s_other_work(
+    settings, hook_server, recorded, mailoutbox, salon, owner, requester
+):
+    """A backend that fails on the database in the relay's transaction: the other backends'
+    deliveries and the dispatch marks of every event in the batch stay."""
+    invitation = services.create_invitation(user=requester, salon=salon, role="seller")
+    configure(settings, hook_server, BROKEN_DATABASE, EMAIL, WEBHOOK, RECORDING)
+    before = last_event_id()
+    with dies_after_commit():
+        services.approve_invitation(invitation, actor=owner)
+    rows = log(id__gt=before)
+
+    assert relay(now=after_grace(rows)) == 2
+
+    assert BrokenDatabaseBackend.calls == 2
+    assert all(row.dispatched_at is not None for row in log(id__gt=before))
+    assert [mail.to for mail in mailoutbox] == [["requester@example.com"]]
+    assert [hit.json["id"] for hit in hook_server.hits] == [row.id for row in rows]
+    assert [event.id for event in recorded] == [row.id for row in rows]
+    assert not Delivery.objects.filter(channel="broken").exists()
+    assert {status for *_, status in deliveries()} == {"sent"}
+    assert relay(now=after_grace(rows) + timedelta(hours=1)) == 0
