@@ -380,6 +380,17 @@ class EmailBackend(BaseBackend):
             )
 
 
+def _run_backend(backend_class: type[BaseBackend], event: Event) -> None:
+    """Run one backend. Inside a transaction (the relay's), in a savepoint of its own: a
+    backend's database error then undoes its own writes only, instead of breaking the
+    transaction that holds the other backends' deliveries and the dispatch marks."""
+    if transaction.get_connection().in_atomic_block:
+        with transaction.atomic():
+            backend_class().send(event)
+    else:
+        backend_class().send(event)
+
+
 def deliver(event: Event) -> bool:
     """Send the signal and run every backend now; ``True`` when none failed.
 
@@ -399,7 +410,7 @@ def deliver(event: Event) -> bool:
     succeeded = True
     for backend_class in app_settings.NOTIFICATION_BACKENDS:
         try:
-            backend_class().send(event)
+            _run_backend(backend_class, event)
         except Exception:
             succeeded = False
             logger.exception("Notification backend %s failed for %s", backend_class, event.kind)
