@@ -28,6 +28,7 @@ from tests.eventlog_support import (
     log,
     recorded_fixture,  # noqa: F401 - a fixture
 )
+from tests.test_consumer import as_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -362,8 +363,6 @@ def _dig(data: dict[str, Any], path: str) -> Any:
 
 def _representation(kind: str, pk: Any) -> dict[str, Any] | None:
     """The object as the REST API shows it now (``None`` when it is gone)."""
-    from tests.test_consumer import as_json
-
     if kind.startswith("invitation."):
         invitation = Invitation.objects.filter(pk=pk).first()
         return as_json(InvitationSerializer(invitation).data) if invitation else None

@@ -9,6 +9,7 @@ delivery) are dropped before they run, as they would be with the process.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -65,6 +66,14 @@ def dies_after_commit() -> Iterator[list[Any]]:
         yield dropped
         dropped.extend(connection.run_on_commit)
         connection.run_on_commit.clear()
+
+
+@contextmanager
+def socket_bound() -> Iterator[int]:
+    """A loopback port that nothing listens on (refused at once), for the block."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def after_grace(rows: list[SalonEvent]) -> Any:
@@ -167,16 +176,6 @@ def test_a_channel_layer_that_was_down_gets_the_frames_from_the_relay(
     assert len(hook_server.hits) == 2
 
 
-@contextmanager
-def socket_bound() -> Iterator[int]:
-    """A loopback port that nothing listens on (refused at once), for the block."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
 # The process dies between the commit and the delivery --------------------------------------------
 
 
@@ -250,7 +249,6 @@ def test_an_approval_whose_delivery_died_is_delivered_by_the_relay_as_logged(
 
     with dies_after_commit():
         services.approve_invitation(invitation, actor=owner)
-    # Later changes of the same invitation do not change what the relay sends for this one.
     rows = log(id__gt=before)
     assert [row.kind for row in rows] == ["invitation.approved", "membership.created"]
     assert (mailoutbox, hook_server.hits, recorded) == ([], [], [])
