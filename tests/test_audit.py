@@ -320,3 +320,39 @@ def test_a_forged_cursor_is_a_404_not_a_500(api, history, staff, position):
     response = api(staff).get(EVENTS, {"cursor": cursor})
     assert response.status_code == 404, response.content
     assert response.json()["detail"] == "Invalid cursor"
+
+
+def test_a_manager_pages_forwards_and_back_through_their_events(api, history, salon, owner):
+    for n in range(5):
+        services.create_invitation(
+            user=factories.make_user(f"later{n}"), salon=salon, role="mechanic"
+        )
+    expected = sorted(set(logged(salon=salon)) | set(logged(user=owner)))
+    pages: list[list[int]] = []
+    url: str | None = f"{EVENTS}?page_size=2"
+    response = None
+    while url:
+        response = api(owner).get(url)
+        pages.append(ids(response))
+        url = response.json()["next"]
+    assert [pk for page in pages for pk in page] == expected
+    assert all(len(page) == 2 for page in pages[:-1])
+    back: list[list[int]] = []
+    url = response.json()["previous"]
+    while url:
+        response = api(owner).get(url)
+        back.append(ids(response))
+        url = response.json()["previous"]
+    assert back == pages[-2::-1]
+
+
+def test_a_manager_reads_a_page_in_a_bounded_number_of_queries(api, salon, owner, other_salon):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    services.create_invitation(user=factories.make_user("a1"), salon=salon, role="seller")
+    with CaptureQueriesContext(connection) as captured:
+        assert api(owner).get(EVENTS).status_code == 200
+    branch_reads = [q["sql"] for q in captured if "ORDER BY" in q["sql"] and "LIMIT" in q["sql"]]
+    # One read per branch (own events, the managed salon), then the page itself.
+    assert len(branch_reads) == 3, branch_reads
