@@ -487,7 +487,7 @@ class EventCursorPagination(CursorPagination):
 
     def decode_cursor(self, request: Request) -> Any:
         cursor = super().decode_cursor(request)
-        position = cursor.position if cursor is not None else None
+        position = str(cursor.position) if cursor and cursor.position is not None else None
         # The position goes into ``id > …``: anything but an id is an invalid cursor (404, as
         # for any other malformed cursor), never a database error.
         if position is not None and not (
