@@ -242,13 +242,15 @@ class WebhookBackend(BaseBackend):
             urls = [url for url in urls if url not in done]
         if not urls:
             return
-        from salon_invitations.events import json_safe
+        from rest_framework.fields import DateTimeField
+
         from salon_invitations.models import Delivery
 
         body = {
             "id": event.id,
             "type": event.kind,
-            "created_at": json_safe({"at": event.created_at})["at"],
+            # As the audit endpoint renders it.
+            "created_at": DateTimeField().to_representation(event.created_at),
             "data": event.data,
         }
         deliveries = [
