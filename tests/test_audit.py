@@ -17,6 +17,7 @@ from django.utils import timezone
 from salon_invitations import services
 from salon_invitations.checks import check_settings
 from salon_invitations.models import Delivery, DeliveryAttempt, SalonEvent
+from salon_invitations.policies import RolePolicy
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -356,3 +357,14 @@ def test_a_manager_reads_a_page_in_a_bounded_number_of_queries(api, salon, owner
     branch_reads = [q["sql"] for q in captured if "ORDER BY" in q["sql"] and "LIMIT" in q["sql"]]
     # One read per branch (own events, the managed salon), then the page itself.
     assert len(branch_reads) == 3, branch_reads
+
+
+class OwnEventsOnly(RolePolicy):
+    def visible_events(self, user, queryset):
+        return queryset.filter(user=user)
+
+
+def test_a_policy_that_narrows_visible_events_is_obeyed(api, history, salon, owner, settings):
+    settings.SALON_INVITATIONS = {"PERMISSION_POLICY": "tests.test_audit.OwnEventsOnly"}
+    assert ids(api(owner).get(EVENTS)) == logged(user=owner)
+    assert ids(api(owner).get(EVENTS, {"salon": salon.pk})) == logged(user=owner, salon=salon)

@@ -523,10 +523,12 @@ class SalonEventViewSet(mixins.ListModelMixin, PolicyGenericViewSet):
             events = events.filter(kind__startswith=kind[:-1])
         elif kind:
             events = events.filter(kind=kind)
-        branches = self.policy.event_branches(self.request.user, events)
-        if branches is None or len(branches) > MAX_EVENT_BRANCHES:
-            return self.policy.visible_events(self.request.user, events)
-        return events.filter(pk__in=self._page_candidates(branches))
+        user = self.request.user
+        branches = self.policy.event_branches(user, events)
+        if branches is not None and len(branches) <= MAX_EVENT_BRANCHES:
+            # The branches only narrow the rows to look at; visibility stays the policy's.
+            events = events.filter(pk__in=self._page_candidates(branches))
+        return self.policy.visible_events(user, events)
 
     def _page_candidates(self, branches: list[Any]) -> list[int]:
         """The ids that can be on the requested page: the next page's worth of each branch
