@@ -234,8 +234,8 @@ class WebhookBackend(BaseBackend):
     """
 
     def send(self, event: Event) -> None:
-        if event.id is None:
-            return
+        if event.id is None or event.created_at is None:
+            return  # not logged
         urls = [str(endpoint["url"]) for endpoint in webhook_endpoints(event.kind)]
         if event.redelivery:
             done = outbox.recorded_targets(event.id, "webhook")
