@@ -94,6 +94,8 @@ def test_filters_since_salon_and_kind(api, history, salon, staff):
         ({"since": "-1"}, "since"),
         ({"since": "1.5"}, "since"),
         ({"since": str(2**70)}, "since"),
+        ({"since": str(2**63)}, "since"),
+        ({"since": "\uff11"}, "since"),
         ({"salon": "x"}, "salon"),
         ({"salon": str(2**63)}, "salon"),
         ({"salon": str(-(2**64))}, "salon"),
@@ -265,12 +267,23 @@ def test_the_delivery_admin_shows_each_attempt(root_client, history):
         [{"url": "https://x", "secret": "s", "colour": "red"}],
         [{"url": "https://x", "secret": "s"}, {"url": "https://x", "secret": "t"}],
         [{"url": "https://x/" + "a" * 300, "secret": "s"}],
+        [{"url": "http://", "secret": "s"}],
+        [{"url": "http://127.0.0.1:99999/x", "secret": "s"}],
+        [{"url": "http://127.0.0.1:port/x", "secret": "s"}],
+        [{"url": " https://x", "secret": "s"}],
+        [{"url": "HTTPS://x", "secret": "s"}, {"url": "HTTPS://x", "secret": "s"}],
         ["https://x"],
     ],
 )
 def test_malformed_webhooks_are_e015(settings, webhooks):
     settings.SALON_INVITATIONS = {"WEBHOOKS": webhooks}
     assert [e.id for e in check_settings()] == ["salon_invitations.E015"]
+
+
+def test_e015_never_repeats_the_url(settings):
+    settings.SALON_INVITATIONS = {"WEBHOOKS": [{"url": "ftp://user:hunter2@x", "secret": "s"}]}
+    (error,) = check_settings()
+    assert "hunter2" not in error.msg
 
 
 def test_well_formed_webhooks_pass(settings):

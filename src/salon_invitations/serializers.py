@@ -307,7 +307,12 @@ class SalonEventQuerySerializer(serializers.Serializer):
     """The audit list's filters: ``since`` (events after that id), ``salon``, ``kind`` (an
     event kind, or a prefix and ``*``: ``invitation.*``)."""
 
-    since = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
+    # ASCII digits only, as the WebSocket's ``since`` (``int()`` would take other scripts').
+    since = serializers.RegexField(
+        r"^[0-9]{1,19}$",
+        required=False,
+        error_messages={"invalid": serializers.IntegerField.default_error_messages["invalid"]},
+    )
     salon = serializers.CharField(required=False, max_length=255)
     kind = serializers.RegexField(
         r"^[a-z_]+(\.([a-z_]+|\*))?$",
@@ -315,6 +320,16 @@ class SalonEventQuerySerializer(serializers.Serializer):
         max_length=64,
         error_messages={"invalid": _("An event kind such as invitation.created or invitation.*.")},
     )
+
+    def validate_since(self, value: str) -> int:
+        since = int(value)
+        if since >= 2**63:
+            raise serializers.ValidationError(
+                serializers.IntegerField.default_error_messages["max_value"].format(
+                    max_value=2**63 - 1
+                )
+            )
+        return since
 
     def validate_salon(self, value: str) -> Any:
         from django.core.exceptions import ValidationError
