@@ -73,3 +73,29 @@ async def test_events_delivered_before_the_resumed_one_are_not_sent_again(salon,
         # Delivered no later than ``second`` was written: a client that had ``third`` had them.
         socket = await resume_from(stack, owner, third)
         assert await socket.receive_json_from(timeout=2) == {"type": "resumed", "last_id": third}
+
+
+def prune_the_first(ids: list[int]) -> None:
+    from salon_invitations import events
+
+    SalonEvent.objects.filter(pk__lte=ids[0]).update(
+        created_at=SalonEvent.objects.get(pk=ids[0]).created_at - timedelta(days=60)
+    )
+    assert events.prune(timedelta(days=30)) >= 1
+    assert events.pruned_through() == ids[0]
+
+
+async def test_a_resume_from_before_pruned_events_is_told_to_resync(salon, owner):
+    first, second, third = await database_sync_to_async(three_requests)(salon)
+    await database_sync_to_async(prune_the_first)([first, second, third])
+    async with AsyncExitStack() as stack:
+        socket = await resume_from(stack, owner, first - 1)
+        assert await socket.receive_json_from(timeout=2) == {
+            "type": "resync_required",
+            "last_id": third,
+        }
+    async with AsyncExitStack() as stack:
+        # From the pruned event itself on, nothing is missing.
+        socket = await resume_from(stack, owner, first)
+        frames = [await socket.receive_json_from(timeout=2) for _ in range(2)]
+        assert frames[0]["id"] == second

@@ -273,7 +273,7 @@ def _check_webhooks(endpoints: Any) -> list[CheckMessage]:
         elif url in seen:
             problems.append("url is listed twice")
         else:
-            seen.add(url)
+            seen.add(str(url))
         if not isinstance(secret, str) or not secret:
             problems.append("secret is not a non-empty string")
         if events is not None and (

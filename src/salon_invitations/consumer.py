@@ -44,6 +44,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db.models import Q
 
+from salon_invitations import events
 from salon_invitations.conf import app_settings
 from salon_invitations.middleware import SCOPE_EXPIRY_KEY, authenticate_token
 from salon_invitations.models import SalonEvent
@@ -149,8 +150,8 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "resumed", "last_id": last_id})
 
     def _missed(self, after: int) -> tuple[list[dict[str, Any]] | None, int]:
-        """The frames after ``after`` (``None`` when more than ``REPLAY_LIMIT``), and the id
-        to resume from next.
+        """The frames after ``after`` (``None`` when more than ``REPLAY_LIMIT``, or when
+        ``prune_events`` deleted events after it), and the id to resume from next.
 
         Ids follow commit order, but live frames of different processes can overtake each
         other: a client may have received event ``after`` and not an earlier one still on its
@@ -159,6 +160,8 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         frame it already had this way; the ``id`` tells it so.
         """
         limit = app_settings.REPLAY_LIMIT
+        # Events after ``after`` deleted by ``prune_events``: no replay can be complete.
+        pruned = after < events.pruned_through()
         stream = SalonEvent.objects.filter(kind__startswith=f"{self.stream}.")
         stream = get_policy().replayable_events(self.scope["user"], stream)
         written = SalonEvent.objects.filter(pk=after).values_list("created_at", flat=True).first()
@@ -166,10 +169,14 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         if written is not None:
             overtaken = Q(dispatched_at__isnull=True) | Q(dispatched_at__gt=written)
             missed |= Q(id__lt=after, created_at__gt=written - OVERTAKING) & overtaken
-        rows = list(
-            stream.filter(missed).order_by("id").values_list("id", "kind", "data")[: limit + 1]
+        rows = (
+            []
+            if pruned
+            else list(
+                stream.filter(missed).order_by("id").values_list("id", "kind", "data")[: limit + 1]
+            )
         )
-        if len(rows) > limit:
+        if pruned or len(rows) > limit:
             latest = SalonEvent.objects.order_by("-id").values_list("id", flat=True).first()
             return None, latest or after
         frames = [{"id": pk, "type": kind, **data} for pk, kind, data in rows]

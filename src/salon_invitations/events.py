@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from salon_invitations import tokens
@@ -59,16 +60,28 @@ def hold_order(using: str | None = None) -> None:
         and (savepoints[: len(held[1])] == held[1])
     ):
         return
-    rows = EventOrder.objects.using(using)
-    if not rows.filter(pk=1).update(id=1):
-        try:
-            with transaction.atomic(using=using):
-                rows.create(pk=1)
-        except IntegrityError:  # another transaction created it first
-            rows.filter(pk=1).update(id=1)
+    _update_order_row(using, id=1)
     # ``run_on_commit`` is replaced when the transaction ends, and a savepoint that is rolled
     # back drops the lock with it: both make the marker stale.
     connection._salon_event_order = (connection.run_on_commit, savepoints)  # type: ignore[attr-defined]
+
+
+def _update_order_row(using: str, **values: Any) -> None:
+    """Update the :class:`EventOrder` row (locking it), creating it first if it is missing."""
+    rows = EventOrder.objects.using(using).filter(pk=1)
+    if rows.update(**values):
+        return
+    try:
+        with transaction.atomic(using=using):
+            EventOrder.objects.using(using).create(pk=1)
+    except IntegrityError:  # another transaction created it first
+        pass
+    rows.update(**values)
+
+
+def pruned_through() -> int:
+    """The largest event id :func:`prune` deleted (0: none)."""
+    return EventOrder.objects.filter(pk=1).values_list("pruned_through", flat=True).first() or 0
 
 
 def record(event: Event) -> SalonEvent:
@@ -175,4 +188,6 @@ def prune(older_than: timedelta, *, now: datetime | None = None) -> int:
             return removed
         with transaction.atomic():
             SalonEvent.objects.filter(pk__in=ids).delete()
+            using = router.db_for_write(SalonEvent)
+            _update_order_row(using, pruned_through=Greatest(F("pruned_through"), ids[-1]))
         removed += len(ids)

@@ -314,6 +314,8 @@ class EventOrder(models.Model):
     first and holds its lock until it commits, so event ids are handed out in commit order."""
 
     id = models.PositiveSmallIntegerField(primary_key=True)
+    #: The largest id ``prune_events`` deleted: a replay from before it cannot be complete.
+    pruned_through = models.BigIntegerField(default=0)
 
     class Meta:
         verbose_name = _("event order")
