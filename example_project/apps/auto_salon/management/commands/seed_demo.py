@@ -230,6 +230,7 @@ class Command(BaseCommand):
             f"  API:         {base}/api/invitation_to_auto_salon",
             f"               {base}/api/auto_salon",
             f"               {base}/api/salon_role",
+            f"  Event log:   {base}/api/salon_events  (replay on a socket: add &since=<id>)",
             f"  Admin:       {base}/admin/  ({STAFF})",
             f"  WebSocket:   {ws}/ws/api/invitation_to_auto_salon/?token=<access>",
             f"               (also {ws}/ws/api/salon_role/?token=<access>; clients other than",
