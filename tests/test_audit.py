@@ -381,3 +381,13 @@ def test_a_policy_that_narrows_visible_events_is_obeyed(api, history, salon, own
     settings.SALON_INVITATIONS = {"PERMISSION_POLICY": "tests.test_audit.OwnEventsOnly"}
     assert ids(api(owner).get(EVENTS)) == logged(user=owner)
     assert ids(api(owner).get(EVENTS, {"salon": salon.pk})) == logged(user=owner, salon=salon)
+
+
+def test_the_event_admin_shows_what_the_policy_lets_its_user_read(client, history, settings):
+    viewer = factories.make_user("viewer", is_staff=True, is_superuser=True)
+    client.force_login(viewer)
+    settings.SALON_INVITATIONS = {"PERMISSION_POLICY": "tests.test_audit.OwnEventsOnly"}
+    changelist = reverse("admin:salon_invitations_salonevent_changelist")
+    assert client.get(changelist).context["cl"].result_count == 0
+    settings.SALON_INVITATIONS = {}
+    assert client.get(changelist).context["cl"].result_count == SalonEvent.objects.count()

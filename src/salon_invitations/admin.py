@@ -401,6 +401,10 @@ class SalonEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     show_full_result_count = False  # a count of a million-row log on every page is slow
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SalonEvent]:
+        # What the policy lets this user read, as in the audit endpoint.
+        return get_policy().visible_events(request.user, super().get_queryset(request))
+
 
 class SalonAdmin(ServiceAdminMixin, CascadeThroughServicesMixin, admin.ModelAdmin):
     list_display = ("name", "owner", "created")
