@@ -27,6 +27,7 @@ WHEEL_MUST_HAVE = [
     "salon_invitations/locale/de/LC_MESSAGES/django.mo",
     "salon_invitations/locale/uk/LC_MESSAGES/django.po",
     "salon_invitations/locale/uk/LC_MESSAGES/django.mo",
+    "salon_invitations/static/salon_invitations/client.js",
 ]
 WHEEL_MUST_NOT_HAVE = ["tests/", "example_project/"]
 SDIST_MUST_HAVE = ["tests/conftest.py", "docs/index.md", "CHANGELOG.md", "LICENSE", "tox.ini"]

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.users",
     "apps.auto_salon",
     "apps.invites",
+    "apps.dashboard",
     "salon_invitations",
 ]
 
@@ -137,6 +138,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Users -----------------------------------------------------------------------------------------
 
 AUTH_USER_MODEL = "users.User"
+LOGIN_URL = "dashboard-login"
+LOGIN_REDIRECT_URL = "dashboard"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

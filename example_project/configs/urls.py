@@ -4,9 +4,9 @@ from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.dashboard import views as dashboard
 from apps.invites.views import invite_page
 from apps.users import views as users
 from salon_invitations.urls import (
@@ -17,7 +17,12 @@ from salon_invitations.urls import (
 )
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="swagger-ui"), name="home"),
+    # The dashboard: log in, then requests, invites and members, updated live.
+    path("", dashboard.index, name="dashboard"),
+    path("login", dashboard.log_in, name="dashboard-login"),
+    path("logout", dashboard.log_out, name="dashboard-logout"),
+    path("dashboard/token", dashboard.token, name="dashboard-token"),
+    path("dashboard/sections", dashboard.sections, name="dashboard-sections"),
     path("admin/", admin.site.urls),
     # The page behind the link of invite e-mails (SALON_INVITATIONS["INVITE_URL"]).
     path("invite/<str:token>", invite_page, name="invite-page"),

@@ -11,6 +11,9 @@ class named by ``SALON_INVITATIONS["PERMISSION_POLICY"]``. To change the rules, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q, QuerySet
@@ -123,6 +126,28 @@ class BasePolicy:
         raise NotImplementedError
 
 
+#: user pk -> {salon pk: role name}, while :func:`remembered_roles` is active.
+_remembered: ContextVar[dict[Any, dict[Any, str]] | None] = ContextVar(
+    "salon_invitations_remembered_roles", default=None
+)
+
+
+@contextmanager
+def remembered_roles() -> Iterator[None]:
+    """Within the block, :class:`RolePolicy` reads each user's roles once (all their salons in
+    one query) and answers every later question about that user from them.
+
+    For read-only pages that ask the policy about many rows for one user (a dashboard showing
+    which buttons each row gets). Never around a change: the services ask the policy again
+    under the salon's lock, and must see the roles as they are then, so they would be wrong
+    inside this block."""
+    token = _remembered.set({})
+    try:
+        yield
+    finally:
+        _remembered.reset(token)
+
+
 def _is_operator(user: Any) -> bool:
     return bool(user.is_active and (user.is_staff or user.is_superuser))
 
@@ -142,12 +167,27 @@ class RolePolicy(BasePolicy):
         return get_membership_model()._default_manager.order_by()
 
     def _managed_salon_ids(self, user: Any) -> list[Any]:
-        managed = self._memberships().filter(user=user, role__in=roles.managing_role_names())
+        names = roles.managing_role_names()
+        remembered = _remembered.get()
+        if remembered is not None:
+            return [pk for pk, name in self._roles_of(user, remembered).items() if name in names]
+        managed = self._memberships().filter(user=user, role__in=names)
         return list(managed.values_list("salon_id", flat=True))
+
+    def _roles_of(self, user: Any, remembered: dict[Any, dict[Any, str]]) -> dict[Any, str]:
+        """``{salon pk: role name}`` of ``user``, read once inside :func:`remembered_roles`."""
+        if user.pk not in remembered:
+            rows = self._memberships().filter(user=user).values_list("salon_id", "role")
+            remembered[user.pk] = dict(rows)
+        return remembered[user.pk]
 
     def _role_in(self, user: Any, salon_id: Any) -> roles.Role | None:
         if not user.is_authenticated:
             return None
+        remembered = _remembered.get()
+        if remembered is not None:
+            name = self._roles_of(user, remembered).get(salon_id)
+            return roles.get_role(name) if name else None
         name = (
             self._memberships()
             .filter(user=user, salon_id=salon_id)

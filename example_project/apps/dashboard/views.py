@@ -1,0 +1,132 @@
+"""The dashboard at ``/``: log in with e-mail and password, then see and act on one's requests,
+invites and salons, updated live over the WebSocket.
+
+The pages are rendered here; the buttons call the package's REST API and the page listens to
+its event stream, both with short-lived JWT access tokens that ``POST dashboard/token`` issues
+to the logged-in session (the same calls a project's own frontend would make). On each event
+the page fetches ``dashboard/sections`` (the lists, rendered by the same templates) again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import login, logout
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render, resolve_url
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from rest_framework_simplejwt.tokens import AccessToken
+
+from apps.dashboard import state
+from apps.invites.forms import LogInForm
+from apps.invites.views import PageThrottle
+
+#: Lifetime of the access tokens the page gets; the client asks for a new one before it ends.
+TOKEN_LIFETIME = timedelta(seconds=getattr(settings, "DASHBOARD_TOKEN_SECONDS", 300))
+
+
+def _context(request: HttpRequest) -> dict[str, Any]:
+    return {"board": state.build(request.user)}
+
+
+def _live_messages() -> dict[str, str]:
+    """What the page's script says (announced to screen readers too), in the page's language."""
+    return {
+        "invitation.created": _("New request:"),
+        "invitation.approved": _("A request was approved."),
+        "invitation.rejected": _("A request was rejected."),
+        "invitation.cancelled": _("A request was withdrawn."),
+        "invitation.expired": _("A request expired."),
+        "invitation.deleted": _("A request was deleted."),
+        "membership.created": _("A member joined."),
+        "membership.updated": _("A member's role changed."),
+        "membership.deleted": _("A member left."),
+        "membership.mine": _("Your membership:"),
+        "changed": _("The page was updated."),
+        "done": _("Done."),
+        "failed": _("The server answered with an error (%(status)s)."),
+        "offline": _("The server cannot be reached. Try again in a moment."),
+        "state.connecting": _("Live updates: connecting…"),
+        "state.open": _("Live updates: on"),
+        "state.waiting": _("Live updates: reconnecting…"),
+        "state.stopped": _("Live updates: off"),
+        "state.signed_out": _("Live updates: off (logged out)"),
+    }
+
+
+@never_cache
+@login_required
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    context = {**_context(request), "live_messages": _live_messages()}
+    return render(request, "dashboard/index.html", context)
+
+
+@never_cache
+@require_GET
+def sections(request: HttpRequest) -> HttpResponse:
+    """The page's live lists alone; 401 once the session has ended."""
+    if not request.user.is_authenticated:
+        return HttpResponse(status=401)
+    return render(request, "dashboard/_sections.html", _context(request))
+
+
+@never_cache
+@require_POST
+def token(request: HttpRequest) -> JsonResponse:
+    """A JWT access token for the session's user (CSRF-protected: only the page may ask)."""
+    if not request.user.is_authenticated or not request.user.is_active:
+        return JsonResponse({"detail": _("Log in again.")}, status=401)
+    access = AccessToken.for_user(request.user)
+    access.set_exp(lifetime=TOKEN_LIFETIME)
+    return JsonResponse({"access": str(access), "expires_at": int(access["exp"])})
+
+
+def _next_url(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    allowed = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if allowed else resolve_url("dashboard")
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def log_in(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated and request.method != "POST":
+        return redirect(_next_url(request))
+    status = 200
+    error = ""
+    if request.method == "POST":
+        throttle = PageThrottle("auth")
+        form = LogInForm(request, data=request.POST)
+        if not throttle.allow_request(request, None):
+            wait = max(1, round(throttle.wait() or 1))
+            error = _("Too many attempts from your network. Try again in %(seconds)d seconds.") % {
+                "seconds": wait
+            }
+            status = 429
+        elif form.is_valid():
+            login(request, form.get_user())
+            return redirect(_next_url(request))
+        else:
+            status = 400
+    else:
+        form = LogInForm(request)
+    context = {"form": form, "error": error, "next": _next_url(request)}
+    response = render(request, "dashboard/login.html", context, status=status)
+    if status == 429:
+        response["Retry-After"] = str(wait)
+    return response
+
+
+@require_POST
+def log_out(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect("dashboard-login")

@@ -1,0 +1,57 @@
+"""``policies.remembered_roles``: one query for a user's roles, only inside the block."""
+
+from __future__ import annotations
+
+import pytest
+
+from salon_invitations.models import Invitation
+from salon_invitations.policies import get_policy, remembered_roles
+from tests.factories import add_member, make_invitation, make_salon, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _answers(policy, user, salons, invitations):
+    return (
+        [policy.can_invite(user, salon, role) for salon in salons for role in ("admin", "seller")],
+        [policy.can_decide(user, invitation) for invitation in invitations],
+        sorted(
+            policy.visible_invitations(user, Invitation.objects.all()).values_list("pk", flat=True)
+        ),
+    )
+
+
+def test_the_answers_are_the_same_with_fewer_queries(django_assert_num_queries):
+    manager = make_user()
+    salons = [make_salon(), make_salon(), make_salon()]
+    add_member(salons[0], manager, "admin")
+    add_member(salons[1], manager, "seller")
+    invitations = [make_invitation(salon, role="mechanic") for salon in salons]
+    policy = get_policy()
+
+    plain = _answers(policy, manager, salons, invitations)
+    with remembered_roles():
+        # The roles (one query) and the visible invitations (one).
+        with django_assert_num_queries(2):
+            remembered = _answers(policy, manager, salons, invitations)
+
+    assert remembered == plain
+    assert plain[0] == [False, True, False, False, False, False]
+    assert plain[1] == [True, False, False]
+
+
+def test_roles_are_read_again_outside_the_block(django_assert_num_queries):
+    manager = make_user()
+    salon = make_salon()
+    membership = add_member(salon, manager, "admin")
+    policy = get_policy()
+    with remembered_roles():
+        assert policy.can_invite(manager, salon, "seller")
+        membership.delete()
+        # Inside: the role read at the start of the block.
+        assert policy.can_invite(manager, salon, "seller")
+    # After it: the role as it is now, read per question.
+    with django_assert_num_queries(1):
+        assert not policy.can_invite(manager, salon, "seller")
+    with remembered_roles():
+        assert not policy.can_invite(manager, salon, "seller")
