@@ -30,10 +30,9 @@ def test_the_answers_are_the_same_with_fewer_queries(django_assert_num_queries):
     policy = get_policy()
 
     plain = _answers(policy, manager, salons, invitations)
-    with remembered_roles():
-        # The roles (one query) and the visible invitations (one).
-        with django_assert_num_queries(2):
-            remembered = _answers(policy, manager, salons, invitations)
+    # The roles (one query) and the visible invitations (one).
+    with remembered_roles(), django_assert_num_queries(2):
+        remembered = _answers(policy, manager, salons, invitations)
 
     assert remembered == plain
     assert plain[0] == [False, True, False, False, False, False]
