@@ -111,10 +111,11 @@ export class SalonEventsClient {
     this._setState("stopped");
   }
 
-  /** Ask for the events missed since the last one seen (done on its own every minute). */
+  /** Ask for the events missed since the last one seen (done on its own every minute). A
+   * client that was given no ``since`` and has seen no event yet has nothing to resume from. */
   resume() {
-    if (!this._isOpen()) return;
-    this._send({ action: "resume", since: this.lastId ?? 0 });
+    if (!this._isOpen() || this.lastId === null) return;
+    this._send({ action: "resume", since: this.lastId });
     this._later("answer", this.options.answerTimeout, () => this._socket?.close(1000));
   }
 
