@@ -1,0 +1,136 @@
+"""The dashboard's HTTP side (``/``, ``login``, ``logout``, ``dashboard/token``,
+``dashboard/sections``) under daphne, as a browser's requests would reach it. What it does in a
+real browser (live updates, buttons, accessibility) is tested by ``test_browser_dashboard.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from .support import PASSWORD, Server, bearer, sign_up
+
+INVITATIONS = "api/invitation_to_auto_salon"
+
+
+@pytest.fixture
+def http(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=10, trust_env=False) as client:
+        yield client
+
+
+def log_in(http: httpx.Client, email: str, **extra: str) -> httpx.Response:
+    page = http.get("login")
+    assert page.status_code == 200, page.text
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert csrf, page.text
+    data = {"csrfmiddlewaretoken": csrf.group(1), "username": email, "password": PASSWORD}
+    return http.post("login", data={**data, **extra})
+
+
+def page_csrf(http: httpx.Client) -> str:
+    page = http.get("")
+    assert page.status_code == 200, page.text
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert match
+    return match.group(1)
+
+
+def test_anonymous_visitors_are_sent_to_the_log_in_page(http: httpx.Client) -> None:
+    home = http.get("")
+    assert home.status_code == 302
+    assert home.headers["location"] == "/login?next=/"
+    assert http.get("dashboard/sections").status_code == 401
+    # No session, no CSRF token: refused before anything else.
+    assert http.post("dashboard/token").status_code == 403
+    page = http.get("login")
+    assert page.status_code == 200
+    assert 'type="email"' in page.text and 'type="password"' in page.text
+    assert 'autocomplete="username"' in page.text
+
+
+def test_log_in_token_and_log_out(server: Server, http: httpx.Client) -> None:
+    user_id, _ = sign_up(http, "board-user@example.com")
+
+    wrong = log_in(http, "board-user@example.com", password="not-the-password")
+    assert wrong.status_code == 400
+    assert "correct" in wrong.text  # Django's "Please enter a correct email address and password"
+
+    done = log_in(http, "board-user@example.com")
+    assert done.status_code == 302 and done.headers["location"] == "/"
+    home = http.get("")
+    assert home.status_code == 200
+    assert "board-user@example.com" in home.text
+    # The page loads the package's client through an import map, and its own module.
+    client_url = re.search(r'"salon-invitations/client": "([^"]+)"', home.text)
+    assert client_url and client_url.group(1).startswith("/static/salon_invitations/client")
+    script = http.get(client_url.group(1))
+    assert script.status_code == 200
+    assert "export class SalonEventsClient" in script.text
+    assert re.search(r'data-since="\d+"', home.text)
+
+    # A token only with the page's CSRF token.
+    assert http.post("dashboard/token").status_code == 403
+    issued = http.post("dashboard/token", headers={"X-CSRFToken": page_csrf(http)})
+    assert issued.status_code == 200, issued.text
+    assert issued.headers["cache-control"].startswith("max-age=0")
+    token = issued.json()
+    assert 240 <= token["expires_at"] - time.time() <= 300
+    me = http.get("api/user/me", headers=bearer(token["access"]))
+    assert me.status_code == 200 and me.json()["id"] == user_id
+    with connect(
+        f"{server.ws_url}/ws/{INVITATIONS}/",
+        origin=server.origin,
+        subprotocols=["bearer", token["access"]],
+        proxy=None,
+        open_timeout=10,
+    ) as ws:
+        assert ws.subprotocol == "bearer"
+        ws.send(json.dumps({"action": "ping"}))
+        assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+
+    csrf = page_csrf(http)
+    out = http.post("logout", data={"csrfmiddlewaretoken": csrf})
+    assert out.status_code == 302 and out.headers["location"] == "/login"
+    assert http.get("dashboard/sections").status_code == 401
+    assert http.get("").status_code == 302
+
+
+def test_log_in_never_redirects_off_site(http: httpx.Client) -> None:
+    sign_up(http, "board-redirect@example.com")
+    done = log_in(http, "board-redirect@example.com", next="https://elsewhere.example/")
+    assert done.status_code == 302 and done.headers["location"] == "/"
+
+
+def test_sections_show_a_manager_the_pending_requests(http: httpx.Client) -> None:
+    _, owner = sign_up(http, "board-owner@example.com")
+    _, applicant = sign_up(http, "board-applicant@example.com")
+    salon = http.post("api/auto_salon", json={"name": "Board Motors"}, headers=bearer(owner))
+    assert salon.status_code == 201, salon.text
+    asked = http.post(
+        INVITATIONS, json={"salon": salon.json()["id"], "role": "seller"}, headers=bearer(applicant)
+    )
+    assert asked.status_code == 201, asked.text
+    request_id = asked.json()["id"]
+
+    log_in(http, "board-owner@example.com")
+    sections = http.get("dashboard/sections")
+    assert sections.status_code == 200
+    row = re.search(rf'<li id="request-{request_id}">(.*?)</li>', sections.text, re.S)
+    assert row, sections.text
+    assert "board-applicant@example.com" in row.group(1)
+    assert f"/{INVITATIONS}/{request_id}/approved" in row.group(1)
+    assert "Board Motors" in sections.text
+
+    # The applicant's own page lists the request as pending, and no manager's controls.
+    http.cookies.clear()
+    log_in(http, "board-applicant@example.com")
+    mine = http.get("dashboard/sections").text
+    assert re.search(rf'id="invitation-{request_id}" data-status="pending"', mine)
+    assert "/approved" not in mine
