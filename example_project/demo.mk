@@ -43,6 +43,9 @@ demo-check: demo-setup
 demo: demo-setup
 	@echo
 	@echo "Starting the example project (ASGI, daphne) at $(DEMO_URL)/ - Ctrl+C stops it."
+	@echo "  Dashboard   $(DEMO_URL)/  Open it in two windows (one private) and log in"
+	@echo "              as owner@example.com in one and as applicant@example.com in the other"
+	@echo "              (password demo-pass-123): a request and its approval show up live."
 	@echo "  API         $(DEMO_URL)/api/invitation_to_auto_salon  (also /api/auto_salon, /api/salon_role)"
 	@echo "  Swagger UI  $(DEMO_URL)/api/doc"
 	@echo "  WebSocket   ws://$(DEMO_HOST):$(DEMO_PORT)/ws/api/invitation_to_auto_salon/?token=<access>"

@@ -94,6 +94,10 @@ def test_seed_demo_is_idempotent(tmp_path: Path) -> None:
     first = manage("seed_demo", env=env).ok()
     assert "created  user owner@example.com" in first.stdout
     assert "Demo data is ready" in first.stdout
+    # Which account goes in which window of the dashboard.
+    assert "Dashboard: http://127.0.0.1:8000/ " in first.stdout
+    assert "window 1: log in as owner@example.com" in first.stdout
+    assert "window 2: log in as applicant@example.com" in first.stdout
     counts = json.loads(manage("shell", "-c", COUNTS, env=env).ok().stdout.splitlines()[-1])
     # 5 users; 2 salons owned by one user; the admin approved, the seller pending, the
     # mechanic rejected; newcomer@example.com (no account) invited.
