@@ -4,7 +4,8 @@
 
 WebSocket handshakes are checked against ``ALLOWED_HOSTS`` (the Origin header browsers send),
 then authenticated by the session cookie or a JWT access token (``?token=<access>`` or the
-``["bearer", "<access>"]`` subprotocol pair), the token winning.
+``["bearer", "<access>"]`` subprotocol pair), the token winning. Static files are served by
+WhiteNoise's middleware (``configs.settings``), with DEBUG on or off.
 """
 
 import os
@@ -18,16 +19,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
 
 from configs.routing import websocket_urlpatterns  # noqa: E402
 from salon_invitations.middleware import JWTAuthMiddlewareStack  # noqa: E402
-
-if settings.DEBUG:
-    # What ``runserver`` does, so that the admin's CSS also loads under a bare ``daphne``.
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 application = ProtocolTypeRouter(
     {

@@ -5,7 +5,8 @@ environment at all the project runs on its embedded development defaults: SQLite
 ``example_project/db.sqlite3``, the in-memory channel layer, eager Celery and console e-mail.
 
 Production needs at least ``DEBUG=0``, ``SECRET_KEY``, ``ALLOWED_HOSTS``, ``DATABASE_URL`` and
-``REDIS_URL``; ``manage.py check --deploy`` then reports nothing.
+``REDIS_URL``; ``manage.py check --deploy`` then reports nothing. With DEBUG off, run
+``manage.py collectstatic --noinput`` (same environment) before starting the server.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    # First, so that ``manage.py runserver`` serves the ASGI application (HTTP + WebSocket).
+    # ``manage.py runserver`` leaves static files to WhiteNoise, as in production; it wraps
+    # daphne's runserver, listed next, which serves the ASGI application (HTTP + WebSocket).
+    "whitenoise.runserver_nostatic",
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -66,6 +69,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files, before anything else touches the request (sessions, CSRF, …).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -156,9 +161,28 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where ``collectstatic`` gathers the files that WhiteNoise serves while DEBUG is off.
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 MEDIA_URL = "media/"
 MEDIA_ROOT = BASE_DIR / "media"
+
+# Static files are served by WhiteNoise (MIDDLEWARE). While DEBUG is on it serves the apps'
+# files from where they are, changes included, without ``collectstatic``. With DEBUG off it
+# serves STATIC_ROOT, which ``manage.py collectstatic`` fills before the server starts: each
+# file also under a name with a hash of its content, which browsers may cache for good, and
+# compressed. ``{% static %}`` then names the hashed files, read from the manifest
+# (``staticfiles.json``): a page naming a file that was not collected fails with "Missing
+# staticfiles manifest entry" instead of linking to a 404.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        ),
+    },
+}
 
 # salon_invitations ------------------------------------------------------------------------------
 # The swap must be decided before the first ``migrate``: the package's tables point at it.

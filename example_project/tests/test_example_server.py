@@ -7,6 +7,7 @@ against one server per configuration on a fresh database; see ``conftest.py``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -87,6 +88,18 @@ def test_swagger_ui_and_schema(http: httpx.Client) -> None:
     assert schema.status_code == 200, schema.text
     paths = schema.json()["paths"]
     assert "/api/invitation_to_auto_salon/{id}/approved" in paths
+
+
+def test_static_files_are_served_without_collectstatic(http: httpx.Client) -> None:
+    """With DEBUG on (the default) the apps' static files are served from where they are,
+    under their own names, and not kept by browsers."""
+    page = http.get("api/doc")
+    assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text)
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in assets
+    for url in [*assets, "/static/admin/css/base.css", "/static/salon_invitations/client.js"]:
+        response = http.get(url)
+        assert response.status_code == 200, url
+        assert response.headers["Cache-Control"].startswith("max-age=0"), response.headers
 
 
 def test_anonymous_requests_get_401_with_a_challenge(http: httpx.Client) -> None:
