@@ -48,6 +48,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,11 +124,13 @@ def configuration(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[
         database.drop()
 
 
-@pytest.fixture(scope="module")
-def server(configuration: Configuration, tmp_path_factory) -> Iterator[Server]:
-    """The example project, migrated and served by daphne, in each configuration."""
-    manage("migrate", "--noinput", env=configuration.env).ok()
-    running = start_server(configuration.name, configuration.env, tmp_path_factory.mktemp("daphne"))
+@contextmanager
+def served(name: str, env: dict[str, str], log_dir: Path, **options: Any) -> Iterator[Server]:
+    """The example project, migrated and served by daphne (``options``: see
+    ``support.start_server``); afterwards, the server must have logged no traceback and no
+    warning."""
+    manage("migrate", "--noinput", env=env).ok()
+    running = start_server(name, env, log_dir, **options)
     try:
         yield running
     finally:
@@ -134,3 +139,12 @@ def server(configuration: Configuration, tmp_path_factory) -> Iterator[Server]:
     problems = [word for word in ("Traceback", "Warning:") if word in log]
     if problems:
         pytest.fail(f"the server logged {problems}:\n{running.log_tail(200)}")
+
+
+@pytest.fixture(scope="module")
+def server(configuration: Configuration, tmp_path_factory) -> Iterator[Server]:
+    """The example project, migrated and served by daphne, in each configuration."""
+    with served(
+        configuration.name, configuration.env, tmp_path_factory.mktemp("daphne")
+    ) as running:
+        yield running
