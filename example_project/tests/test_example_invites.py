@@ -232,7 +232,7 @@ def test_the_page_shows_the_invite_and_get_changes_nothing(
         ):
             assert control in html, control
         assert "no-store" in shown.headers["cache-control"]
-        assert shown.headers["referrer-policy"] == "no-referrer"
+        assert shown.headers["referrer-policy"] == "strict-origin"
     assert invitation(http, owner, pk)["status"] == "pending"
     assert http.get(f"{INVITE}/{token}").status_code == 200
 
