@@ -40,6 +40,13 @@ and an empty Redis database claimed for the run (host and port from ``REDIS_URL`
 and fails loudly when PostgreSQL or Redis does not answer; elsewhere it is skipped
 (``-m "not services"`` deselects it).
 
+Browser tests
+-------------
+Marker ``browser`` (``tox -e browser``; deselected in the ``example`` env): the example project
+in a real Chromium driven by Playwright, checked with axe-core. Their fixtures are below
+(``live_server``, ``seeded_accounts``, ``browser``, ``new_context``, ``assert_accessible``,
+``screenshot``), their helpers and what they need in ``browsers.py``.
+
 Every wait is bounded: subprocesses have timeouts, the server must listen within
 ``support.SERVER_START_TIMEOUT`` seconds, HTTP requests and WebSocket receives time out.
 """
@@ -47,10 +54,16 @@ Every wait is bounded: subprocesses have timeouts, the server must listen within
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
+from . import browsers
+from .browsers import SEEDED_ACCOUNTS, Account, api_access, unavailable
 from .support import (
     Configuration,
     PostgresDatabase,
@@ -61,6 +74,9 @@ from .support import (
     sqlite_url,
     start_server,
 )
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 SERVICES_REQUIRED = os.environ.get("SALON_REQUIRE_SERVICES") == "1"
 
@@ -73,6 +89,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "services: needs PostgreSQL and Redis; runs (and is required) where "
         "SALON_REQUIRE_SERVICES=1, skipped elsewhere",
+    )
+    config.addinivalue_line(
+        "markers",
+        "browser: drives the example in Chromium (Playwright, axe-core); required where CI or "
+        "SALON_REQUIRE_SERVICES=1 is set, skipped elsewhere when Chromium or axe-core is missing",
     )
 
 
@@ -93,6 +114,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "services" in item.keywords:
             item.add_marker(skip)
+
+
+#: Each test's reports by phase ("setup", "call", "teardown"), for fixtures' teardown.
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
 
 
 # Fixtures -------------------------------------------------------------------------------------
@@ -121,11 +153,17 @@ def configuration(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[
         database.drop()
 
 
-@pytest.fixture(scope="module")
-def server(configuration: Configuration, tmp_path_factory) -> Iterator[Server]:
-    """The example project, migrated and served by daphne, in each configuration."""
-    manage("migrate", "--noinput", env=configuration.env).ok()
-    running = start_server(configuration.name, configuration.env, tmp_path_factory.mktemp("daphne"))
+@contextmanager
+def served(
+    name: str, env: dict[str, str], log_dir: Path, *, seed: bool = False, **options: Any
+) -> Iterator[Server]:
+    """The example project, migrated (and with ``seed``, ``manage.py seed_demo``'s data) and
+    served by daphne (``options``: see ``support.start_server``); afterwards, the server must
+    have logged no traceback and no warning."""
+    manage("migrate", "--noinput", env=env).ok()
+    if seed:
+        manage("seed_demo", env=env).ok()
+    running = start_server(name, env, log_dir, **options)
     try:
         yield running
     finally:
@@ -134,3 +172,155 @@ def server(configuration: Configuration, tmp_path_factory) -> Iterator[Server]:
     problems = [word for word in ("Traceback", "Warning:") if word in log]
     if problems:
         pytest.fail(f"the server logged {problems}:\n{running.log_tail(200)}")
+
+
+@pytest.fixture(scope="module")
+def server(configuration: Configuration, tmp_path_factory) -> Iterator[Server]:
+    """The example project, migrated and served by daphne, in each configuration."""
+    with served(
+        configuration.name, configuration.env, tmp_path_factory.mktemp("daphne")
+    ) as running:
+        yield running
+
+
+# Browsers ---------------------------------------------------------------------------------------
+
+#: The live server's rates: its tests share it all session long, and are not about throttling.
+UNTHROTTLED = {
+    f"THROTTLE_{scope}": "10000/hour"
+    for scope in ("ANON", "USER", "AUTH", "REGISTRATION", "INVITE")
+}
+
+
+def _invite_url(port: int) -> dict[str, str]:
+    return {"INVITE_URL": f"http://127.0.0.1:{port}/invite/{{token}}"}
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[Server]:
+    """The example project for the browser tests: daphne on a fresh SQLite database holding
+    ``manage.py seed_demo``'s data (``seeded_accounts``); its invite e-mails link to it."""
+    directory = tmp_path_factory.mktemp("example-browser")
+    env = project_env(DATABASE_URL=sqlite_url(directory), **UNTHROTTLED)
+    with served("browser", env, directory, seed=True, port_env=_invite_url) as running:
+        yield running
+
+
+@pytest.fixture
+def live_http(live_server: Server) -> Iterator[httpx.Client]:
+    """An HTTP client of the live server's API."""
+    with httpx.Client(base_url=live_server.base_url, timeout=30, trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def seeded_accounts(live_server: Server) -> dict[str, Account]:
+    """The live server's demo accounts by name: ``owner``, ``admin``, ``seller``,
+    ``applicant``, ``staff`` (see ``seed_demo``); each one is checked to log in."""
+    with httpx.Client(base_url=live_server.base_url, timeout=30, trust_env=False) as client:
+        for account in SEEDED_ACCOUNTS.values():
+            api_access(client, account)
+    return dict(SEEDED_ACCOUNTS)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium (``browsers.CHROMIUM``), headless, driven by Playwright."""
+    if not os.access(browsers.CHROMIUM, os.X_OK):
+        unavailable(f"no Chromium at {browsers.CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import Error, expect, sync_playwright
+    except ImportError:
+        unavailable("Playwright is not installed (pip install playwright)")
+    expect.set_options(timeout=browsers.ACTION_TIMEOUT)
+    playwright = sync_playwright().start()
+    try:
+        try:
+            chromium = playwright.chromium.launch(
+                executable_path=browsers.CHROMIUM,
+                args=browsers.CHROMIUM_ARGS,
+                headless=True,
+                timeout=60_000,
+            )
+        except Error as exc:
+            pytest.fail(f"Chromium ({browsers.CHROMIUM}) does not start: {exc}", pytrace=False)
+        yield chromium
+        chromium.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def new_context(
+    browser: Browser, live_server: Server, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[str], BrowserContext]]:
+    """A factory of browser contexts on the live server: ``new_context("owner")``. Each has
+    cookies and storage of its own, as one person's browser: one per user. Relative URLs are
+    the live server's.
+
+    An uncaught JavaScript error on any page fails the test. When the test fails, each open
+    page is saved as a PNG in the test's ``tmp_path`` (the paths are printed)."""
+    contexts: list[tuple[str, BrowserContext]] = []
+    errors: list[str] = []
+
+    def watch(user: str, page: Page) -> None:
+        page.on("pageerror", lambda error: errors.append(f"{user}, {page.url}: {error}"))
+
+    def new(user: str = "visitor") -> BrowserContext:
+        context = browser.new_context(
+            base_url=live_server.base_url,
+            viewport=browsers.VIEWPORT,
+            locale="en-US",
+            timezone_id="UTC",
+            color_scheme="light",
+            reduced_motion="reduce",
+        )
+        context.set_default_timeout(browsers.ACTION_TIMEOUT)
+        context.on("page", lambda page: watch(user, page))
+        contexts.append((user, context))
+        return context
+
+    yield new
+    call = request.node.stash.get(PHASE_REPORTS, {}).get("call")
+    for index, (user, context) in enumerate(contexts):
+        if call is not None and call.failed:
+            for number, page in enumerate(context.pages):
+                path = tmp_path / f"failed-{index}-{user}-{number}.png"
+                try:
+                    browsers.save_screenshot(page, path)
+                except Exception as exc:  # a crashed page: the test's own failure matters
+                    print(f"{user}'s page {page.url}: no screenshot ({exc})")
+                else:
+                    print(f"{user}'s page {page.url} when the test failed: {path}")
+        context.close()
+    assert not errors, "uncaught JavaScript errors:\n" + "\n".join(errors)
+
+
+@pytest.fixture(scope="session")
+def axe_js() -> str:
+    """axe-core's ``axe.min.js`` (``SALON_AXE_JS``)."""
+    return browsers.axe_source()
+
+
+@pytest.fixture
+def assert_accessible(axe_js: str) -> Callable[[Page], None]:
+    """``assert_accessible(page)``: fail listing every serious or critical violation that
+    axe-core finds on the page as it is now (rule id, help, the elements)."""
+
+    def check(page: Page) -> None:
+        browsers.assert_accessible(page, axe_js)
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def screenshot(tmp_path_factory) -> Callable[[Page, str], Path]:
+    """``screenshot(page, "invite-page.png")``: the whole page as a PNG in
+    ``SALON_SCREENSHOT_DIR`` when set (``SALON_SCREENSHOT_DIR=docs/img`` regenerates the
+    documentation's images), else in a temporary directory. Returns the file's path."""
+    directory = browsers.screenshot_dir() or tmp_path_factory.mktemp("screenshots")
+
+    def take(page: Page, name: str) -> Path:
+        return browsers.save_screenshot(page, directory / name)
+
+    return take

@@ -13,9 +13,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
+from itertools import count
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -184,11 +187,18 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_server(name: str, env: dict[str, str], log_dir: Path) -> Server:
+def start_server(
+    name: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    port_env: Callable[[int], dict[str, str]] | None = None,
+) -> Server:
     """Start daphne on a free loopback port and wait (bounded) until it accepts connections.
 
     A port found free can be taken by someone else before daphne binds it: then daphne exits
-    at once and another port is tried.
+    at once and another port is tried. ``port_env(port)`` adds the variables that name the
+    port (``INVITE_URL``, say) to the server's environment.
     """
     for attempt in range(3):
         port = free_port()
@@ -198,7 +208,7 @@ def start_server(name: str, env: dict[str, str], log_dir: Path) -> Server:
             process = subprocess.Popen(
                 [*command, "configs.asgi:application"],
                 cwd=EXAMPLE_DIR,
-                env=env,
+                env={**env, **port_env(port)} if port_env else env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -363,8 +373,14 @@ class Configuration:
 
 # E-mail -----------------------------------------------------------------------------------------
 
+
+def invite_link_pattern(origin: str) -> re.Pattern[str]:
+    """Accept links of invite e-mails to the server at ``origin``; the group is the token."""
+    return re.compile(re.escape(origin) + r"/invite/([A-Za-z0-9_-]{43})")
+
+
 #: The accept link of invite e-mails with ``INVITE_URL``'s default; the group is the token.
-INVITE_LINK = re.compile(r"http://127\.0\.0\.1:8000/invite/([A-Za-z0-9_-]{43})")
+INVITE_LINK = invite_link_pattern("http://127.0.0.1:8000")
 #: What Django's console e-mail backend writes after each message.
 EMAIL_SEPARATOR = "-" * 79
 
@@ -380,17 +396,22 @@ def printed_emails(output: str) -> list[Message]:
     return messages
 
 
-def invite_token(output: str, address: str) -> str:
-    """The token of the accept link in the last invite e-mail to ``address`` printed in
-    ``output``; the link must be in the e-mail's text part."""
+def invite_link(output: str, address: str, pattern: re.Pattern[str] = INVITE_LINK) -> str:
+    """The accept link (matching ``pattern``) in the last invite e-mail to ``address`` printed
+    in ``output``; the link must be in the e-mail's text part."""
     for message in reversed(printed_emails(output)):
         if message["To"] == address:
             (text,) = [p for p in message.walk() if p.get_content_type() == "text/plain"]
             body = text.get_payload(decode=True).decode()
-            found = INVITE_LINK.search(body)
+            found = pattern.search(body)
             assert found, f"no accept link in the e-mail to {address}:\n{body}"
-            return found.group(1)
+            return found.group(0)
     pytest.fail(f"no e-mail to {address} was printed")
+
+
+def invite_token(output: str, address: str) -> str:
+    """The token of :func:`invite_link` with ``INVITE_URL``'s default."""
+    return invite_link(output, address).rsplit("/", 1)[1]
 
 
 # Clients ---------------------------------------------------------------------------------------
@@ -398,6 +419,31 @@ def invite_token(output: str, address: str) -> str:
 
 def bearer(access: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {access}"}
+
+
+#: Where a salon's manager invites an address.
+INVITE = "api/invitation_to_auto_salon/invite"
+
+_salons = count(1)
+
+
+def new_salon(http: httpx.Client, owner: str, name: str = "") -> dict[str, Any]:
+    """A salon created by the user of the access token ``owner``; named ``name`` or
+    ``Invite Motors <n>``."""
+    name = name or f"Invite Motors {next(_salons)}"
+    created = http.post("api/auto_salon", json={"name": name}, headers=bearer(owner))
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def invite(http: httpx.Client, owner: str, salon: dict[str, Any], address: str, role: str) -> int:
+    """The pk of a pending invite of ``address`` to ``salon`` in ``role``, sent by the user of
+    the access token ``owner``."""
+    body = {"salon": salon["id"], "role": role, "email": address}
+    response = http.post(INVITE, json=body, headers=bearer(owner))
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "pending"
+    return response.json()["id"]
 
 
 def sign_up(http: httpx.Client, email: str) -> tuple[int, str]:

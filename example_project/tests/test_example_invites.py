@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from itertools import count
 from typing import Any
 
 import httpx
 import pytest
 
-from .support import PASSWORD, Configuration, Server, bearer, invite_token, manage, sign_up
+from .support import (
+    INVITE,
+    PASSWORD,
+    Configuration,
+    Server,
+    bearer,
+    invite,
+    invite_token,
+    manage,
+    new_salon,
+    sign_up,
+)
 
 INVITATIONS = "api/invitation_to_auto_salon"
-INVITE = f"{INVITATIONS}/invite"
 REGISTRATION = "api/user/registration"
 ROLES = "api/salon_role"
 UNUSABLE = "This invite link is not valid: it is unknown, used, expired or revoked."
-
-_salons = count(1)
 
 
 @pytest.fixture
@@ -47,21 +54,6 @@ def owner(server: Server) -> str:
     """The access token of a user who owns the salons of this module."""
     with httpx.Client(base_url=server.base_url, timeout=30, trust_env=False) as client:
         return sign_up(client, "invites-owner@example.com")[1]
-
-
-def new_salon(http: httpx.Client, owner: str) -> dict[str, Any]:
-    name = f"Invite Motors {next(_salons)}"
-    created = http.post("api/auto_salon", json={"name": name}, headers=bearer(owner))
-    assert created.status_code == 201, created.text
-    return created.json()
-
-
-def invite(http: httpx.Client, owner: str, salon: dict[str, Any], address: str, role: str) -> int:
-    body = {"salon": salon["id"], "role": role, "email": address}
-    response = http.post(INVITE, json=body, headers=bearer(owner))
-    assert response.status_code == 201, response.text
-    assert response.json()["status"] == "pending"
-    return response.json()["id"]
 
 
 def emailed_token(server: Server, configuration: Configuration, address: str) -> str:
@@ -240,7 +232,7 @@ def test_the_page_shows_the_invite_and_get_changes_nothing(
         ):
             assert control in html, control
         assert "no-store" in shown.headers["cache-control"]
-        assert shown.headers["referrer-policy"] == "no-referrer"
+        assert shown.headers["referrer-policy"] == "strict-origin"
     assert invitation(http, owner, pk)["status"] == "pending"
     assert http.get(f"{INVITE}/{token}").status_code == 200
 

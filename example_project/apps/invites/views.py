@@ -64,8 +64,10 @@ def _page(
     request: HttpRequest, template: str, context: dict[str, Any], status: int
 ) -> HttpResponse:
     response = render(request, f"invites/{template}", context, status=status)
-    # The address holds the token: keep it out of Referer headers.
-    response["Referrer-Policy"] = "no-referrer"
+    # The address holds the token: keep it out of Referer headers. Not "no-referrer": with it,
+    # browsers send "Origin: null" with the page's own form posts, and the CSRF check refuses
+    # them. "strict-origin" sends the origin alone (never the path), and nothing to plain HTTP.
+    response["Referrer-Policy"] = "strict-origin"
     return response
 
 
