@@ -193,15 +193,18 @@ def start_server(
     log_dir: Path,
     *,
     port_env: Callable[[int], dict[str, str]] | None = None,
+    port: int | None = None,
 ) -> Server:
-    """Start daphne on a free loopback port and wait (bounded) until it accepts connections.
+    """Start daphne on a free loopback port (or on ``port``, to restart a server where its
+    clients will look for it) and wait (bounded) until it accepts connections.
 
     A port found free can be taken by someone else before daphne binds it: then daphne exits
     at once and another port is tried. ``port_env(port)`` adds the variables that name the
     port (``INVITE_URL``, say) to the server's environment.
     """
-    for attempt in range(3):
-        port = free_port()
+    fixed = port
+    for attempt in range(1 if fixed else 3):
+        port = fixed or free_port()
         log_path = log_dir / f"daphne-{name}-{attempt}.log"
         command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
         with log_path.open("wb") as log:
@@ -230,7 +233,7 @@ def start_server(
                 f"{server.log_tail()}"
             )
         server.stop()
-        if "Address already in use" not in server.log():
+        if fixed or "Address already in use" not in server.log():
             pytest.fail(f"daphne exited with {process.returncode}\n{server.log_tail()}")
     pytest.fail("daphne could not bind a free port in 3 attempts")
 

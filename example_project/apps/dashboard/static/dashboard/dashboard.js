@@ -47,12 +47,17 @@ function signedOut() {
 
 // Announcements ------------------------------------------------------------------------------
 
+/** Add a line to the activity log (role="log": screen readers read each new line); the last
+ * few lines stay. */
 function announce(text) {
-  // Cleared first so that the same message twice is read out twice.
-  announcer.textContent = "";
-  requestAnimationFrame(() => {
-    announcer.textContent = text;
-  });
+  const line = document.createElement("p");
+  const time = document.createElement("time");
+  const now = new Date();
+  time.dateTime = now.toISOString();
+  time.textContent = now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  line.append(time, " ", text);
+  announcer.append(line);
+  while (announcer.children.length > 4) announcer.firstElementChild.remove();
 }
 
 function showProblem(text) {
