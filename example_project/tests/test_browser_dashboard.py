@@ -316,3 +316,63 @@ def test_after_a_server_restart_the_page_catches_up_on_what_it_missed(
         assert "waiting" in states and states[-1] == "open", states
     finally:
         context.close()
+
+
+# DEBUG off --------------------------------------------------------------------------------------
+
+
+def test_with_debug_off_the_page_loads_its_collected_scripts_and_goes_live(
+    tmp_path: Path, browser: Any, assert_accessible: Callable[[Page], None]
+) -> None:
+    """As the production-style run serves it: ``collectstatic``, ``DEBUG=0``, WhiteNoise with
+    hashed names (the import map points at the client's), secure cookies (Chromium keeps them
+    for 127.0.0.1, a secure context)."""
+    env = project_env(
+        DEBUG="0",
+        SECRET_KEY="browser-test-" + "x" * 50,
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="0",
+        DATABASE_URL=sqlite_url(tmp_path),
+        STATIC_ROOT=str(tmp_path / "static"),
+    )
+    manage("migrate", "--noinput", env=env).ok()
+    manage("collectstatic", "--noinput", env=env).ok()
+    server = start_server("debug-off", env, tmp_path)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=30, trust_env=False) as http:
+            owner, salon = owner_with_salon(http, "Production Motors")
+            applicant = register(http, "production-applicant")
+            context = browser.new_context(base_url=server.base_url)
+            try:
+                scripts: list[str] = []
+                context.on(
+                    "response",
+                    lambda response: (
+                        scripts.append(f"{response.status} {response.url}")
+                        if response.url.endswith(".js")
+                        else None
+                    ),
+                )
+                page = log_in(context, owner)
+                assert any(
+                    re.search(r"^200 .*/static/salon_invitations/client\.[0-9a-f]{12}\.js$", s)
+                    for s in scripts
+                ), scripts
+                assert any(
+                    re.search(r"^200 .*/static/dashboard/dashboard\.[0-9a-f]{12}\.js$", s)
+                    for s in scripts
+                ), scripts
+                assert_accessible(page)
+                asked = http.post(
+                    INVITATIONS,
+                    json={"salon": salon["id"], "role": "seller"},
+                    headers=bearer(api_access(http, applicant)),
+                )
+                assert asked.status_code == 201, asked.text
+                expect(request_row(page, applicant.email)).to_be_visible(timeout=LIVE_MS)
+                assert_not_reloaded(page)
+            finally:
+                context.close()
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log(), server.log_tail(100)
