@@ -19,7 +19,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from tests import factories
+from tests import asyncapi_support, factories
 
 try:
     from celery import Celery
@@ -67,6 +67,32 @@ def require_database(request):
     reason = missing_database(request.node)
     if reason:
         pytest.fail(f"SALON_REQUIRE_SERVICES=1 and this test {reason}", pytrace=False)
+
+
+def undescribed_frames(problems: list[str]) -> None:
+    """Fail with the frames ``docs/asyncapi.yaml`` does not describe, if there are any."""
+    if problems:
+        found = "\n".join(problems)
+        problems.clear()
+        pytest.fail(f"frames that docs/asyncapi.yaml does not describe:\n{found}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def frames_match_asyncapi(monkeypatch):
+    """Every frame the consumer sends, and every close code, is one ``docs/asyncapi.yaml``
+    describes on the socket's channel: the test fails otherwise. The value is the list of
+    problems found, for a test that provokes one on purpose (and then clears it)."""
+    problems = asyncapi_support.watch_consumer(monkeypatch)
+    yield problems
+    undescribed_frames(problems)  # sent while fixtures were torn down
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    # A failure of the test itself rather than an error at teardown.
+    result = yield
+    undescribed_frames(item.funcargs.get("frames_match_asyncapi", []))
+    return result
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from salon_invitations.models import Invitation, get_membership_model
-from tests import factories
+from tests import asyncapi_support, factories
 
 pytestmark = [
     pytest.mark.concurrency,
@@ -151,11 +151,15 @@ def logged_id(kind: str) -> int:
 
 
 def _receive(sock: ClientConnection, servers: list[Server]) -> Any:
+    """The next frame of an invitation socket, checked against docs/asyncapi.yaml (the
+    servers run in processes of their own, out of the reach of ``frames_match_asyncapi``)."""
     try:
-        return json.loads(sock.recv(timeout=EVENT_TIMEOUT))
+        frame = json.loads(sock.recv(timeout=EVENT_TIMEOUT))
     except TimeoutError:
         logs = "\n".join(server.output() for server in servers)
         pytest.fail(f"no frame within {EVENT_TIMEOUT}s\n{logs}")
+    asyncapi_support.assert_server_frame("invitation", frame)
+    return frame
 
 
 def _assert_silent(sock: ClientConnection) -> None:

@@ -2,13 +2,16 @@
 
 Protocol (server → client)::
 
-    {"type": "invitation.approved", "invitation": {...same as the REST API...}}
-    {"type": "membership.created", "membership": {...}}
+    {"id": 41, "type": "invitation.approved", "invitation": {...same as the REST API...}}
+    {"id": 43, "type": "membership.created", "membership": {...}}
     {"type": "resumed", "last_id": 42}                 # after the events a resume missed
     {"type": "resync_required", "last_id": 5042}       # more missed than REPLAY_LIMIT
     {"type": "pong"}                                   # answer to {"action": "ping"}
-    {"type": "authenticated", "expires_at": 1767225600} # answer to {"action": "authenticate"}
-    {"type": "error", "code": "invalid_json" | "unknown_action" | "invalid_token", "detail": "..."}
+    {"type": "authenticated", "expires_at": 1767225600.0}  # answer to {"action": "authenticate"}
+    {"type": "error", "code": "invalid_json" | "unknown_action" | "invalid_token"
+                              | "invalid_since", "detail": "..."}
+
+The AsyncAPI document ``docs/asyncapi.yaml`` describes every frame.
 
 Anonymous connections are accepted and closed at once with code 4401, so browsers see why.
 A socket authenticated with a JWT access token is closed with 4401 when that token expires,
