@@ -145,6 +145,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "users.User"
 LOGIN_URL = "dashboard-login"
 LOGIN_REDIRECT_URL = "dashboard"
+# Lifetime of the access tokens the dashboard's page gets (its script asks for a new one a
+# minute before the end); keep it short: a token outlives the session it came from.
+DASHBOARD_TOKEN_SECONDS = env_int("DASHBOARD_TOKEN_SECONDS", 300)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -54,6 +54,7 @@ PROJECT_VARIABLES = frozenset(
         "EMAIL_TIMEOUT",
         "DEFAULT_FROM_EMAIL",
         "JWT_ACCESS_MINUTES",
+        "DASHBOARD_TOKEN_SECONDS",
         "JWT_REFRESH_DAYS",
         "THROTTLE_ANON",
         "THROTTLE_USER",

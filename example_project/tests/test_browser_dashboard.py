@@ -8,6 +8,7 @@ with axe-core on the way. See ``conftest.py`` for the fixtures.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -376,3 +377,55 @@ def test_with_debug_off_the_page_loads_its_collected_scripts_and_goes_live(
     finally:
         server.stop()
     assert "Traceback" not in server.log(), server.log_tail(100)
+
+
+# Token refresh ----------------------------------------------------------------------------------
+
+
+def test_the_page_renews_its_token_on_the_open_sockets(tmp_path: Path, browser: Any) -> None:
+    """Tokens of 65 s: the client sends a new one (``authenticate``) 60 s before the end, on
+    both sockets, and the server accepts it; the sockets stay open."""
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path), DASHBOARD_TOKEN_SECONDS="65")
+    manage("migrate", "--noinput", env=env).ok()
+    server = start_server("token-refresh", env, tmp_path)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=30, trust_env=False) as http:
+            user = register(http, "refresher")
+        context = browser.new_context(base_url=server.base_url)
+        try:
+            sent: list[tuple[str, dict[str, Any]]] = []
+            received: list[tuple[str, dict[str, Any]]] = []
+            closed: list[str] = []
+
+            def watch(ws: Any) -> None:
+                ws.on("framesent", lambda payload: sent.append((ws.url, json.loads(payload))))
+                ws.on(
+                    "framereceived",
+                    lambda payload: received.append((ws.url, json.loads(payload))),
+                )
+                ws.on("close", lambda _: closed.append(ws.url))
+
+            def accepted() -> list[str]:
+                return [url for url, frame in received if frame.get("type") == "authenticated"]
+
+            page = context.new_page()
+            page.on("websocket", watch)
+            page.goto("/")
+            page.get_by_label("E-mail address").fill(user.email)
+            page.get_by_label("Password").fill(user.password)
+            page.get_by_label("Password").press("Enter")
+            expect(page.locator("#live-state")).to_have_attribute("data-state", "open")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(accepted()) < 2:
+                page.wait_for_timeout(250)
+            renewals = [url for url, frame in sent if frame.get("action") == "authenticate"]
+            assert len(renewals) >= 2, sent
+            assert sorted(accepted())[:2] == sorted(renewals)[:2], received
+            assert any("invitation_to_auto_salon" in url for url in accepted())
+            assert any("salon_role" in url for url in accepted())
+            assert not [frame for _, frame in received if frame.get("type") == "error"]
+            assert closed == []
+        finally:
+            context.close()
+    finally:
+        server.stop()

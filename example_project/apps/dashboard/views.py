@@ -28,7 +28,7 @@ from apps.invites.forms import LogInForm
 from apps.invites.views import PageThrottle
 
 #: Lifetime of the access tokens the page gets; the client asks for a new one before it ends.
-TOKEN_LIFETIME = timedelta(seconds=getattr(settings, "DASHBOARD_TOKEN_SECONDS", 300))
+TOKEN_LIFETIME = timedelta(seconds=settings.DASHBOARD_TOKEN_SECONDS)
 
 
 def _context(request: HttpRequest) -> dict[str, Any]:
