@@ -187,6 +187,17 @@ STORAGES = {
     },
 }
 
+# Cache: the throttles' counts. Shared by every server process in Redis when REDIS_URL is set
+# (otherwise each process counts on its own, and N processes allow N times the rate).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "example",
+        }
+    }
+
 # salon_invitations ------------------------------------------------------------------------------
 # The swap must be decided before the first ``migrate``: the package's tables point at it.
 

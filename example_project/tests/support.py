@@ -70,6 +70,7 @@ PROJECT_VARIABLES = frozenset(
         "SECURE_HSTS_INCLUDE_SUBDOMAINS",
         "SECURE_HSTS_PRELOAD",
         "SECURE_PROXY_SSL_HEADER",
+        "NUM_PROXIES",
         "STATIC_ROOT",
         "TIME_ZONE",
         "API_PAGE_SIZE",

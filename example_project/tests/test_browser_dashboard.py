@@ -429,3 +429,66 @@ def test_the_page_renews_its_token_on_the_open_sockets(tmp_path: Path, browser: 
             context.close()
     finally:
         server.stop()
+
+
+# Failures ---------------------------------------------------------------------------------------
+
+
+def test_failures_are_shown_on_the_page_not_looped_over(
+    live_http: httpx.Client, new_context: Callable[[str], BrowserContext]
+) -> None:
+    owner, salon = owner_with_salon(live_http, "Fault Motors")
+    applicant = register(live_http, "fault-applicant")
+    context = new_context("owner")
+    page = log_in(context, owner)
+    problem = page.locator("#problem")
+
+    # The lists cannot be fetched again: the page says its lists may be out of date.
+    page.route("**/dashboard/sections", lambda route: route.fulfill(status=500, body="no"))
+    access = api_access(live_http, applicant)
+    asked = live_http.post(
+        INVITATIONS, json={"salon": salon["id"], "role": "seller"}, headers=bearer(access)
+    )
+    assert asked.status_code == 201, asked.text
+    expect(problem).to_contain_text("could not be updated", timeout=LIVE_MS)
+    expect(problem).to_contain_text("500")
+    # The next change, with the server answering again, brings the lists back.
+    page.unroute("**/dashboard/sections")
+    withdrawn = live_http.patch(
+        f"{INVITATIONS}/{asked.json()['id']}/cancelled", headers=bearer(access)
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    expect(problem).to_be_hidden(timeout=LIVE_MS)
+    expect(request_row(page, applicant.email)).to_have_count(0)
+
+    # A request the page still offers but that was decided meanwhile: a clear message, and
+    # the page drops the stale buttons.
+    page.route("**/dashboard/sections", lambda route: route.abort())
+    again = live_http.post(
+        INVITATIONS, json={"salon": salon["id"], "role": "seller"}, headers=bearer(access)
+    )
+    assert again.status_code == 201, again.text
+    expect(problem).to_contain_text("cannot be reached", timeout=LIVE_MS)
+    page.unroute("**/dashboard/sections")
+    page.reload()
+    expect(page.locator("#live-state")).to_have_attribute("data-state", "open")
+    page.evaluate("() => window.salonDashboard.streams.forEach((client) => client.stop())")
+    cancelled = live_http.patch(
+        f"{INVITATIONS}/{again.json()['id']}/cancelled", headers=bearer(access)
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    request_row(page, applicant.email).get_by_role("button", name="Approve").click()
+    expect(problem).to_be_visible()
+    expect(request_row(page, applicant.email)).to_have_count(0)
+
+    # The token endpoint refuses (403, a failed CSRF check): a message, not a reload loop
+    # between the dashboard and the log-in page.
+    other = context.new_page()
+    loads: list[str] = []
+    other.on("load", lambda p: loads.append(p.url))
+    other.route("**/dashboard/token", lambda route: route.fulfill(status=403, body="{}"))
+    other.goto("/")
+    expect(other.locator("#problem")).to_contain_text("could not get access", timeout=LIVE_MS)
+    other.wait_for_timeout(1500)
+    assert len(loads) == 1, loads
+    expect(other.locator("#live-state")).to_have_attribute("data-state", "signed_out")

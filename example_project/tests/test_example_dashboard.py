@@ -9,12 +9,22 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
-from .support import PASSWORD, Server, bearer, sign_up
+from .support import (
+    PASSWORD,
+    Server,
+    bearer,
+    manage,
+    project_env,
+    sign_up,
+    sqlite_url,
+    start_server,
+)
 
 INVITATIONS = "api/invitation_to_auto_salon"
 
@@ -82,6 +92,7 @@ def test_log_in_token_and_log_out(server: Server, http: httpx.Client) -> None:
     assert issued.headers["cache-control"].startswith("max-age=0")
     token = issued.json()
     assert 240 <= token["expires_at"] - time.time() <= 300
+    assert token["expires_in"] == 300
     me = http.get("api/user/me", headers=bearer(token["access"]))
     assert me.status_code == 200 and me.json()["id"] == user_id
     with connect(
@@ -102,10 +113,55 @@ def test_log_in_token_and_log_out(server: Server, http: httpx.Client) -> None:
     assert http.get("").status_code == 302
 
 
-def test_log_in_never_redirects_off_site(http: httpx.Client) -> None:
-    sign_up(http, "board-redirect@example.com")
-    done = log_in(http, "board-redirect@example.com", next="https://elsewhere.example/")
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://elsewhere.example/",
+        "//elsewhere.example/",
+        "/\\elsewhere.example",
+        "x",
+        "dashboard-logout",
+        "javascript:alert(1)",
+    ],
+)
+def test_log_in_goes_to_next_only_on_this_site(http: httpx.Client, target: str) -> None:
+    email = f"board-redirect-{abs(hash(target))}@example.com"
+    sign_up(http, email)
+    done = log_in(http, email, next=target)
     assert done.status_code == 302 and done.headers["location"] == "/"
+    # Logged in already, the log-in page sends on the same way.
+    again = http.get("login", params={"next": target})
+    assert again.status_code == 302 and again.headers["location"] == "/"
+    assert http.get("login", params={"next": "/api/doc"}).headers["location"] == "/api/doc"
+
+
+def test_the_log_in_throttle_counts_the_connecting_address(tmp_path: Path) -> None:
+    """A client cannot reset its count by sending X-Forwarded-For (NUM_PROXIES is 0)."""
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path), THROTTLE_AUTH="3/minute")
+    manage("migrate", "--noinput", env=env).ok()
+    server = start_server("throttle", env, tmp_path)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10, trust_env=False) as http:
+            statuses = []
+            for n in range(5):
+                page = http.get("login")
+                csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+                assert csrf
+                answer = http.post(
+                    "login",
+                    data={
+                        "csrfmiddlewaretoken": csrf.group(1),
+                        "username": "nobody@example.com",
+                        "password": "wrong",
+                    },
+                    headers={"X-Forwarded-For": f"10.0.0.{n}"},
+                )
+                statuses.append(answer.status_code)
+            assert statuses == [400, 400, 400, 429, 429]
+            assert "Too many attempts" in answer.text
+            assert int(answer.headers["retry-after"]) > 0
+    finally:
+        server.stop()
 
 
 def test_sections_show_a_manager_the_pending_requests(http: httpx.Client) -> None:
@@ -127,6 +183,8 @@ def test_sections_show_a_manager_the_pending_requests(http: httpx.Client) -> Non
     assert "board-applicant@example.com" in row.group(1)
     assert f"/{INVITATIONS}/{request_id}/approved" in row.group(1)
     assert "Board Motors" in sections.text
+    # Only what the API would take: no invite to, and no change of, the owner's role.
+    assert 'value="superuser"' not in sections.text
 
     # The applicant's own page lists the request as pending, and no manager's controls.
     http.cookies.clear()

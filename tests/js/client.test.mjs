@@ -3,11 +3,15 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, mock, test } from "node:test";
 
-const { SalonEventsClient, backoffDelay, tokenExpiry } = await import(process.env.SALON_CLIENT_JS);
+const { SalonEventsClient, backoffDelay, tokenExpiry, tokenLifetime } = await import(
+  process.env.SALON_CLIENT_JS
+);
 
-function jwt(exp) {
+/** A token valid for 300 s from ``iat`` (the server's clock: ``skew`` seconds off ours). */
+function jwt(exp, { skew = 0, lifetime = 300 } = {}) {
   const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  return `${part({ alg: "HS256" })}.${part({ exp, user_id: 1 })}.signature`;
+  const claims = exp === undefined ? {} : { exp: exp + skew, iat: exp + skew - lifetime };
+  return `${part({ alg: "HS256" })}.${part({ ...claims, user_id: 1 })}.signature`;
 }
 
 class FakeSocket {
@@ -64,7 +68,13 @@ afterEach(() => mock.timers.reset());
 test("tokenExpiry reads the exp claim, and null from anything else", () => {
   assert.equal(tokenExpiry(jwt(1234)), 1234);
   assert.equal(tokenExpiry("not a token"), null);
-  assert.equal(tokenExpiry(`a.${Buffer.from("{}").toString("base64url")}.c`), null);
+  assert.equal(tokenExpiry(jwt(undefined)), null);
+});
+
+test("tokenLifetime comes from the token's own iat and exp, whatever our clock says", () => {
+  assert.equal(tokenLifetime(jwt(now() + 300, { skew: -150 })), 300);
+  assert.equal(tokenLifetime(jwt(now() + 300, { skew: 600, lifetime: 65 })), 65);
+  assert.equal(tokenLifetime(jwt(undefined)), null);
 });
 
 test("backoffDelay: random between the minimum and a cap that doubles up to the maximum", () => {
@@ -163,6 +173,26 @@ test("sends a fresh token before the current one expires", async () => {
   await settle();
   assert.equal(socket.sent.filter((frame) => frame.action === "authenticate").length, 2);
   events.stop();
+});
+
+test("a browser clock that is off does not bring the refresh forward or push it back", async () => {
+  for (const skew of [-600, 600]) {
+    FakeSocket.all = [];
+    const events = client({
+      getToken: async () => jwt(now() + 300, { skew }),
+      resumeEvery: 0,
+    }).start();
+    await settle();
+    const socket = FakeSocket.all[0];
+    socket.open();
+    mock.timers.tick(239_000);
+    await settle();
+    assert.deepEqual(socket.sent, [], `skew ${skew}`);
+    mock.timers.tick(1000);
+    await settle();
+    assert.equal(socket.sent.at(-1)?.action, "authenticate", `skew ${skew}`);
+    events.stop();
+  }
 });
 
 test("resumes every minute, and replaces a socket that does not answer", async () => {

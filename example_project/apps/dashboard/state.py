@@ -96,11 +96,14 @@ def _build(user: Any, policy: BasePolicy) -> Dashboard:
 def _managed(user: Any, policy: BasePolicy, membership: Any) -> ManagedSalon | None:
     """The salon's panel, if ``user`` may invite to it in any role (what makes a manager)."""
     salon = membership.salon
-    all_roles = roles.get_roles()
+    # The roles one can be invited to or given: the requestable ones (the owner's role changes
+    # hands only by a transfer, which the page does not offer).
+    offered = roles.requestable_roles()
+    owner_role = roles.owner_role().name
     invite_roles = [
-        (name, str(role.label))
-        for name, role in all_roles.items()
-        if policy.can_invite(user, salon, name)
+        (role.name, str(role.label))
+        for role in offered
+        if policy.can_invite(user, salon, role.name)
     ]
     if not invite_roles:
         return None
@@ -127,10 +130,12 @@ def _managed(user: Any, policy: BasePolicy, membership: Any) -> ManagedSalon | N
         members=[
             Member(
                 membership=member,
-                role_options=[
-                    (name, str(role.label))
-                    for name, role in all_roles.items()
-                    if name != member.role and policy.can_change_role(user, member, name)
+                role_options=[]
+                if member.role == owner_role
+                else [
+                    (role.name, str(role.label))
+                    for role in offered
+                    if role.name != member.role and policy.can_change_role(user, member, role.name)
                 ],
             )
             for member in members

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -25,7 +25,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from apps.dashboard import state
 from apps.invites.forms import LogInForm
-from apps.invites.views import PageThrottle
+from apps.invites.views import throttled
 
 #: Lifetime of the access tokens the page gets; the client asks for a new one before it ends.
 TOKEN_LIFETIME = timedelta(seconds=settings.DASHBOARD_TOKEN_SECONDS)
@@ -39,6 +39,7 @@ def _live_messages() -> dict[str, str]:
     """What the page's script says (announced to screen readers too), in the page's language."""
     return {
         "invitation.created": _("New request:"),
+        "invite.created": _("Invite sent to"),
         "invitation.approved": _("A request was approved."),
         "invitation.rejected": _("A request was rejected."),
         "invitation.cancelled": _("A request was withdrawn."),
@@ -52,6 +53,15 @@ def _live_messages() -> dict[str, str]:
         "done": _("Done."),
         "failed": _("The server answered with an error (%(status)s)."),
         "offline": _("The server cannot be reached. Try again in a moment."),
+        "stale": _(
+            "The lists could not be updated (the server answered %(status)s); they may be out "
+            "of date. Reload the page."
+        ),
+        "refused": _(
+            "The page could not get access to the API (the server answered %(status)s). "
+            "Reload the page."
+        ),
+        "gone": _("This request or member is no longer there. The page has been updated."),
         "state.connecting": _("Live updates: connecting…"),
         "state.open": _("Live updates: on"),
         "state.waiting": _("Live updates: reconnecting…"),
@@ -85,12 +95,16 @@ def token(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"detail": _("Log in again.")}, status=401)
     access = AccessToken.for_user(request.user)
     access.set_exp(lifetime=TOKEN_LIFETIME)
-    return JsonResponse({"access": str(access), "expires_at": int(access["exp"])})
+    lifetime = int(TOKEN_LIFETIME.total_seconds())
+    return JsonResponse(
+        {"access": str(access), "expires_at": int(access["exp"]), "expires_in": lifetime}
+    )
 
 
 def _next_url(request: HttpRequest) -> str:
+    """Where to go after logging in: ``next`` if it is a path on this site, else ``/``."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    allowed = url_has_allowed_host_and_scheme(
+    allowed = target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )
     return target if allowed else resolve_url("dashboard")
@@ -99,31 +113,28 @@ def _next_url(request: HttpRequest) -> str:
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def log_in(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated and request.method != "POST":
-        return redirect(_next_url(request))
-    status = 200
-    error = ""
-    if request.method == "POST":
-        throttle = PageThrottle("auth")
-        form = LogInForm(request, data=request.POST)
-        if not throttle.allow_request(request, None):
-            wait = max(1, round(throttle.wait() or 1))
-            error = _("Too many attempts from your network. Try again in %(seconds)d seconds.") % {
-                "seconds": wait
-            }
-            status = 429
-        elif form.is_valid():
-            login(request, form.get_user())
-            return redirect(_next_url(request))
-        else:
-            status = 400
-    else:
-        form = LogInForm(request)
-    context = {"form": form, "error": error, "next": _next_url(request)}
-    response = render(request, "dashboard/login.html", context, status=status)
-    if status == 429:
+    if request.method != "POST":
+        if request.user.is_authenticated:
+            return HttpResponseRedirect(_next_url(request))
+        return _log_in_page(request, LogInForm(request))
+    form = LogInForm(request, data=request.POST)
+    refused = throttled(request, "auth")
+    if refused is not None:
+        message, wait = refused
+        response = _log_in_page(request, form, error=message, status=429)
         response["Retry-After"] = str(wait)
-    return response
+        return response
+    if not form.is_valid():
+        return _log_in_page(request, form, status=400)
+    login(request, form.get_user())
+    return HttpResponseRedirect(_next_url(request))
+
+
+def _log_in_page(
+    request: HttpRequest, form: LogInForm, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    context = {"form": form, "error": error, "next": _next_url(request)}
+    return render(request, "dashboard/login.html", context, status=status)
 
 
 @require_POST

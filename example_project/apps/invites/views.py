@@ -44,7 +44,9 @@ class PageThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-def _throttled(request: HttpRequest, invitation: Invitation, scope: str) -> HttpResponse | None:
+def throttled(request: HttpRequest, scope: str) -> tuple[str, int] | None:
+    """``None`` if ``request`` is within ``scope``'s rate, else the message for the page and
+    the seconds to wait (for ``Retry-After``). Shared by the pages that log people in."""
     throttle = PageThrottle(scope)
     if throttle.allow_request(request, None):
         return None
@@ -52,6 +54,14 @@ def _throttled(request: HttpRequest, invitation: Invitation, scope: str) -> Http
     message = _("Too many attempts from your network. Try again in %(seconds)d seconds.") % {
         "seconds": wait
     }
+    return message, wait
+
+
+def _throttled(request: HttpRequest, invitation: Invitation, scope: str) -> HttpResponse | None:
+    refused = throttled(request, scope)
+    if refused is None:
+        return None
+    message, wait = refused
     response = _show(request, invitation, error=message, status=429)
     response["Retry-After"] = str(wait)
     return response

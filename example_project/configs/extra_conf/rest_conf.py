@@ -10,7 +10,9 @@ Request bodies go through ``salon_invitations.parsers``: JSON nested deeper than
 error page. The form parsers keep the browsable API's and Swagger UI's forms working.
 
 Throttle rates are per client: ``anon`` by IP, ``user`` by account, and the ``auth`` and
-``registration`` scopes guard the login and sign-up endpoints.
+``registration`` scopes guard the login and sign-up endpoints. The counts live in Django's
+cache: per process on the embedded defaults, shared by every process in Redis when
+``REDIS_URL`` is set (``CACHES`` in settings.py).
 """
 
 from configs.extra_conf import env_int, env_str
@@ -38,6 +40,10 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.UserRateThrottle",
         "rest_framework.throttling.ScopedRateThrottle",
     ],
+    # The client address the throttles count by: REMOTE_ADDR unless NUM_PROXIES is set to the
+    # number of proxies in front that append to X-Forwarded-For (a client can send that
+    # header itself, so it is not trusted by default).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("THROTTLE_ANON", "100/hour"),
         "user": env_str("THROTTLE_USER", "1000/hour"),

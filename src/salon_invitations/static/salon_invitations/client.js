@@ -10,7 +10,8 @@
 //
 // What it does for you:
 // - authenticates with the ["bearer", <access>] subprotocol pair, and sends a fresh access token
-//   ({"action": "authenticate"}) before the current one expires;
+//   ({"action": "authenticate"}) before the current one expires (timed from the token's own
+//   iat and exp, so a browser clock that is off does not matter);
 // - reconnects after any close but its own, waiting a random time up to a cap that doubles with
 //   each failed attempt ("full jitter"), so that clients cut off together come back spread out;
 // - resumes from the last event id it saw, on every reconnect (?since=) and also every minute
@@ -22,12 +23,26 @@ const CLOSE_UNAUTHENTICATED = 4401;
 
 /** The ``exp`` claim (seconds since the epoch) of a JWT, or null when it has none. */
 export function tokenExpiry(token) {
+  const exp = tokenClaim(token, "exp");
+  return typeof exp === "number" ? exp : null;
+}
+
+/** Seconds a JWT is valid for, from its own ``iat`` and ``exp`` (both the server's clock, so
+ * a browser clock that is off does not matter); without ``iat``, ``exp`` against this clock.
+ * null when the token has no ``exp``. */
+export function tokenLifetime(token, now = Date.now()) {
+  const exp = tokenExpiry(token);
+  if (exp === null) return null;
+  const iat = tokenClaim(token, "iat");
+  return typeof iat === "number" ? exp - iat : exp - now / 1000;
+}
+
+function tokenClaim(token, name) {
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    const claims = JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
-    return typeof claims.exp === "number" ? claims.exp : null;
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")))[name];
   } catch {
-    return null;
+    return undefined;
   }
 }
 
@@ -150,7 +165,7 @@ export class SalonEventsClient {
     socket.onopen = () => {
       openedAt = Date.now();
       this._setState("open");
-      this._scheduleRefresh(token ? tokenExpiry(token) : null);
+      this._scheduleRefresh(token ? tokenLifetime(token) : null);
       this._scheduleResume();
     };
     socket.onmessage = (message) => this._receive(message.data);
@@ -173,18 +188,19 @@ export class SalonEventsClient {
     this._later("reconnect", delay, () => this._connect());
   }
 
-  _scheduleRefresh(expiresAt) {
+  /** Send a new token ``lifetime`` seconds (the current token's) less ``refreshMargin`` from
+   * now. Counted from when the token arrived, so the browser's clock need not be right. */
+  _scheduleRefresh(lifetime) {
     this._clear("refresh");
-    if (!expiresAt || !this.options.getToken) return;
-    const margin = this.options.refreshMargin;
-    const wait = Math.max(1, expiresAt - Date.now() / 1000 - margin) * 1000;
+    if (!lifetime || !this.options.getToken) return;
+    const wait = Math.max(1, lifetime - this.options.refreshMargin) * 1000;
     this._later("refresh", wait, async () => {
       let token = null;
       try {
         token = await this.options.getToken();
       } catch {
         // Try again shortly; the server closes the socket (4401) if the token runs out first.
-        this._scheduleRefresh(Date.now() / 1000 + margin + 5);
+        this._scheduleRefresh(this.options.refreshMargin + 5);
         return;
       }
       if (!token) {
@@ -193,6 +209,7 @@ export class SalonEventsClient {
         return;
       }
       this._send({ action: "authenticate", token });
+      this._scheduleRefresh(tokenLifetime(token));
     });
   }
 
@@ -229,7 +246,7 @@ export class SalonEventsClient {
         this._emit("resync", frame);
         return;
       case "authenticated":
-        this._scheduleRefresh(frame.expires_at);
+        // The next refresh is already planned from the token sent.
         return;
       case "pong":
         return;

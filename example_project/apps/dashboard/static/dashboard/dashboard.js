@@ -12,13 +12,14 @@ const liveState = document.getElementById("live-state");
 
 // Access tokens ------------------------------------------------------------------------------
 
-let cached = null; // {access, expires_at}
+let cached = null; // {access, until}: until is on this browser's clock
 let pending = null;
+let leaving = false;
 
-/** A valid access token (a new one when the cached one ends within 90 s); null when the
- * session has ended. */
+/** A valid access token (a new one when the cached one ends within 90 s); null when the page
+ * cannot get one (the session ended: the page goes to the log-in page; or it was refused). */
 async function getToken() {
-  if (cached && cached.expires_at - Date.now() / 1000 > 90) return cached.access;
+  if (cached && cached.until - Date.now() / 1000 > 90) return cached.access;
   pending ??= (async () => {
     try {
       const response = await fetch(root.dataset.tokenUrl, {
@@ -26,12 +27,18 @@ async function getToken() {
         headers: { "X-CSRFToken": csrf },
         credentials: "same-origin",
       });
-      if (response.status === 401 || response.status === 403) {
+      if (response.status === 401) {
         signedOut();
         return null;
       }
-      if (!response.ok) throw new Error(`token: HTTP ${response.status}`);
-      cached = await response.json();
+      if (!response.ok) {
+        // 403: the CSRF check failed. Going to the log-in page would only come back here.
+        showProblem(messages.refused.replace("%(status)s", String(response.status)));
+        return null;
+      }
+      const body = await response.json();
+      // The lifetime, not the server's expiry time: this browser's clock may be off.
+      cached = { access: body.access, until: Date.now() / 1000 + body.expires_in };
       return cached.access;
     } finally {
       pending = null;
@@ -42,6 +49,8 @@ async function getToken() {
 
 function signedOut() {
   cached = null;
+  if (leaving) return;
+  leaving = true;
   window.location.assign(`${root.dataset.loginUrl}?next=${encodeURIComponent(location.pathname)}`);
 }
 
@@ -60,9 +69,10 @@ function announce(text) {
   while (announcer.children.length > 4) announcer.firstElementChild.remove();
 }
 
-function showProblem(text) {
+function showProblem(text, kind = "") {
   problem.textContent = text;
   problem.hidden = !text;
+  problem.dataset.kind = kind;
 }
 
 function errorText(body, status) {
@@ -93,11 +103,21 @@ async function refresh() {
   refreshing = (async () => {
     do {
       again = false;
-      const response = await fetch(root.dataset.sectionsUrl, { credentials: "same-origin" });
+      let response;
+      try {
+        response = await fetch(root.dataset.sectionsUrl, { credentials: "same-origin" });
+      } catch {
+        showProblem(messages.offline, "stale");
+        return;
+      }
       if (response.status === 401) return signedOut();
-      if (!response.ok) continue;
+      if (!response.ok) {
+        showProblem(messages.stale.replace("%(status)s", String(response.status)), "stale");
+        return;
+      }
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
       swap(fresh);
+      if (problem.dataset.kind === "stale") showProblem("");
     } while (again);
   })().finally(() => {
     refreshing = null;
@@ -105,15 +125,28 @@ async function refresh() {
   return refreshing;
 }
 
+/** Each region's HTML as the server last rendered it: what a new rendering is compared with
+ * (the live HTML also holds what the script changed, such as an error shown under a form). */
+const rendered = new Map();
+function remember(scope) {
+  for (const region of scope.querySelectorAll("[data-region]")) {
+    rendered.set(region.dataset.region, region.innerHTML);
+  }
+}
+remember(document);
+
 function swap(fresh) {
   const oldManaged = document.getElementById("managed");
   const newManaged = fresh.getElementById("managed");
   if (oldManaged && newManaged && oldManaged.dataset.salons !== newManaged.dataset.salons) {
+    remember(newManaged);
     oldManaged.replaceWith(document.adoptNode(newManaged));
   }
   for (const region of fresh.querySelectorAll("[data-region]")) {
-    const current = document.querySelector(`[data-region="${region.dataset.region}"]`);
-    if (!current || current.innerHTML === region.innerHTML) continue;
+    const name = region.dataset.region;
+    const current = document.querySelector(`[data-region="${name}"]`);
+    if (!current || rendered.get(name) === region.innerHTML) continue;
+    rendered.set(name, region.innerHTML);
     const before = new Set([...current.querySelectorAll("[id]")].map((node) => node.id));
     const focused = document.activeElement?.id;
     current.replaceWith(document.adoptNode(region));
@@ -134,9 +167,12 @@ function describe(frame) {
       const cells = mine.querySelectorAll("td");
       return `${cells[0].textContent.trim()}, ${cells[1].textContent.trim()}: ${cells[2].textContent.trim()}`;
     }
-    const request = document.querySelector(`#request-${invitation.id}`);
+    if (frame.type === "invitation.created" && invitation.direction === "invite") {
+      return `${messages["invite.created"]} ${invitation.email}`;
+    }
+    const request = document.querySelector(`#request-${invitation.id} .summary`);
     if (request && frame.type === "invitation.created") {
-      return `${messages["invitation.created"]} ${request.firstElementChild.textContent.trim()}`;
+      return `${messages["invitation.created"]} ${request.textContent.trim()}`;
     }
   }
   const membership = frame.membership;
@@ -146,9 +182,18 @@ function describe(frame) {
 }
 
 async function onEvent(frame) {
-  await refresh();
-  announce(describe(frame));
+  try {
+    await refresh();
+  } finally {
+    announce(describe(frame));
+  }
 }
+
+// Log-out: close the sockets first (a token outlives the session by up to its lifetime).
+document.querySelector("form[data-log-out]")?.addEventListener("submit", () => {
+  leaving = true;
+  for (const client of streams) client.stop();
+});
 
 const streams = [root.dataset.streamUrl, root.dataset.membershipStreamUrl].map((url, index) => {
   const client = new SalonEventsClient(url, {
@@ -170,7 +215,7 @@ window.salonDashboard = { streams, refresh };
 
 // Buttons and forms --------------------------------------------------------------------------
 
-async function call(method, url, body) {
+async function call(method, url, body, retried = false) {
   const token = await getToken();
   if (!token) return null;
   const response = await fetch(url, {
@@ -178,6 +223,11 @@ async function call(method, url, body) {
     headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  if (response.status === 401 && !retried) {
+    // The token was refused (expired early, or the clock was off): once more with a new one.
+    cached = null;
+    return call(method, url, body, true);
+  }
   let data = null;
   try {
     data = await response.json();
@@ -196,10 +246,16 @@ async function act(control, body, errorBox) {
     const result = await call(control.dataset.api, control.dataset.url, body);
     if (!result) return false;
     if (!result.ok) {
-      const text = errorText(result.data, result.status);
-      if (errorBox) {
-        errorBox.textContent = text;
-        errorBox.hidden = false;
+      const text =
+        result.status === 404 ? messages.gone : errorText(result.data, result.status);
+      // What the page offered may be out of date (a role changed, a request was decided):
+      // bring it up to date first, then say what went wrong, under the form if it is still
+      // there.
+      if ([403, 404, 409].includes(result.status)) await refresh();
+      const box = errorBox && errorBox.isConnected ? errorBox : null;
+      if (box) {
+        box.textContent = text;
+        box.hidden = false;
       } else {
         showProblem(text);
       }
