@@ -181,11 +181,15 @@ function describe(frame) {
   return messages[frame.type] ?? messages.changed;
 }
 
+/** The event id the page was rendered at. A replay can resend an earlier event (one whose
+ * delivery may have been overtaken): the lists are fetched again, but it is not announced. */
+const renderedAt = Number(root.dataset.since);
+
 async function onEvent(frame) {
   try {
     await refresh();
   } finally {
-    announce(describe(frame));
+    if (!(frame.id <= renderedAt)) announce(describe(frame));
   }
 }
 
@@ -198,7 +202,7 @@ document.querySelector("form[data-log-out]")?.addEventListener("submit", () => {
 const streams = [root.dataset.streamUrl, root.dataset.membershipStreamUrl].map((url, index) => {
   const client = new SalonEventsClient(url, {
     getToken,
-    since: Number(root.dataset.since),
+    since: renderedAt,
   });
   client.on("*", onEvent);
   client.on("resync", () => refresh());
