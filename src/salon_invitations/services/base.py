@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from django.db import IntegrityError
+from django.db.models import Count, Exists, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from salon_invitations import roles
@@ -12,6 +17,7 @@ from salon_invitations.exceptions import Gone, InvalidInvitation, NotAllowed
 from salon_invitations.models import (
     AbstractMembership,
     AbstractSalon,
+    Invitation,
     active_users,
     get_membership_model,
     get_salon_model,
@@ -106,6 +112,81 @@ def lock_row(model: Any, pk: Any, message: Any) -> Any:
         raise Gone(message) from None
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What a change re-checks under the salon's lock about one user, read in one query."""
+
+    #: The user holds a membership in the salon.
+    member: bool
+    #: The role has no room left (never for a role without a limit).
+    full: bool
+    #: The user has a pending invitation to the salon (read only when asked for).
+    pending: bool = False
+    #: The user's account is active (read only when asked for).
+    active: bool = True
+
+
+def standing(
+    salon_id: Any,
+    user_id: Any,
+    role: roles.Role | None,
+    *,
+    pending: bool = False,
+    active: bool = False,
+) -> Standing:
+    """The user's :class:`Standing` in the salon, in one statement of scalar sub-queries.
+
+    Call it after the salon's lock: a statement of its own sees what the transactions that
+    held the lock before committed (one fused into the locking ``SELECT`` would not, in
+    PostgreSQL's READ COMMITTED).
+    """
+    memberships = get_membership_model()._default_manager.filter(salon_id=salon_id)
+    checks: dict[str, Any] = {"member": Exists(memberships.filter(user_id=user_id))}
+    if role is not None and role.limit is not None:
+        holders = (
+            memberships.filter(role=role.name)
+            .order_by()
+            .values("salon_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        checks["holders"] = Coalesce(Subquery(holders), Value(0))
+    if pending:
+        checks["pending"] = Exists(
+            Invitation.objects.filter(
+                salon_id=salon_id, user_id=user_id, status=Invitation.STATUS.pending
+            )
+        )
+    if active:
+        checks["active"] = Exists(active_users().filter(pk=user_id))
+    row = (
+        get_salon_model()
+        ._default_manager.filter(pk=salon_id)
+        .order_by()
+        .annotate(**checks)
+        .values(*checks)
+        .get()
+    )
+    return Standing(
+        member=row["member"],
+        full=role is not None and role.limit is not None and row["holders"] >= role.limit,
+        pending=row.get("pending", False),
+        active=row.get("active", True),
+    )
+
+
+@contextmanager
+def refused_as_duplicate(duplicate: Exception) -> Iterator[None]:
+    """Around a change that inserts an invitation, outside its transaction: a database
+    constraint refusing the row (the concurrent twin that the checks under the lock could not
+    see) raises ``duplicate`` once the change is rolled back. No savepoint of its own: the
+    whole change goes, as it must."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise duplicate from exc
+
+
 def is_active(user_id: Any) -> bool:
     return active_users().filter(pk=user_id).exists()
 
@@ -115,10 +196,6 @@ def role_is_full(salon_id: Any, role: roles.Role) -> bool:
         return False
     holders = get_membership_model()._default_manager.filter(salon_id=salon_id, role=role.name)
     return holders.count() >= role.limit
-
-
-def is_member(salon_id: Any, user: Any) -> bool:
-    return get_membership_model()._default_manager.filter(salon_id=salon_id, user=user).exists()
 
 
 def add_member(salon_id: Any, user_id: Any, role: str, actor: Any) -> AbstractMembership:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from salon_invitations import events, roles
@@ -43,16 +43,20 @@ def create_invitation(
     """
     role_obj = base.requestable_role(role)
     ttl = app_settings.invitation_ttl
-    with transaction.atomic():
+    duplicate = InvalidInvitation(MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon")
+    with base.refused_as_duplicate(duplicate), transaction.atomic():
         locked = base.lock_salon_to_join(salon)
-        if base.is_member(locked.pk, user):
+        standing = base.standing(locked.pk, user.pk, role_obj, pending=True)
+        if standing.member:
             raise InvalidInvitation(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, field="salon")
-        if base.role_is_full(locked.pk, role_obj):
+        if standing.full:
             raise InvalidInvitation(MSG_ROLE_TAKEN, code=ROLE_TAKEN, field="role")
         # The partial unique constraint enforces this too, except on databases without
         # conditional constraints (MySQL, MariaDB); the salon lock makes the check safe there.
-        if still_pending(Invitation.objects.filter(salon_id=locked.pk, user=user)):
-            raise InvalidInvitation(MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon")
+        if standing.pending and still_pending(
+            Invitation.objects.filter(salon_id=locked.pk, user=user)
+        ):
+            raise duplicate
         invitation = Invitation(
             user=user,
             salon=locked,  # type: ignore[misc]  # the stubs see the default salon model
@@ -61,22 +65,9 @@ def create_invitation(
             message=message,
             expires_at=timezone.now() + ttl if ttl else None,
         )
-        insert_new(
-            invitation,
-            InvalidInvitation(MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon"),
-        )
+        invitation.save()
         dispatch(Event("invitation.created", invitation, user))
     return invitation
-
-
-def insert_new(invitation: Invitation, duplicate: InvalidInvitation) -> None:
-    """Save a new invitation; ``duplicate`` is raised when a database constraint refuses it
-    (the concurrent twin the checks under the lock could not see, on any database)."""
-    try:
-        with transaction.atomic():
-            invitation.save()
-    except IntegrityError as exc:
-        raise duplicate from exc
 
 
 def still_pending(invitations: Any) -> Invitation | None:
@@ -155,12 +146,13 @@ def approve_invitation(
     with transaction.atomic():
         current = lock_pending_request(invitation)
         base.authorize(authorize, current)
-        if not base.is_active(current.user_id):
-            raise Conflict(MSG_INACTIVE_USER, code=INACTIVE_USER, instance=current)
         role_obj = granted or roles.get_role(current.role)
-        if base.is_member(current.salon_id, current.user_id):
+        standing = base.standing(current.salon_id, current.user_id, role_obj, active=True)
+        if not standing.active:
+            raise Conflict(MSG_INACTIVE_USER, code=INACTIVE_USER, instance=current)
+        if standing.member:
             conflict = Conflict(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, instance=current)
-        elif role_obj is None or base.role_is_full(current.salon_id, role_obj):
+        elif role_obj is None or standing.full:
             conflict = Conflict(MSG_ROLE_TAKEN, code=ROLE_TAKEN, instance=current)
         if conflict is not None:
             # Rejected as asked: the role offered instead was never the requester's.

@@ -42,7 +42,6 @@ from salon_invitations.services.base import (
 )
 from salon_invitations.services.invitations import (
     decide,
-    insert_new,
     lock_pending,
     still_pending,
 )
@@ -96,7 +95,8 @@ def invite(
     """
     address = normalize_email(email)
     role_obj = base.requestable_role(role)
-    with transaction.atomic():
+    duplicate = InvalidInvitation(MSG_ALREADY_INVITED, code=ALREADY_INVITED, field="email")
+    with base.refused_as_duplicate(duplicate), transaction.atomic():
         locked = base.lock_salon_to_join(salon)
         base.authorize(authorize, locked)
         if base.role_is_full(locked.pk, role_obj):
@@ -125,9 +125,7 @@ def invite(
             sent_at=now,
             expires_at=_expires_at(now),
         )
-        insert_new(
-            invitation, InvalidInvitation(MSG_ALREADY_INVITED, code=ALREADY_INVITED, field="email")
-        )
+        invitation.save()
         dispatch(Event("invitation.created", invitation, invited_by, token=token))
     return invitation
 
@@ -207,9 +205,10 @@ def accept_invite(invitation: Invitation, *, user: Any) -> Invitation:
     with transaction.atomic():
         current = _lock_usable(invitation)
         role = roles.get_role(current.role)
-        if base.is_member(current.salon_id, user):
+        standing = base.standing(current.salon_id, user.pk, role)
+        if standing.member:
             conflict = Conflict(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, instance=current)
-        elif role is None or base.role_is_full(current.salon_id, role):
+        elif role is None or standing.full:
             conflict = Conflict(MSG_ROLE_TAKEN, code=ROLE_TAKEN, instance=current)
         if conflict is not None:
             decide(current, Invitation.STATUS.rejected, user, reason=str(conflict.message))
