@@ -192,3 +192,48 @@ def test_sections_show_a_manager_the_pending_requests(http: httpx.Client) -> Non
     mine = http.get("dashboard/sections").text
     assert re.search(rf'id="invitation-{request_id}" data-status="pending"', mine)
     assert "/approved" not in mine
+
+
+#: Run by ``manage.py shell``: the statements ``state.build`` costs an owner of two salons, with
+#: few and with many members and pending requests, as JSON.
+DASHBOARD_QUERIES = """
+import json
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from apps.dashboard import state
+from salon_invitations import services
+from salon_invitations.models import get_membership_model
+
+User = get_user_model()
+owner = User.objects.create_user(email="counted-owner@example.com", password="x")
+salons = [services.create_salon(owner=owner, name=f"Counted {n}") for n in range(2)]
+counts = []
+for round_ in range(2):
+    for salon in salons:
+        for n in range(1 if round_ == 0 else 6):
+            member = User.objects.create_user(email=f"m{round_}-{salon.pk}-{n}@example.com", password="x")
+            get_membership_model()._default_manager.create(salon=salon, user=member, role=f"extra{n}")
+            asker = User.objects.create_user(email=f"a{round_}-{salon.pk}-{n}@example.com", password="x")
+            services.create_invitation(user=asker, salon=salon, role="mechanic")
+    with CaptureQueriesContext(connection) as captured:
+        board = state.build(owner)
+    counts.append({
+        "queries": len(captured.captured_queries),
+        "members": sum(len(panel.members) for panel in board.managed),
+        "pending": sum(len(panel.pending) for panel in board.managed),
+    })
+print(json.dumps(counts))
+"""
+
+
+def test_the_dashboard_costs_the_same_queries_for_many_rows(tmp_path: Path) -> None:
+    """No query per row: the policy's answers for every row come from the roles it read once."""
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path))
+    manage("migrate", "--noinput", env=env).ok()
+    out = manage("shell", "-c", DASHBOARD_QUERIES, env=env).ok().stdout.splitlines()[-1]
+    few, many = json.loads(out)
+    assert many["members"] > few["members"] and many["pending"] > few["pending"], (few, many)
+    assert few["queries"] == many["queries"], (few, many)
+    # since, mine, memberships, roles, salons; pending and members per managed salon.
+    assert many["queries"] <= 5 + 2 * 2, many
