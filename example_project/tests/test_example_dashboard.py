@@ -206,15 +206,17 @@ from salon_invitations import services
 from salon_invitations.models import get_membership_model
 
 User = get_user_model()
+Membership = get_membership_model()._default_manager
 owner = User.objects.create_user(email="counted-owner@example.com", password="x")
 salons = [services.create_salon(owner=owner, name=f"Counted {n}") for n in range(2)]
 counts = []
 for round_ in range(2):
     for salon in salons:
         for n in range(1 if round_ == 0 else 6):
-            member = User.objects.create_user(email=f"m{round_}-{salon.pk}-{n}@example.com", password="x")
-            get_membership_model()._default_manager.create(salon=salon, user=member, role=f"extra{n}")
-            asker = User.objects.create_user(email=f"a{round_}-{salon.pk}-{n}@example.com", password="x")
+            tag = f"{round_}-{salon.pk}-{n}@example.com"
+            member = User.objects.create_user(email="m" + tag, password="x")
+            Membership.create(salon=salon, user=member, role=f"extra{n}")
+            asker = User.objects.create_user(email="a" + tag, password="x")
             services.create_invitation(user=asker, salon=salon, role="mechanic")
     with CaptureQueriesContext(connection) as captured:
         board = state.build(owner)
