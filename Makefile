@@ -103,6 +103,13 @@ for name, env in envs.items():
         total = [line for line in lines if line.startswith("TOTAL ")]
         note = " ".join(total[-1].split()) if ok and total else (lines or [""])[-1]
     print(f"  {name:<17} {'OK  ' if ok else 'FAIL'} {env['result']['duration']:7.1f}s  {note[:90]}")
+timed = sorted(
+    ((env["result"]["duration"], name) for name, env in envs.items()
+     if "result" in env and not name.startswith(".pkg")),
+    reverse=True,
+)
+if timed:
+    print("make test: slowest envs: " + ", ".join(f"{name} {secs:.0f}s" for secs, name in timed[:5]))
 if failed:
     print("make test: FAILED: " + ", ".join(failed))
 if runs:
