@@ -190,6 +190,11 @@ _FOCUS_SHOWN = """() => {
 }"""
 
 
+def focus_visible(page: Page) -> bool:
+    """Does the focused element show a focus indicator?"""
+    return bool(page.evaluate(_FOCUS_SHOWN))
+
+
 def focused(page: Page) -> str | None:
     """The focused element as ``#id`` or ``tag[name=…][value=…]``; ``None`` for the page."""
     return page.evaluate(_FOCUSED)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from .browsers import Account, api_access, expect
+from .browsers import Account, api_access, expect, focus_visible
 from .support import (
     PASSWORD,
     Server,
@@ -157,7 +157,19 @@ def test_reject_withdraw_and_refusals_show_on_the_page(
 
     ask_to_join(applicant_page, "Quarry Motors", "Mechanic")
     row = request_row(owner_page, applicant.email)
-    row.get_by_role("button", name="Reject").click()
+    expect(row).to_be_visible(timeout=LIVE_MS)
+    # With the keyboard alone: Tab to the request's Reject button (the focus visible on every
+    # stop on the way), Enter.
+    owner_page.locator("body").focus()
+    for _ in range(60):
+        owner_page.keyboard.press("Tab")
+        assert focus_visible(owner_page), owner_page.evaluate("document.activeElement.outerHTML")
+        label = owner_page.evaluate("document.activeElement.textContent.trim()")
+        if label == f"Reject {applicant.email}":
+            break
+    else:
+        pytest.fail("Tab never reached the Reject button")
+    owner_page.keyboard.press("Enter")
     expect(row).to_have_count(0)
     mine = applicant_page.locator("tr[id^=invitation-]", has_text="Quarry Motors")
     expect(mine).to_have_attribute("data-status", "rejected", timeout=LIVE_MS)
