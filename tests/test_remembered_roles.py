@@ -54,3 +54,26 @@ def test_roles_are_read_again_outside_the_block(django_assert_num_queries):
         assert not policy.can_invite(manager, salon, "seller")
     with remembered_roles():
         assert not policy.can_invite(manager, salon, "seller")
+
+
+def test_the_services_re_check_reads_the_roles_of_the_moment():
+    """A change made inside the block is still decided on the roles as they are under the
+    salon's lock, not on the remembered ones."""
+    from salon_invitations import services
+    from salon_invitations.exceptions import NotAllowed
+
+    manager = make_user()
+    salon = make_salon()
+    membership = add_member(salon, manager, "admin")
+    invitation = make_invitation(salon, role="mechanic")
+    policy = get_policy()
+    with remembered_roles():
+        assert policy.can_decide(manager, invitation)
+        membership.delete()  # demoted meanwhile
+        with pytest.raises(NotAllowed):
+            services.approve_invitation(
+                invitation,
+                actor=manager,
+                authorize=lambda current: policy.can_decide(manager, current),
+            )
+    assert Invitation.objects.get(pk=invitation.pk).status == "pending"

@@ -138,10 +138,21 @@ def remembered_roles() -> Iterator[None]:
     one query) and answers every later question about that user from them.
 
     For read-only pages that ask the policy about many rows for one user (a dashboard showing
-    which buttons each row gets). Never around a change: the services ask the policy again
-    under the salon's lock, and must see the roles as they are then, so they would be wrong
-    inside this block."""
+    which buttons each row gets). The answers may be out of date by the time they are used:
+    the services' own re-check under the salon's lock ignores the block
+    (:func:`current_roles`)."""
     token = _remembered.set({})
+    try:
+        yield
+    finally:
+        _remembered.reset(token)
+
+
+@contextmanager
+def current_roles() -> Iterator[None]:
+    """Within the block the policy reads roles from the database again, even inside
+    :func:`remembered_roles` (the services' re-checks under the salon's lock use it)."""
+    token = _remembered.set(None)
     try:
         yield
     finally:

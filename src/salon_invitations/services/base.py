@@ -23,7 +23,7 @@ from salon_invitations.models import (
     get_salon_model,
 )
 from salon_invitations.notifications import Event, dispatch
-from salon_invitations.policies import get_policy
+from salon_invitations.policies import current_roles, get_policy
 
 ROLE_TAKEN = "role_taken"
 ALREADY_MEMBER = "already_member"
@@ -70,7 +70,11 @@ def authorize(check: Authorize, obj: Any) -> None:
     concurrent request may have taken the caller's rights (a demotion, a transfer). Asked
     again here, the answer cannot change until the transaction ends.
     """
-    if check is not None and not check(obj):
+    if check is None:
+        return
+    with current_roles():  # never from roles remembered before the lock
+        allowed = check(obj)
+    if not allowed:
         raise NotAllowed(MSG_NOT_ALLOWED)
 
 
