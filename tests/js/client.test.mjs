@@ -175,6 +175,26 @@ test("sends a fresh token before the current one expires", async () => {
   events.stop();
 });
 
+test("a short token is renewed half-way, not every second", async () => {
+  const events = client({
+    getToken: async () => jwt(now() + 40, { lifetime: 40 }),
+    resumeEvery: 0,
+  }).start();
+  await settle();
+  const socket = FakeSocket.all[0];
+  socket.open();
+  mock.timers.tick(19_000);
+  await settle();
+  assert.deepEqual(socket.sent, []);
+  mock.timers.tick(1000);
+  await settle();
+  assert.equal(socket.sent.length, 1);
+  mock.timers.tick(20_000);
+  await settle();
+  assert.equal(socket.sent.length, 2);
+  events.stop();
+});
+
 test("a browser clock that is off does not bring the refresh forward or push it back", async () => {
   for (const skew of [-600, 600]) {
     FakeSocket.all = [];

@@ -40,6 +40,7 @@ def _live_messages() -> dict[str, str]:
     return {
         "invitation.created": _("New request:"),
         "invite.created": _("Invite sent to"),
+        "request.arrived": _("A request to join arrived."),
         "invitation.approved": _("A request was approved."),
         "invitation.rejected": _("A request was rejected."),
         "invitation.cancelled": _("A request was withdrawn."),
@@ -61,7 +62,10 @@ def _live_messages() -> dict[str, str]:
             "The page could not get access to the API (the server answered %(status)s). "
             "Reload the page."
         ),
-        "gone": _("This request or member is no longer there. The page has been updated."),
+        "gone": _(
+            "This is no longer possible: it was changed meanwhile, or is no longer yours to "
+            "change. The page has been updated."
+        ),
         "state.connecting": _("Live updates: connecting…"),
         "state.open": _("Live updates: on"),
         "state.waiting": _("Live updates: reconnecting…"),

@@ -188,12 +188,13 @@ export class SalonEventsClient {
     this._later("reconnect", delay, () => this._connect());
   }
 
-  /** Send a new token ``lifetime`` seconds (the current token's) less ``refreshMargin`` from
-   * now. Counted from when the token arrived, so the browser's clock need not be right. */
+  /** Send a new token ``refreshMargin`` seconds before the current one ends, or half-way
+   * through a token shorter than twice that. Counted from when the token arrived, so the
+   * browser's clock need not be right. */
   _scheduleRefresh(lifetime) {
     this._clear("refresh");
     if (!lifetime || !this.options.getToken) return;
-    const wait = Math.max(1, lifetime - this.options.refreshMargin) * 1000;
+    const wait = Math.max(1, lifetime - this.options.refreshMargin, lifetime / 2) * 1000;
     this._later("refresh", wait, async () => {
       let token = null;
       try {

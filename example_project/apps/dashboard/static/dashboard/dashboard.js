@@ -12,14 +12,18 @@ const liveState = document.getElementById("live-state");
 
 // Access tokens ------------------------------------------------------------------------------
 
-let cached = null; // {access, until}: until is on this browser's clock
+let cached = null; // {access, until, lifetime}: until is on this browser's clock
 let pending = null;
 let leaving = false;
+let refused = false;
 
-/** A valid access token (a new one when the cached one ends within 90 s); null when the page
- * cannot get one (the session ended: the page goes to the log-in page; or it was refused). */
+/** A valid access token: the cached one while more than 60 % of its life (at most 90 s) is
+ * left, so that the client's renewal (a minute before the end, or half-way) gets a new one.
+ * null when the page cannot get one: the session ended (the page goes to the log-in page) or
+ * the server refused (403). Other failures throw, and the client tries again later. */
 async function getToken() {
-  if (cached && cached.until - Date.now() / 1000 > 90) return cached.access;
+  const left = cached && cached.until - Date.now() / 1000;
+  if (cached && left > Math.min(90, cached.lifetime * 0.6)) return cached.access;
   pending ??= (async () => {
     try {
       const response = await fetch(root.dataset.tokenUrl, {
@@ -31,14 +35,17 @@ async function getToken() {
         signedOut();
         return null;
       }
-      if (!response.ok) {
-        // 403: the CSRF check failed. Going to the log-in page would only come back here.
+      if (response.status === 403) {
+        // The CSRF check failed. Going to the log-in page would only come back here.
+        refused = true;
         showProblem(messages.refused.replace("%(status)s", String(response.status)));
         return null;
       }
+      if (!response.ok) throw new Error(`token: HTTP ${response.status}`);
       const body = await response.json();
       // The lifetime, not the server's expiry time: this browser's clock may be off.
-      cached = { access: body.access, until: Date.now() / 1000 + body.expires_in };
+      const lifetime = body.expires_in;
+      cached = { access: body.access, until: Date.now() / 1000 + lifetime, lifetime };
       return cached.access;
     } finally {
       pending = null;
@@ -170,9 +177,11 @@ function describe(frame) {
     if (frame.type === "invitation.created" && invitation.direction === "invite") {
       return `${messages["invite.created"]} ${invitation.email}`;
     }
-    const request = document.querySelector(`#request-${invitation.id} .summary`);
-    if (request && frame.type === "invitation.created") {
-      return `${messages["invitation.created"]} ${request.textContent.trim()}`;
+    if (frame.type === "invitation.created") {
+      const request = document.querySelector(`#request-${invitation.id} .summary`);
+      return request
+        ? `${messages["invitation.created"]} ${request.textContent.trim()}`
+        : messages["request.arrived"];
     }
   }
   const membership = frame.membership;
@@ -185,11 +194,22 @@ function describe(frame) {
  * delivery may have been overtaken): the lists are fetched again, but it is not announced. */
 const renderedAt = Number(root.dataset.since);
 
+/** What this page changed itself in the last seconds ("invitation:12"): the action's own
+ * message was said already, its event is not announced again. */
+const ownChanges = new Map();
+
+function subject(frame) {
+  const object = frame.invitation ? "invitation" : frame.membership ? "membership" : null;
+  return object && `${object}:${frame[object].id}`;
+}
+
 async function onEvent(frame) {
   try {
     await refresh();
   } finally {
-    if (!(frame.id <= renderedAt)) announce(describe(frame));
+    const key = subject(frame);
+    const own = key && Date.now() - (ownChanges.get(key) ?? 0) < 5000;
+    if (!own && !(frame.id <= renderedAt)) announce(describe(frame));
   }
 }
 
@@ -208,8 +228,9 @@ const streams = [root.dataset.streamUrl, root.dataset.membershipStreamUrl].map((
   client.on("resync", () => refresh());
   if (index === 0) {
     client.on("state", (state, details) => {
-      liveState.dataset.state = state;
-      liveState.textContent = messages[`state.${state}`] ?? state;
+      const shown = state === "signed_out" && refused ? "stopped" : state;
+      liveState.dataset.state = shown;
+      liveState.textContent = messages[`state.${shown}`] ?? shown;
       if (state === "waiting") liveState.title = `${Math.round(details.delay / 1000)} s`;
     });
   }
@@ -264,6 +285,10 @@ async function act(control, body, errorBox) {
         showProblem(text);
       }
       return false;
+    }
+    if (result.data && typeof result.data.id === "number") {
+      const object = control.dataset.url.includes("salon_role") ? "membership" : "invitation";
+      ownChanges.set(`${object}:${result.data.id}`, Date.now());
     }
     announce(control.dataset.done || messages.done);
     await refresh();
