@@ -415,14 +415,24 @@ async def test_a_bad_since_in_resume_gets_an_error_and_the_socket_stays_open(sal
         assert (await socket.receive_json_from(timeout=WAIT))["type"] == "invitation.created"
 
 
-async def test_the_largest_id_is_a_valid_since(owner):
+async def test_a_since_beyond_the_newest_event_asks_for_a_resync(salon, owner):
+    """The largest id is a valid ``since``, but no event has it: a cursor from beyond the log
+    (a database restored from a backup) cannot be answered by a replay."""
+    await database_sync_to_async(request)(salon)
+    newest = await database_sync_to_async(last_id)()
     async with AsyncExitStack() as stack:
         socket = await connect(stack, owner, since=2**63 - 1)
         assert await socket.receive_json_from(timeout=WAIT) == {
-            "type": "resumed",
-            "last_id": 2**63 - 1,
+            "type": "resync_required",
+            "last_id": newest,
         }
         await assert_quiet(socket)
+        # Resuming from the id it was given works as usual.
+        await socket.send_json_to({"action": "resume", "since": newest})
+        assert await socket.receive_json_from(timeout=WAIT) == {
+            "type": "resumed",
+            "last_id": newest,
+        }
 
 
 async def test_replayed_frames_equal_the_live_ones(salon, owner, other_salon):

@@ -153,8 +153,9 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "resumed", "last_id": last_id})
 
     def _missed(self, after: int) -> tuple[list[dict[str, Any]] | None, int]:
-        """The frames after ``after`` (``None`` when more than ``REPLAY_LIMIT``, or when
-        ``prune_events`` deleted events after it), and the id to resume from next.
+        """The frames after ``after`` (``None`` when more than ``REPLAY_LIMIT``, when
+        ``prune_events`` deleted events after it, or when ``after`` is beyond the newest
+        event), and the id to resume from next.
 
         Ids follow commit order, but live frames of different processes can overtake each
         other: a client may have received event ``after`` and not an earlier one still on its
@@ -168,6 +169,12 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         stream = SalonEvent.objects.filter(kind__startswith=f"{self.stream}.")
         stream = get_policy().replayable_events(self.scope["user"], stream)
         written = SalonEvent.objects.filter(pk=after).values_list("created_at", flat=True).first()
+        if written is None and after > 0:
+            # No such event: a gap in the ids, or a cursor from beyond the newest event (a
+            # database restored from a backup, a forged id), which no replay can answer.
+            latest = SalonEvent.objects.order_by("-id").values_list("id", flat=True).first()
+            if after > (latest or 0):
+                return None, latest or 0
         missed = Q(id__gt=after)
         if written is not None:
             overtaken = Q(dispatched_at__isnull=True) | Q(dispatched_at__gt=written)
