@@ -1,0 +1,447 @@
+# ruff: noqa: RUF001 - the page uses typographic characters (times, dashes) on purpose
+"""Writes: create (package against plain DRF, with and without the notification backends),
+approve at 1-16 clients over 100 salons and in one salon, and invites (create, accept)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+import runner
+from runner import (
+    APPROVE_LEVELS,
+    APPROVE_N,
+    APPROVE_ROUNDS,
+    CREATE_N,
+    CREATE_WARM_N,
+    SAME_SALON_LEVELS,
+    SILENT_ROUNDS,
+    Context,
+    LockWaitSampler,
+    Page,
+    aggregate_rounds,
+    env_int,
+    fmt,
+    ratio,
+    verdict,
+)
+
+NAME = "write"
+INVITE_N = env_int("BENCH_INVITE_N", 48 if runner.QUICK else 240)  # per round and phase
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    ctx.grow_to(runner.MAIN_SCALE)
+    out = {
+        "create": ctx.phase("create", lambda: creates(ctx)),
+        "approve": ctx.phase("approve", lambda: approvals(ctx)),
+        "invites": ctx.phase("invites", lambda: invites(ctx)),
+    }
+    runner.log(
+        f"create ratio {out['create']['ratio']}, approve 1->8 {out['approve']['scaling_1_to_8']}"
+    )
+    out["create_without_notifications"] = ctx.with_servers(
+        "-silent", {"BENCH_NO_NOTIFICATIONS": "1"}, lambda: creates(ctx, SILENT_ROUNDS)
+    )
+    runner.log(f"without notifications: {out['create_without_notifications']['ratio']}")
+    return out
+
+
+def creates(ctx: Context, rounds_count: int = runner.ROUNDS) -> dict[str, Any]:
+    import loadgen
+
+    layout = ctx.layout
+    salons = layout.write_salons()
+    sides = {"package": "/api/invitations", "baseline": "/baseline/invitations"}
+    rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}
+    # Round -1 warms both sides up (code paths, pooled connections) and is not recorded.
+    for r in range(-1, rounds_count):
+        order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+        for side in order:
+            path = sides[side]
+            start = ctx.create_counter
+
+            def make(i: int, path: str = path) -> Any:
+                writer = layout.writer_first + i // len(salons)
+                salon = salons[i % len(salons)]
+                return loadgen.Req(
+                    "POST",
+                    path,
+                    writer,
+                    {"salon": salon, "role": "seller", "message": "Benchmark request."},
+                )
+
+            n = CREATE_WARM_N if r < 0 else CREATE_N
+            result, stats = ctx.series(make, n, 16, warm=0, offset=start, deadline_s=120)
+            ctx.create_counter += n
+            ctx.check(f"create {side}", result, stats)
+            if r >= 0:
+                rounds[side].append(stats)
+    out: dict[str, Any] = {}
+    for side in sides:
+        agg = aggregate_rounds(
+            rounds[side], ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
+        )
+        agg["per_round"] = rounds[side]
+        out[side] = agg
+    out["ratio"] = {
+        "rps": ratio(out["package"].get("rps"), out["baseline"].get("rps")),
+        "p50": ratio(out["package"].get("p50"), out["baseline"].get("p50")),
+        "cpu_per_request": ratio(
+            out["package"].get("cpu_ms_per_request"),
+            out["baseline"].get("cpu_ms_per_request"),
+        ),
+    }
+    return out
+
+
+def approvals(ctx: Context) -> dict[str, Any]:
+    import loadgen
+    import seed
+    from django.db import connection
+
+    layout = ctx.layout
+    salons = layout.write_salons()
+    per_salon = -(-len(APPROVE_LEVELS) * APPROVE_ROUNDS * APPROVE_N // len(salons))
+    users = [layout.approvee_first + a for a in range(per_salon)]
+    rows = seed.seed_pending(connection, users=users, salons=salons, role="member")
+    # Consecutive requests go to different salons: order by (user, salon).
+    by_pair = sorted(rows, key=lambda row: (row[1], salons.index(row[2])))
+    targets = [(inv, layout.owner_of(salon)) for inv, _user, salon in by_pair]
+    same = layout.same_salon()
+    same_rows = seed.seed_pending(
+        connection,
+        users=[layout.approvee_first + a for a in range(ctx.same_salon_approvals())],
+        salons=[same],
+        role="member",
+    )
+    same_targets = [(inv, layout.owner_of(same)) for inv, _u, _s in same_rows]
+    connection.close()
+
+    def approve_maker(targets: list[tuple[int, int]]) -> Callable[[int], Any]:
+        def make(i: int) -> Any:
+            inv, owner = targets[i]
+            return loadgen.Req("PATCH", f"/api/invitations/{inv}/approved", owner)
+
+        return make
+
+    out: dict[str, Any] = {"different_salons": {}, "same_salon": {}}
+    cursor = 0
+    for kind, levels, pool in (
+        ("different_salons", APPROVE_LEVELS, targets),
+        ("same_salon", SAME_SALON_LEVELS, same_targets),
+    ):
+        cursor = 0
+        per_level: dict[int, list[dict[str, Any]]] = {c: [] for c in levels}
+        n = APPROVE_N if kind == "different_salons" else APPROVE_N // 2
+        for _r in range(APPROVE_ROUNDS):
+            for conc in levels:
+                with LockWaitSampler() as sampler:
+                    result, stats = ctx.series(
+                        approve_maker(pool),
+                        n,
+                        conc,
+                        warm=0,
+                        offset=cursor,
+                        deadline_s=120,
+                    )
+                cursor += n
+                stats["lock_waits"] = sampler.result()
+                ctx.check(f"approve {kind} x{conc}", result, stats)
+                per_level[conc].append(stats)
+        for conc, rounds in per_level.items():
+            agg = aggregate_rounds(
+                rounds, ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
+            )
+            agg["lock_wait_share"] = round(
+                statistics.median(r["lock_waits"]["share_with_lock_waits"] for r in rounds), 4
+            )
+            agg["max_backends_waiting"] = max(
+                r["lock_waits"]["max_backends_waiting"] for r in rounds
+            )
+            agg["per_round"] = rounds
+            out[kind][str(conc)] = agg
+    diff = out["different_salons"]
+    out["scaling_1_to_8"] = ratio(diff["8"].get("rps"), diff["1"].get("rps"))
+    same_levels = out["same_salon"]
+    out["same_salon_scaling_1_to_8"] = ratio(
+        same_levels["8"].get("rps"), same_levels["1"].get("rps")
+    )
+    return out
+
+
+def invites(ctx: Context) -> dict[str, Any]:
+    """Invites (SPEC §7): create (``POST …/invite`` by salon owners) and accept (``POST
+    …/invite/<token>/accept`` by the invitees), 16 clients over the write salons, beside
+    the request direction's create and approve."""
+    import loadgen
+    import seed
+    from django.db import connection
+
+    from salon_invitations import tokens
+
+    layout = ctx.layout
+    salons = layout.write_salons()
+    per_phase = INVITE_N * (runner.ROUNDS + 1)
+    # The invitees of the accept phase: accounts whose addresses the invites are for.
+    with connection.cursor() as cursor:
+        first = seed._users(cursor, "invitee", per_phase)
+    accept_tokens = []
+    rows = []
+    for k in range(per_phase):
+        token, digest = tokens.new_token()
+        accept_tokens.append((str(token), first + k))
+        rows.append((f"invitee{k}@bench.invalid", salons[k % len(salons)], digest))
+    seed.seed_invites(connection, rows, owner_of=layout.owner_of)
+    connection.close()
+
+    def invite_maker(i: int) -> Any:
+        salon = salons[i % len(salons)]
+        return loadgen.Req(
+            "POST",
+            "/api/invitations/invite",
+            layout.owner_of(salon),
+            {"salon": salon, "role": "member", "email": f"guest{i}@bench.invalid"},
+        )
+
+    def accept_maker(i: int) -> Any:
+        token, user = accept_tokens[i]
+        return loadgen.Req("POST", f"/api/invitations/invite/{token}/accept", user)
+
+    out: dict[str, Any] = {}
+    for name, make in (("invite", invite_maker), ("accept", accept_maker)):
+        rounds: list[dict[str, Any]] = []
+        cursor = 0
+        for r in range(-1, runner.ROUNDS):  # round -1 warms up and is not recorded
+            result, stats = ctx.series(make, INVITE_N, 16, warm=0, offset=cursor, deadline_s=120)
+            cursor += INVITE_N
+            ctx.check(name, result, stats)
+            if r >= 0:
+                rounds.append(stats)
+        agg = aggregate_rounds(rounds, ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request"))
+        agg["per_round"] = rounds
+        out[name] = agg
+    return out
+
+
+# The page -------------------------------------------------------------------------------------
+
+
+def parts(results: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+    approve = results.get("approve") or {}
+    return (
+        results.get("create") or {},
+        results.get("create_without_notifications") or {},
+        approve,
+        approve.get("different_salons") or {},
+        approve.get("same_salon") or {},
+    )
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    create, silent, approve, diff, same = parts(results)
+    rows: list[str] = []
+    if create:
+        rows.append(
+            "| 2 | create, 16 clients over 100 salons, package ÷ plain DRF, requests/s | – "
+            f"| {fmt(create['ratio']['rps'], 2)}× ({fmt(create['package']['rps'], 0)} vs "
+            f"{fmt(create['baseline']['rps'], 0)} req/s) | |"
+        )
+    if silent:
+        rows.append(
+            "| 2 | the same with the notification backends switched off | – "
+            f"| {fmt(silent['ratio']['rps'], 2)}× | |"
+        )
+    if diff:
+        top = str(max(int(k) for k in diff))
+        scaling = approve.get("scaling_1_to_8")
+        rows.append(
+            f"| 2 | approve, {top} clients over 100 salons | – "
+            f"| {fmt(diff[top]['rps'], 0)} req/s | |"
+        )
+        rows.append(
+            "| 2 | approvals in different salons do not serialise: requests/s, 1 → 8 clients "
+            f"| grows | ×{fmt(scaling, 2)} ({fmt(diff['1']['rps'], 0)} → "
+            f"{fmt(diff['8']['rps'], 0)}); lock waits in "
+            f"{fmt(100 * diff['8']['lock_wait_share'], 1)}% of samples (one salon: ×"
+            f"{fmt(approve.get('same_salon_scaling_1_to_8'), 2)}, "
+            f"{fmt(100 * same['8']['lock_wait_share'], 1)}%) "
+            f"| {verdict(scaling is not None and scaling > 1.2)} |"
+        )
+    return rows
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    create, silent, _approve, _diff, _same = parts(results)
+    if not (create and silent):
+        return []
+    qc, ip = results.get("query_counts") or {}, results.get("in_process") or {}
+    w = Page()
+    cpu_all = create["package"].get("cpu_ms_per_request")
+    cpu_silent = silent["package"].get("cpu_ms_per_request")
+    share = 1 - cpu_silent / cpu_all if cpu_all and cpu_silent else None
+    pc = ip.get("package create", {})
+    pcs = ip.get("package create without notification backends", {})
+    bc = ip.get("baseline create", {})
+    bcpu = create["baseline"].get("cpu_ms_per_request")
+    w(
+        f"**A create costs the servers {fmt(cpu_all, 1)} ms of Python CPU, the "
+        f"baseline's {fmt(bcpu, 1)} ms** ({fmt(create['ratio']['cpu_per_request'], 2)}×; "
+        f"requests/s {fmt(create['ratio']['rps'], 2)}×, a noisier number)."
+    )
+    w("   The package's create does more than an insert: it locks the salon row, checks")
+    w(
+        "   membership, the role's limit and duplicates ("
+        f"{qc.get('package create', {}).get('queries', '–')} queries with the transaction"
+    )
+    w(
+        f"   statements, against {qc.get('baseline create', {}).get('queries', '–')}), and "
+        "after commit computes the recipients, serialises the"
+    )
+    w("   invitation and sends it to each over Redis. On servers without notification")
+    w(
+        f"   backends a create costs {fmt(cpu_silent, 1)} ms, so the notifications are about "
+        f"{fmt(100 * share if share is not None else None, 0)}% of it"
+    )
+    w(
+        f"   (requests/s {fmt(silent['ratio']['rps'], 2)}× the baseline there). In-process "
+        f"medians: package {fmt(pc.get('p50_ms'), 1)} ms, without backends "
+        f"{fmt(pcs.get('p50_ms'), 1)} ms,"
+    )
+    w(
+        f"   baseline {fmt(bc.get('p50_ms'), 1)} ms (in-process each `async_to_sync` starts "
+        "an event loop and a Redis"
+    )
+    w("   connection, which overstates the notifications; profile:")
+    w("   `bench/results/profile-create-package.txt`).")
+    w("")
+    return [w.text().rstrip()]
+
+
+def render(results: dict[str, Any]) -> str:
+    create, silent, approve, diff, same = parts(results)
+    cfg, m = results["config"], results["machine"]
+    w = Page()
+    # 2. Writes -------------------------------------------------------------------------------
+    if create:
+        w("## 2. Create and approve")
+        w("")
+        w(
+            f"Create: 16 clients, spread over 100 salons, {cfg['create_requests_per_round']} "
+            f"requests per round and side, {create['package']['rounds']} rounds; and the same "
+            "on servers whose notification backends are switched off."
+        )
+        w("")
+        w(
+            "| side | requests/s (min–max) | p50 ms | p99 ms | server p50 ms "
+            "| Python CPU/request ms |"
+        )
+        w(
+            "|------|---------------------:|-------:|-------:|--------------:|----------------------:|"
+        )
+        rows = [("package", create["package"]), ("baseline", create["baseline"])]
+        if silent:
+            rows += [
+                ("package, no notifications", silent["package"]),
+                ("baseline (same servers)", silent["baseline"]),
+            ]
+        for side, s in rows:
+            w(
+                f"| {side} | {fmt(s['rps'], 0)} ({fmt(s['rps_min'], 0)}–{fmt(s['rps_max'], 0)}) "
+                f"| {fmt(s['p50'], 2)} | {fmt(s['p99'], 2)} | {fmt(s['server_p50'], 2)} "
+                f"| {fmt(s['cpu_ms_per_request'], 2)} |"
+            )
+        w("")
+        w(
+            f"Package ÷ baseline: requests/s **{fmt(create['ratio']['rps'], 2)}×**, Python "
+            f"CPU/request {fmt(create['ratio']['cpu_per_request'], 2)}×"
+            + (
+                f"; without notifications {fmt(silent['ratio']['rps'], 2)}× and "
+                f"{fmt(silent['ratio']['cpu_per_request'], 2)}×."
+                if silent
+                else "."
+            )
+        )
+        w("The package's create locks the salon row, checks membership, the role's limit and")
+        w("duplicates, saves, and after commit sends `invitation.created` to the requester and")
+        w("each manager over Redis; the baseline only inserts.")
+        w("")
+    if diff:
+        w("Approve: spread over 100 salons, and for contrast all in one salon. *Lock waits*:")
+        w("share of 5 ms samples of `pg_stat_activity` in which a backend of the benchmark")
+        w("database waited for a lock.")
+        w("")
+        w(
+            "| clients | 100 salons req/s | p50 ms | p99 ms | Python CPU/request ms "
+            "| lock waits | one salon req/s | lock waits |"
+        )
+        w("|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for level in sorted(diff, key=int):
+            d = diff[level]
+            s = same.get(level)
+            one = f"{fmt(s['rps'], 0)} | {fmt(100 * s['lock_wait_share'], 1)}%" if s else "– | –"
+            w(
+                f"| {level} | {fmt(d['rps'], 0)} | {fmt(d['p50'], 2)} | {fmt(d['p99'], 2)} "
+                f"| {fmt(d['cpu_ms_per_request'], 1)} | {fmt(100 * d['lock_wait_share'], 1)}% "
+                f"| {one} |"
+            )
+        w("")
+        cpu1 = diff["1"]["cpu_ms_per_request"]
+        ceiling = 1000 * (m["nproc"] or 1) / cpu1 if cpu1 else None
+        w(
+            f"An approval costs the server processes about {fmt(cpu1, 1)} ms of Python CPU "
+            f"(two events, each serialised and sent to its recipients), so {m['nproc']} cores "
+            f"could serve at most about {fmt(ceiling, 0)} approvals/s even with PostgreSQL, "
+            "Redis and the load generator costing nothing."
+        )
+        w("")
+        w(
+            f"From 1 to 8 clients, throughput grows ×{fmt(approve.get('scaling_1_to_8'), 2)} over "
+            f"100 salons and ×{fmt(approve.get('same_salon_scaling_1_to_8'), 2)} in one salon."
+        )
+        w("An approval locks only its own salon's row (`select_for_update`), so approvals in")
+        w("different salons do not wait for each other, while in one salon they queue on that")
+        w(f"row. With {cfg['servers']} server processes on 2 cores shared with the client and")
+        w("PostgreSQL, throughput cannot grow much beyond 2×: the machine is CPU-bound.")
+        w("")
+
+    invites = results.get("invites") or {}
+    if invites.get("invite") and invites.get("accept"):
+        top = diff.get("16") or {}
+        w("### Invites beside requests")
+        w("")
+        w(
+            "Invite create (`POST …/invite` by each salon's owner, to a new address) and accept "
+            "(`POST …/invite/<token>/accept` by the invited account), 16 clients over 100 "
+            f"salons, {invites['invite']['rounds']} rounds; beside them the request direction's "
+            "create and approve at 16 clients from above."
+        )
+        w("")
+        w("| operation | requests/s (min–max) | p50 ms | p99 ms | Python CPU/request ms |")
+        w("|---|--:|--:|--:|--:|")
+        table = [
+            ("invite (create)", invites["invite"]),
+            ("request (create)", create.get("package") or {}),
+            ("accept an invite", invites["accept"]),
+            ("approve a request", top),
+        ]
+        for name, row in table:
+            if not row:
+                continue
+            spread = (
+                f" ({fmt(row['rps_min'], 0)}–{fmt(row['rps_max'], 0)})" if "rps_min" in row else ""
+            )
+            w(
+                f"| {name} | {fmt(row['rps'], 0)}{spread} | {fmt(row['p50'], 2)} "
+                f"| {fmt(row['p99'], 2)} | {fmt(row['cpu_ms_per_request'], 1)} |"
+            )
+        w("")
+        w(
+            "An invite does what a request's create does (salon lock, role, membership and "
+            "duplicate checks, one event) plus a token and its digest; an accept does what an "
+            "approval does (two events) plus the token lookup."
+        )
+        w("")
+
+    return w.text()
