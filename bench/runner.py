@@ -269,12 +269,22 @@ def _die_with_parent() -> None:
 
 
 class Server:
-    def __init__(self, index: int, tag: str = "", env: dict[str, str] | None = None) -> None:
-        self.index = index
+    """One server process of ``benchproject`` on a free loopback port: uvicorn by default,
+    or ``command`` (``{port}`` is replaced) with ``env`` on top of the benchmark's."""
+
+    UVICORN = (
+        "-m uvicorn benchproject.asgi:application --host 127.0.0.1 --port {port} "
+        "--no-access-log --log-level warning --lifespan off --backlog 4096 --ws websockets"
+    )
+
+    def __init__(
+        self, name: str, env: dict[str, str] | None = None, command: str = UVICORN
+    ) -> None:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = LOG_DIR / f"uvicorn{tag}-{index}.log"
+        self.log_path = LOG_DIR / f"{name}.log"
         self.extra_env = env or {}
+        self.command = command
 
     @property
     def base_url(self) -> str:
@@ -285,43 +295,25 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE="benchproject.settings",
-            PYTHONPATH=os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")])),
-            PYTHONUNBUFFERED="1",
-        )
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchproject.settings"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
         env.pop("BENCH_NO_POOL", None)
         env.update(self.extra_env)
-        for _attempt in range(3):
-            self.port = free_port()
-            command = [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "benchproject.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--lifespan",
-                "off",
-                "--backlog",
-                "4096",
-                "--ws",
-                "websockets",
-            ]
+        extra = ""
+        if self.command == self.UVICORN:
             with contextlib.suppress(ImportError):
                 import uvloop  # noqa: F401
 
-                command += ["--loop", "uvloop"]
+                extra += " --loop uvloop"
             with contextlib.suppress(ImportError):
                 import httptools  # noqa: F401
 
-                command += ["--http", "httptools"]
+                extra += " --http httptools"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        for _attempt in range(3):
+            self.port = free_port()
+            command = [sys.executable, *(self.command + extra).format(port=self.port).split()]
             with self.log_path.open("ab") as out:
                 self.process = subprocess.Popen(
                     command,
@@ -339,7 +331,7 @@ class Server:
             self.stop()
             if "address already in use" not in self.log_path.read_text(errors="replace").lower():
                 break
-        raise RuntimeError(f"uvicorn {self.index} did not start; see {self.log_path}")
+        raise RuntimeError(f"{self.log_path.stem} did not start; see {self.log_path}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -359,14 +351,12 @@ class Server:
 
     def cpu_seconds(self) -> float:
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return _proc_cpu_seconds(self.process.pid)
 
 
 class ServerSet:
     def __init__(self, count: int, tag: str = "", env: dict[str, str] | None = None) -> None:
-        self.servers = [Server(i, tag, env) for i in range(count)]
+        self.servers = [Server(f"uvicorn{tag}-{i}", env) for i in range(count)]
 
     def start(self) -> None:
         for server in self.servers:
@@ -629,80 +619,54 @@ class Context:
             redis_cleanup()
 
 
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def _first(path: str, prefix: str) -> str:
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(prefix):
+                return line.split(":", 1)[1].strip()
+    return "-"
 
+
+def _ask(question: Callable[[], str]) -> str:
     try:
-        return version(dist)
-    except PackageNotFoundError:
+        return question()
+    except Exception:
         return "-"
 
 
 def machine_info() -> dict[str, Any]:
-    cpu_model = "-"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    mem_kib = 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    pg_version = "-"
-    with contextlib.suppress(Exception):
-        import psycopg
+    from importlib.metadata import version
 
+    import psycopg
+    import redis
+
+    def pg_version() -> str:
         with psycopg.connect(dbname="postgres", autocommit=True, **pg_params()) as conn:
-            pg_version = conn.execute("SHOW server_version").fetchone()[0]
-    redis_version = "-"
-    with contextlib.suppress(Exception):
-        import redis
+            return conn.execute("SHOW server_version").fetchone()[0]
 
-        client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-        redis_version = client.info("server")["redis_version"]
-        client.close()
-    commit = "-"
-    with contextlib.suppress(Exception):
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        if dirty:
-            commit += " (src/ modified)"
+    def redis_version() -> str:
+        with redis.Redis.from_url(REDIS_URL, socket_timeout=5) as client:
+            return client.info("server")["redis_version"]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()  # fmt: skip
+
+    commit = _ask(lambda: git("rev-parse", "--short", "HEAD"))
+    if _ask(lambda: git("status", "--porcelain", "--", "src")) not in ("", "-"):
+        commit += " (src/ modified)"
+    dists = ("django djangorestframework channels channels-redis uvicorn uvloop httptools "
+             "websockets httpx psycopg django-salon-invitations")  # fmt: skip
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "cpu_model": cpu_model,
+        "memory_gib": round(int(_first("/proc/meminfo", "MemTotal:").split()[0]) / 1024**2, 1),
+        "cpu_model": _first("/proc/cpuinfo", "model name"),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "django": _version("django"),
-        "djangorestframework": _version("djangorestframework"),
-        "channels": _version("channels"),
-        "channels_redis": _version("channels-redis"),
-        "uvicorn": _version("uvicorn"),
-        "uvloop": _version("uvloop"),
-        "httptools": _version("httptools"),
-        "websockets": _version("websockets"),
-        "httpx": _version("httpx"),
-        "psycopg": _version("psycopg"),
-        "django_salon_invitations": _version("django-salon-invitations"),
-        "postgresql": pg_version,
-        "redis": redis_version,
+        **{d.replace("-", "_"): _ask(lambda d=d: version(d)) for d in dists.split()},
+        "postgresql": _ask(pg_version),
+        "redis": _ask(redis_version),
         "commit": commit,
     }
 

@@ -30,17 +30,13 @@ import itertools
 import json
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import runner
-from runner import BENCH_DIR, Context, log, pg_admin
+from runner import Context, log, pg_admin
 
 NAME = "eventlog"
 OWN_DATABASE = True
@@ -255,44 +251,14 @@ def insert_events(template: dict[str, Any], lo: int, hi: int, *, salon0: int, ns
 # 2. Replay of 1,000 events to one socket -----------------------------------------------------
 
 
-class Daphne:
-    def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchproject.settings",
-               "BENCH_DB_NAME": DB_NAME, "PYTHONUNBUFFERED": "1"}  # fmt: skip
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
-        env.pop("BENCH_NO_POOL", None)
-        self.log_path = BENCH_DIR / "results" / "logs" / "daphne-eventlog.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                   "--verbosity", "0", "benchproject.asgi:application"]  # fmt: skip
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, cwd=BENCH_DIR, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.process.poll() is None:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"daphne did not start; see {self.log_path}")
-
-    def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+def daphne() -> runner.Server:
+    server = runner.Server(
+        "daphne-eventlog",
+        {"BENCH_DB_NAME": DB_NAME},
+        "-m daphne -b 127.0.0.1 -p {port} --verbosity 0 benchproject.asgi:application",
+    )
+    server.start()
+    return server
 
 
 async def replay_once(url: str) -> tuple[float, int, dict[str, Any]]:
@@ -308,7 +274,7 @@ async def replay_once(url: str) -> tuple[float, int, dict[str, Any]]:
             frames += 1
 
 
-def replay(server: Daphne, owner: int) -> dict[str, Any]:
+def replay(server: runner.Server, owner: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from rest_framework_simplejwt.tokens import AccessToken
 
@@ -325,7 +291,7 @@ def replay(server: Daphne, owner: int) -> dict[str, Any]:
     plan = explain(query)
     db_exec_ms, buffers = db_work(*query.query.sql_with_params())
     asyncio.run(replay_once(url))  # warm-up: imports, pooled connections
-    times, cpu0 = [], server.cpu_s()
+    times, cpu0 = [], server.cpu_seconds()
     for _ in range(REPLAY_RUNS):
         seconds, frames, last = asyncio.run(replay_once(url))
         assert frames == REPLAY_EVENTS and last["type"] == "resumed", (frames, last)
@@ -334,7 +300,7 @@ def replay(server: Daphne, owner: int) -> dict[str, Any]:
         "events": REPLAY_EVENTS,
         "median_ms": ms(statistics.median(times)),
         "runs_ms": [ms(t) for t in times],
-        "server_cpu_ms_per_replay": round((server.cpu_s() - cpu0) * 1000 / REPLAY_RUNS, 1),
+        "server_cpu_ms_per_replay": round((server.cpu_seconds() - cpu0) * 1000 / REPLAY_RUNS, 1),
         "db_exec_ms": db_exec_ms,
         "buffers": buffers,
         "plan": plan,
@@ -536,7 +502,7 @@ def measure(results: dict[str, Any]) -> None:
     }
     salon_of = {layout.owner_of(layout.salon(k)): layout.salon(k) for k in range(10)}
     results["sizes"], done = {}, 0
-    server = Daphne()
+    server = daphne()
     try:
         for size in SIZES:
             t = time.perf_counter()
