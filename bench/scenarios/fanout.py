@@ -343,85 +343,80 @@ def findings(results: dict[str, Any]) -> list[str]:
     return [w.text().rstrip()] if w.lines else []
 
 
+SECTION = """\
+## 4. Fan-out over WebSockets
+
+{connections} connections ({split} on the {servers} server processes) in {salons} salons; per \
+salon the owner, an admin and 8 requesters. Each stream: requesters' creates (recipients: the \
+requester, the owner, the admin), then the owner's approvals of them, paced at a fixed rate \
+with at most 8 requests in flight; {events} events and {expected} expected deliveries per \
+stream.
+
+| events/s | HTTP p50 / p99 ms | receipt − response p50 / p90 / p99 ms \
+| receipt − request sent p50 / p99 ms | delivered | to non-recipients |
+|---------:|------------------:|------:|------:|------:|------:|
+{rows}
+
+Duplicates: {duplicates}. At {rate} events/s, {before_response} of {delivered} frames arrived \
+before the HTTP response was read: the package sends on commit, before the response is \
+written.{stress}
+Connecting took {connect_s} s ({connect_errors} errors); after {idle_s} s idle {alive} \
+connections were open; the servers logged {exceptions} exception(s).
+
+Memory: the server processes' RSS grew from {rss_before} MiB to {rss_after} MiB, \
+**{per_connection} KiB per idle connection** (the consumer, uvicorn's `websockets` protocol with
+permessage-deflate, and the channel layer's bookkeeping).
+
+With the channel layer's default Redis pool (see Findings), {pool_alive} of {pool_connections} \
+connections were open after {pool_idle_s} s idle and the servers logged {pool_exceptions} \
+exception(s), most while disconnecting.
+"""
+STRESS = (
+    " When events come faster than the two processes serve them, requests queue and the event "
+    "loops that forward frames compete with the request threads for the CPU and the GIL: that "
+    "is what the faster stream shows."
+)
+
+
 def render(results: dict[str, Any]) -> str:
-    fan, pool, cfg = results.get("fanout"), results.get("default_pool_idle"), results["config"]
+    fan, pool = results.get("fanout"), results["default_pool_idle"]
     if not fan:
         return ""
-    fan_p99 = (fan.get("latency_from_response_ms") or {}).get("p99")
-    w = Page()
-    # 4. Fan-out ------------------------------------------------------------------------------
-    split = " + ".join(str(c) for c in fan["connections_per_server"])
-    streams = fan.get("streams") or {str(cfg.get("fanout_rate")): fan}
-    stress_p99 = max(
-        (st["latency_from_response_ms"].get("p99") or 0 for st in streams.values()),
-        default=0,
-    )
-    w("## 4. Fan-out over WebSockets")
-    w("")
-    w(
-        f"{fmt(fan['connections'])} connections ({split} on the {cfg['servers']} server "
-        f"processes) in {fmt(fan['connections'] // 10)} salons; per salon the owner, an admin "
-        "and 8 requesters. Each stream: requesters' creates (recipients: the requester, the "
-        "owner, the admin), then the owner's approvals of them, paced at a fixed rate with "
-        "at most 8 requests in flight; "
-        f"{fmt(fan['events'])} events and {fmt(fan['expected_deliveries'])} expected "
-        "deliveries per stream."
-    )
-    w("")
-    w(
-        "| events/s | HTTP p50 / p99 ms | receipt − response p50 / p90 / p99 ms "
-        "| receipt − request sent p50 / p99 ms | delivered | to non-recipients |"
-    )
-    w("|---------:|------------------:|------:|------:|------:|------:|")
-    for rate, st in streams.items():
-        lr, lq, h = (
-            st["latency_from_response_ms"],
-            st["latency_from_request_ms"],
-            st.get("http_ms") or {},
-        )
-        w(
+    rows = []
+    for rate, st in fan["streams"].items():
+        lr, lq, h = st["latency_from_response_ms"], st["latency_from_request_ms"], st["http_ms"]
+        rows.append(
             f"| {fmt(float(rate), 0)} | {fmt(h.get('p50'), 1)} / {fmt(h.get('p99'), 1)} "
             f"| {fmt(lr.get('p50'), 1)} / {fmt(lr.get('p90'), 1)} / {fmt(lr.get('p99'), 1)} "
             f"| {fmt(lq.get('p50'), 1)} / {fmt(lq.get('p99'), 1)} "
             f"| {fmt(st['delivered'])} of {fmt(st['expected_deliveries'])} "
             f"| **{st['non_recipient_frames']}** |"
         )
-    w("")
-    w(
-        f"Duplicates: {fan['duplicate_frames']}. "
-        f"At {fmt(fan.get('rate', cfg.get('fanout_rate')), 0)} events/s, "
-        f"{fmt(fan['before_response'])} of {fmt(fan['delivered'])} frames arrived before the "
-        "HTTP response was read: the package sends on commit, before the response is written."
-        + (
-            " When events come faster than the two processes serve them, requests queue and "
-            "the event loops that forward frames compete with the request threads for the "
-            "CPU and the GIL: that is what the faster stream shows."
-            if stress_p99 and fan_p99 and stress_p99 > 2 * max(fan_p99, 1.0)
-            else ""
-        )
+    p99 = fan["latency_from_response_ms"].get("p99") or 0
+    worst = max(st["latency_from_response_ms"].get("p99") or 0 for st in fan["streams"].values())
+    return SECTION.format(
+        connections=fmt(fan["connections"]),
+        split=" + ".join(str(c) for c in fan["connections_per_server"]),
+        servers=results["config"]["servers"],
+        salons=fmt(fan["connections"] // 10),
+        events=fmt(fan["events"]),
+        expected=fmt(fan["expected_deliveries"]),
+        rows="\n".join(rows),
+        duplicates=fan["duplicate_frames"],
+        rate=fmt(fan["rate"], 0),
+        before_response=fmt(fan["before_response"]),
+        delivered=fmt(fan["delivered"]),
+        stress=STRESS if p99 and worst > 2 * max(p99, 1.0) else "",
+        connect_s=fmt(fan["connect_seconds"], 1),
+        connect_errors=fan["connect_error_count"],
+        idle_s=fmt(fan["idle_seconds"], 0),
+        alive=fmt(fan["connections_alive_after_idle"]),
+        exceptions=fan["server_exceptions"],
+        rss_before=fmt(sum(fan["rss_kib_before"]) / 1024, 1),
+        rss_after=fmt(sum(fan["rss_kib_after"]) / 1024, 1),
+        per_connection=fmt(fan["memory_per_connection_kib"], 1),
+        pool_alive=fmt(pool["alive_after_idle"]),
+        pool_connections=fmt(pool["connections"]),
+        pool_idle_s=fmt(pool["idle_seconds"], 0),
+        pool_exceptions=fmt(pool["server_exceptions"]),
     )
-    w(
-        f"Connecting took {fmt(fan['connect_seconds'], 1)} s "
-        f"({fan['connect_error_count']} errors); after {fmt(fan['idle_seconds'], 0)} s idle "
-        f"{fmt(fan['connections_alive_after_idle'])} connections were open; the servers "
-        f"logged {fan.get('server_exceptions', '–')} exception(s)."
-    )
-    w("")
-    before, after = sum(fan["rss_kib_before"]), sum(fan["rss_kib_after"])
-    w(
-        f"Memory: the server processes' RSS grew from {fmt(before / 1024, 1)} MiB to "
-        f"{fmt(after / 1024, 1)} MiB, **{fmt(fan['memory_per_connection_kib'], 1)} KiB per "
-        "idle connection** (the consumer, uvicorn's `websockets` protocol with"
-    )
-    w("permessage-deflate, and the channel layer's bookkeeping).")
-    w("")
-    if pool:
-        w(
-            f"With the channel layer's default Redis pool (see Findings), "
-            f"{fmt(pool['alive_after_idle'])} of {fmt(pool['connections'])} connections "
-            f"were open after {fmt(pool['idle_seconds'], 0)} s idle and the servers logged "
-            f"{fmt(pool['server_exceptions'])} exception(s), most while disconnecting."
-        )
-        w("")
-
-    return w.text()

@@ -319,129 +319,112 @@ def findings(results: dict[str, Any]) -> list[str]:
     return [w.text().rstrip()]
 
 
+SECTION = """\
+## 2. Create and approve
+
+Create: 16 clients, spread over 100 salons, {create_n} requests per round and side, \
+{create_rounds} rounds; and the same on servers whose notification backends are switched off.
+
+| side | requests/s (min–max) | p50 ms | p99 ms | server p50 ms | Python CPU/request ms |
+|------|---------------------:|-------:|-------:|--------------:|----------------------:|
+{create_rows}
+
+Package ÷ baseline: requests/s **{rps_ratio}×**, Python CPU/request {cpu_ratio}×; without \
+notifications {silent_rps_ratio}× and {silent_cpu_ratio}×.
+The package's create locks the salon row, checks membership, the role's limit and
+duplicates, saves, and after commit sends `invitation.created` to the requester and
+each manager over Redis; the baseline only inserts.
+
+Approve: spread over 100 salons, and for contrast all in one salon. *Lock waits*:
+share of 5 ms samples of `pg_stat_activity` in which a backend of the benchmark
+database waited for a lock.
+
+| clients | 100 salons req/s | p50 ms | p99 ms | Python CPU/request ms | lock waits \
+| one salon req/s | lock waits |
+|--:|--:|--:|--:|--:|--:|--:|--:|
+{approve_rows}
+
+An approval costs the server processes about {approve_cpu} ms of Python CPU (two events, each \
+serialised and sent to its recipients), so {nproc} cores could serve at most about {ceiling} \
+approvals/s even with PostgreSQL, Redis and the load generator costing nothing.
+
+From 1 to 8 clients, throughput grows ×{scaling} over 100 salons and ×{same_scaling} in one salon.
+An approval locks only its own salon's row (`select_for_update`), so approvals in
+different salons do not wait for each other, while in one salon they queue on that
+row. With {servers} server processes on 2 cores shared with the client and
+PostgreSQL, throughput cannot grow much beyond 2×: the machine is CPU-bound.
+
+### Invites beside requests
+
+Invite create (`POST …/invite` by each salon's owner, to a new address) and accept \
+(`POST …/invite/<token>/accept` by the invited account), 16 clients over 100 salons, \
+{invite_rounds} rounds; beside them the request direction's create and approve at 16 clients \
+from above.
+
+| operation | requests/s (min–max) | p50 ms | p99 ms | Python CPU/request ms |
+|---|--:|--:|--:|--:|
+{invite_rows}
+
+An invite does what a request's create does (salon lock, role, membership and duplicate \
+checks, one event) plus a token and its digest; an accept does what an approval does (two \
+events) plus the token lookup.
+"""
+
+
+def rps_spread(s: dict[str, Any]) -> str:
+    return f"{fmt(s['rps'], 0)} ({fmt(s['rps_min'], 0)}–{fmt(s['rps_max'], 0)})"
+
+
 def render(results: dict[str, Any]) -> str:
     create, silent, approve, diff, same = parts(results)
-    cfg, m = results["config"], results["machine"]
-    w = Page()
-    # 2. Writes -------------------------------------------------------------------------------
-    if create:
-        w("## 2. Create and approve")
-        w("")
-        w(
-            f"Create: 16 clients, spread over 100 salons, {cfg['create_requests_per_round']} "
-            f"requests per round and side, {create['package']['rounds']} rounds; and the same "
-            "on servers whose notification backends are switched off."
+    if not create:
+        return ""
+    invites, m = results["invites"], results["machine"]
+    cpu1 = diff["1"]["cpu_ms_per_request"]
+    create_rows = [
+        f"| {side} | {rps_spread(s)} | {fmt(s['p50'], 2)} | {fmt(s['p99'], 2)} "
+        f"| {fmt(s['server_p50'], 2)} | {fmt(s['cpu_ms_per_request'], 2)} |"
+        for side, s in (
+            ("package", create["package"]),
+            ("baseline", create["baseline"]),
+            ("package, no notifications", silent["package"]),
+            ("baseline (same servers)", silent["baseline"]),
         )
-        w("")
-        w(
-            "| side | requests/s (min–max) | p50 ms | p99 ms | server p50 ms "
-            "| Python CPU/request ms |"
+    ]
+    approve_rows = []
+    for level, d in sorted(diff.items(), key=lambda item: int(item[0])):
+        s = same.get(level)
+        one = f"{fmt(s['rps'], 0)} | {fmt(100 * s['lock_wait_share'], 1)}%" if s else "– | –"
+        approve_rows.append(
+            f"| {level} | {fmt(d['rps'], 0)} | {fmt(d['p50'], 2)} | {fmt(d['p99'], 2)} "
+            f"| {fmt(d['cpu_ms_per_request'], 1)} | {fmt(100 * d['lock_wait_share'], 1)}% "
+            f"| {one} |"
         )
-        w(
-            "|------|---------------------:|-------:|-------:|--------------:|----------------------:|"
-        )
-        rows = [("package", create["package"]), ("baseline", create["baseline"])]
-        if silent:
-            rows += [
-                ("package, no notifications", silent["package"]),
-                ("baseline (same servers)", silent["baseline"]),
-            ]
-        for side, s in rows:
-            w(
-                f"| {side} | {fmt(s['rps'], 0)} ({fmt(s['rps_min'], 0)}–{fmt(s['rps_max'], 0)}) "
-                f"| {fmt(s['p50'], 2)} | {fmt(s['p99'], 2)} | {fmt(s['server_p50'], 2)} "
-                f"| {fmt(s['cpu_ms_per_request'], 2)} |"
-            )
-        w("")
-        w(
-            f"Package ÷ baseline: requests/s **{fmt(create['ratio']['rps'], 2)}×**, Python "
-            f"CPU/request {fmt(create['ratio']['cpu_per_request'], 2)}×"
-            + (
-                f"; without notifications {fmt(silent['ratio']['rps'], 2)}× and "
-                f"{fmt(silent['ratio']['cpu_per_request'], 2)}×."
-                if silent
-                else "."
-            )
-        )
-        w("The package's create locks the salon row, checks membership, the role's limit and")
-        w("duplicates, saves, and after commit sends `invitation.created` to the requester and")
-        w("each manager over Redis; the baseline only inserts.")
-        w("")
-    if diff:
-        w("Approve: spread over 100 salons, and for contrast all in one salon. *Lock waits*:")
-        w("share of 5 ms samples of `pg_stat_activity` in which a backend of the benchmark")
-        w("database waited for a lock.")
-        w("")
-        w(
-            "| clients | 100 salons req/s | p50 ms | p99 ms | Python CPU/request ms "
-            "| lock waits | one salon req/s | lock waits |"
-        )
-        w("|--:|--:|--:|--:|--:|--:|--:|--:|")
-        for level in sorted(diff, key=int):
-            d = diff[level]
-            s = same.get(level)
-            one = f"{fmt(s['rps'], 0)} | {fmt(100 * s['lock_wait_share'], 1)}%" if s else "– | –"
-            w(
-                f"| {level} | {fmt(d['rps'], 0)} | {fmt(d['p50'], 2)} | {fmt(d['p99'], 2)} "
-                f"| {fmt(d['cpu_ms_per_request'], 1)} | {fmt(100 * d['lock_wait_share'], 1)}% "
-                f"| {one} |"
-            )
-        w("")
-        cpu1 = diff["1"]["cpu_ms_per_request"]
-        ceiling = 1000 * (m["nproc"] or 1) / cpu1 if cpu1 else None
-        w(
-            f"An approval costs the server processes about {fmt(cpu1, 1)} ms of Python CPU "
-            f"(two events, each serialised and sent to its recipients), so {m['nproc']} cores "
-            f"could serve at most about {fmt(ceiling, 0)} approvals/s even with PostgreSQL, "
-            "Redis and the load generator costing nothing."
-        )
-        w("")
-        w(
-            f"From 1 to 8 clients, throughput grows ×{fmt(approve.get('scaling_1_to_8'), 2)} over "
-            f"100 salons and ×{fmt(approve.get('same_salon_scaling_1_to_8'), 2)} in one salon."
-        )
-        w("An approval locks only its own salon's row (`select_for_update`), so approvals in")
-        w("different salons do not wait for each other, while in one salon they queue on that")
-        w(f"row. With {cfg['servers']} server processes on 2 cores shared with the client and")
-        w("PostgreSQL, throughput cannot grow much beyond 2×: the machine is CPU-bound.")
-        w("")
-
-    invites = results.get("invites") or {}
-    if invites.get("invite") and invites.get("accept"):
-        top = diff.get("16") or {}
-        w("### Invites beside requests")
-        w("")
-        w(
-            "Invite create (`POST …/invite` by each salon's owner, to a new address) and accept "
-            "(`POST …/invite/<token>/accept` by the invited account), 16 clients over 100 "
-            f"salons, {invites['invite']['rounds']} rounds; beside them the request direction's "
-            "create and approve at 16 clients from above."
-        )
-        w("")
-        w("| operation | requests/s (min–max) | p50 ms | p99 ms | Python CPU/request ms |")
-        w("|---|--:|--:|--:|--:|")
-        table = [
+    invite_rows = [
+        f"| {name} | {rps_spread(row)} | {fmt(row['p50'], 2)} | {fmt(row['p99'], 2)} "
+        f"| {fmt(row['cpu_ms_per_request'], 1)} |"
+        for name, row in (
             ("invite (create)", invites["invite"]),
-            ("request (create)", create.get("package") or {}),
+            ("request (create)", create["package"]),
             ("accept an invite", invites["accept"]),
-            ("approve a request", top),
-        ]
-        for name, row in table:
-            if not row:
-                continue
-            spread = (
-                f" ({fmt(row['rps_min'], 0)}–{fmt(row['rps_max'], 0)})" if "rps_min" in row else ""
-            )
-            w(
-                f"| {name} | {fmt(row['rps'], 0)}{spread} | {fmt(row['p50'], 2)} "
-                f"| {fmt(row['p99'], 2)} | {fmt(row['cpu_ms_per_request'], 1)} |"
-            )
-        w("")
-        w(
-            "An invite does what a request's create does (salon lock, role, membership and "
-            "duplicate checks, one event) plus a token and its digest; an accept does what an "
-            "approval does (two events) plus the token lookup."
+            ("approve a request", diff["16"]),
         )
-        w("")
-
-    return w.text()
+    ]
+    return SECTION.format(
+        create_n=results["config"]["create_requests_per_round"],
+        create_rounds=create["package"]["rounds"],
+        create_rows="\n".join(create_rows),
+        rps_ratio=fmt(create["ratio"]["rps"], 2),
+        cpu_ratio=fmt(create["ratio"]["cpu_per_request"], 2),
+        silent_rps_ratio=fmt(silent["ratio"]["rps"], 2),
+        silent_cpu_ratio=fmt(silent["ratio"]["cpu_per_request"], 2),
+        approve_rows="\n".join(approve_rows),
+        approve_cpu=fmt(cpu1, 1),
+        nproc=m["nproc"],
+        ceiling=fmt(1000 * (m["nproc"] or 1) / cpu1 if cpu1 else None, 0),
+        scaling=fmt(approve["scaling_1_to_8"], 2),
+        same_scaling=fmt(approve["same_salon_scaling_1_to_8"], 2),
+        servers=results["config"]["servers"],
+        invite_rounds=invites["invite"]["rounds"],
+        invite_rows="\n".join(invite_rows),
+    )
