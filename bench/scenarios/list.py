@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import runner
-from runner import Context, Page, aggregate_rounds, env_float, env_int, fmt, ratio, verdict
+from runner import Context, aggregate_rounds, env_float, env_int, fmt, ratio, verdict
 
 NAME = "list"
 LIST_N = env_int("BENCH_LIST_N", 40 if runner.QUICK else 300)  # per round and series, 1 client
@@ -355,101 +355,112 @@ def findings(results: dict[str, Any]) -> list[str]:
     ]
 
 
+SECTION = """\
+## 1. List: page of 50 as a salon manager ({rows} invitations)
+
+One client, sequential requests:
+
+| series | p50 ms (min–max) | p99 ms | server p50 ms | Python CPU/request ms | requests |
+|--------|-----------------:|-------:|--------------:|----------------------:|---------:|
+{one_client}
+
+Package ÷ baseline: p50 **{p50}×**, p99 {p99}×, server p50 {server_p50}×, Python \
+CPU/request {cpu}×.
+
+Eight concurrent clients:
+
+| series | requests/s | p50 ms | p99 ms |
+|--------|-----------:|-------:|-------:|
+{eight_clients}
+
+Throughput package ÷ baseline: {rps}×.
+
+### Queries per request
+
+Counted in-process with `CaptureQueriesContext`, authentication included:
+
+| request | page size 10 | page size 50 |
+|---------|-------------:|-------------:|
+{list_queries}
+
+| write | queries (with BEGIN, SAVEPOINT, COMMIT) |
+|-------|--------:|
+{write_queries}
+
+### EXPLAIN (ANALYZE, BUFFERS)
+
+Key lines of the plans of the queries the views ran (the full plans are in
+`bench/results/results.json`):
+
+{plans}
+The composite indexes `salon_inv_salon_status` (salon, status, -created) and
+`salon_inv_user` (user, -created) share their leading column with the one-column
+indexes Django creates for the `salon` and `user` foreign keys; the planner may pick
+either for these queries (the names above come from the plans).
+
+In-process (Django test client, no server, no network), median per list request: package \
+{in_process} ms, the same without its filter and ordering backends {no_filters} ms, baseline \
+{in_process_baseline} ms. pyinstrument profiles: `bench/results/profile-list-package.txt` and \
+`profile-list-baseline.txt`.
+"""
+PLAN = """\
+**{name}**: page {page_uses}, count {count_uses}
+
+```text
+-- the page
+{page}
+-- the paginator's COUNT(*)
+{count}
+```
+"""
+
+
 def render(results: dict[str, Any]) -> str:
     if "scales" not in results:
         return ""
     main, at_main = main_scale(results)
-    lst, conc, plans = at_main["list"], at_main.get("list_concurrent") or {}, at_main["explain"]
-    qc, ip = results.get("query_counts") or {}, results.get("in_process") or {}
-    w = Page()
-    # 1. List ---------------------------------------------------------------------------------
-    w(f"## 1. List: page of 50 as a salon manager ({int(main):,} invitations)")
-    w("")
-    w("One client, sequential requests:")
-    w("")
-    w("| series | p50 ms (min–max) | p99 ms | server p50 ms | Python CPU/request ms | requests |")
-    w("|--------|-----------------:|-------:|--------------:|----------------------:|---------:|")
-    for key in SERIES:
-        s = lst[key]
-        w(
-            f"| {key} | {fmt(s['p50'], 2)} ({fmt(s['p50_min'], 2)}–{fmt(s['p50_max'], 2)}) "
-            f"| {fmt(s['p99'], 2)} | {fmt(s['server_p50'], 2)} "
-            f"| {fmt(s['cpu_ms_per_request'], 2)} | {s['all_samples']['n']} |"
+    lst, conc, plans = at_main["list"], at_main["list_concurrent"], at_main["explain"]
+    qc, ip = results["query_counts"], results["in_process"]
+    ratios = {k: fmt(v, 2) for k, v in lst["ratio"].items()}
+    one_client = [
+        f"| {key} | {fmt(s['p50'], 2)} ({fmt(s['p50_min'], 2)}–{fmt(s['p50_max'], 2)}) "
+        f"| {fmt(s['p99'], 2)} | {fmt(s['server_p50'], 2)} "
+        f"| {fmt(s['cpu_ms_per_request'], 2)} | {s['all_samples']['n']} |"
+        for key, s in ((key, lst[key]) for key in SERIES)
+    ]
+    eight_clients = [
+        f"| {key} | {fmt(s['rps'], 0)} | {fmt(s['p50'], 2)} | {fmt(s['p99'], 2)} |"
+        for key, s in ((key, conc[key]) for key in SERIES[:2])
+    ]
+    plan_text = [
+        PLAN.format(
+            name=name,
+            page_uses=plan_uses(entry["page"]["plan"]),
+            count_uses=plan_uses(entry["count"]["plan"]),
+            page="\n".join(key_lines(entry["page"]["plan"])),
+            count="\n".join(key_lines(entry["count"]["plan"])),
         )
-    w("")
-    r = lst["ratio"]
-    w(
-        f"Package ÷ baseline: p50 **{fmt(r['p50'], 2)}×**, p99 {fmt(r['p99'], 2)}×, server p50 "
-        f"{fmt(r['server_p50'], 2)}×, Python CPU/request {fmt(r['cpu_per_request'], 2)}×."
+        for name, entry in plans.items()
+    ]
+    return SECTION.format(
+        rows=f"{int(main):,}",
+        one_client="\n".join(one_client),
+        p50=ratios["p50"],
+        p99=ratios["p99"],
+        server_p50=ratios["server_p50"],
+        cpu=ratios["cpu_per_request"],
+        eight_clients="\n".join(eight_clients),
+        rps=fmt(conc["ratio"]["rps"], 2),
+        list_queries="\n".join(
+            f"| {name} | {row['page_size_10']} | {row['page_size_50']} |"
+            for name, row in qc.items()
+            if name.endswith("list")
+        ),
+        write_queries="\n".join(
+            f"| {name} | {row['queries']} |" for name, row in qc.items() if "list" not in name
+        ),
+        plans="\n".join(plan_text),
+        in_process=fmt(ip["package"]["p50_ms"], 2),
+        no_filters=fmt(ip["package without filter backends"]["p50_ms"], 2),
+        in_process_baseline=fmt(ip["baseline"]["p50_ms"], 2),
     )
-    w("")
-    if conc:
-        w("Eight concurrent clients:")
-        w("")
-        w("| series | requests/s | p50 ms | p99 ms |")
-        w("|--------|-----------:|-------:|-------:|")
-        for key in SERIES[:2]:
-            s = conc[key]
-            w(f"| {key} | {fmt(s['rps'], 0)} | {fmt(s['p50'], 2)} | {fmt(s['p99'], 2)} |")
-        w("")
-        w(f"Throughput package ÷ baseline: {fmt(conc['ratio']['rps'], 2)}×.")
-        w("")
-    w("### Queries per request")
-    w("")
-    w("Counted in-process with `CaptureQueriesContext`, authentication included:")
-    w("")
-    w("| request | page size 10 | page size 50 |")
-    w("|---------|-------------:|-------------:|")
-    for name, row in qc.items():
-        if not name.endswith("list"):
-            continue
-
-        w(f"| {name} | {row['page_size_10']} | {row['page_size_50']} |")
-    w("")
-    w("| write | queries (with BEGIN, SAVEPOINT, COMMIT) |")
-    w("|-------|--------:|")
-    for name in ("package create", "baseline create", "package approve"):
-        if name in qc:
-            w(f"| {name} | {qc[name]['queries']} |")
-    w("")
-    w("### EXPLAIN (ANALYZE, BUFFERS)")
-    w("")
-    w("Key lines of the plans of the queries the views ran (the full plans are in")
-    w("`bench/results/results.json`):")
-    w("")
-    for name in (
-        "package manager list",
-        "package requester list",
-        "baseline manager list",
-    ):
-        entry = plans[name]
-        w(
-            f"**{name}**: page {plan_uses(entry['page']['plan'])}, "
-            f"count {plan_uses(entry['count']['plan'])}"
-        )
-        w("")
-        w("```text")
-        w("-- the page")
-        w.lines.extend(key_lines(entry["page"]["plan"]))
-        w("-- the paginator's COUNT(*)")
-        w.lines.extend(key_lines(entry["count"]["plan"]))
-        w("```")
-        w("")
-    w("The composite indexes `salon_inv_salon_status` (salon, status, -created) and")
-    w("`salon_inv_user` (user, -created) share their leading column with the one-column")
-    w("indexes Django creates for the `salon` and `user` foreign keys; the planner may pick")
-    w("either for these queries (the names above come from the plans).")
-    w("")
-
-    if ip:
-        nofilter = ip.get("package without filter backends", {}).get("p50_ms")
-        w(
-            "In-process (Django test client, no server, no network), median per list request: "
-            f"package {fmt(ip.get('package', {}).get('p50_ms'), 2)} ms, the same without its "
-            f"filter and ordering backends {fmt(nofilter, 2)} ms, baseline "
-            f"{fmt(ip.get('baseline', {}).get('p50_ms'), 2)} ms. pyinstrument profiles: "
-            "`bench/results/profile-list-package.txt` and `profile-list-baseline.txt`."
-        )
-        w("")
-
-    return w.text()
