@@ -8,7 +8,7 @@ import statistics
 from typing import Any
 
 import runner
-from runner import CONTENTION_ROUNDS, Context, LockWaitSampler, Page, fmt, verdict
+from runner import CONTENTION_ROUNDS, Context, LockWaitSampler, fmt, verdict
 
 NAME = "contention"
 
@@ -131,31 +131,34 @@ def findings(results: dict[str, Any]) -> list[str]:
     return []
 
 
+SECTION = """\
+## 3. Contention: 50 approvals racing for one single-holder role
+
+Fifty users ask for `seller` (one holder) in one salon; the owner's 50 approvals are
+sent at once over 50 open connections. A fresh salon in each round.
+
+| round | responses | approved | role_taken | 5xx | sellers in the DB | wall ms |
+|------:|-----------|---------:|-----------:|----:|------------------:|--------:|
+{rows}
+
+Deadlocks in the whole run: {deadlocks} (`pg_stat_database.deadlocks`), {in_logs} in the server \
+logs. Median wall time of the 50 approvals: {wall} ms; they queue on the salon's row lock.
+"""
+
+
 def render(results: dict[str, Any]) -> str:
     cont, deadlocks = results.get("contention"), results.get("deadlocks") or {}
-    w = Page()
-    # 3. Contention ---------------------------------------------------------------------------
-    if cont:
-        w("## 3. Contention: 50 approvals racing for one single-holder role")
-        w("")
-        w("Fifty users ask for `seller` (one holder) in one salon; the owner's 50 approvals are")
-        w("sent at once over 50 open connections. A fresh salon in each round.")
-        w("")
-        w("| round | responses | approved | role_taken | 5xx | sellers in the DB | wall ms |")
-        w("|------:|-----------|---------:|-----------:|----:|------------------:|--------:|")
-        for i, rr in enumerate(cont["rounds"], 1):
-            responses = ", ".join(f"{k}: {v}" for k, v in sorted(rr["responses"].items()))
-            w(
-                f"| {i} | {responses} | {rr['approved']} | {rr['role_taken']} "
-                f"| {rr['server_errors']} | {rr['db_seller_holders']} | {fmt(rr['wall_ms'], 0)} |"
-            )
-        w("")
-        w(
-            f"Deadlocks in the whole run: {deadlocks.get('pg_stat_database', '–')} "
-            f"(`pg_stat_database.deadlocks`), {deadlocks.get('in_server_logs', '–')} in the "
-            f"server logs. Median wall time of the 50 approvals: "
-            f"{fmt(cont['wall_ms_median'], 0)} ms; they queue on the salon's row lock."
-        )
-        w("")
-
-    return w.text()
+    if not cont:
+        return ""
+    rows = [
+        f"| {i} | {', '.join(f'{k}: {v}' for k, v in sorted(r['responses'].items()))} "
+        f"| {r['approved']} | {r['role_taken']} | {r['server_errors']} "
+        f"| {r['db_seller_holders']} | {fmt(r['wall_ms'], 0)} |"
+        for i, r in enumerate(cont["rounds"], 1)
+    ]
+    return SECTION.format(
+        rows="\n".join(rows),
+        deadlocks=deadlocks.get("pg_stat_database", "–"),
+        in_logs=deadlocks.get("in_server_logs", "–"),
+        wall=fmt(cont["wall_ms_median"], 0),
+    )

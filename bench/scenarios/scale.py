@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import runner
-from runner import Context, Page, fmt, verdict
+from runner import Context, fmt, verdict
 
 from scenarios.list import SERIES, growth, measure, plan_uses
 
@@ -56,80 +56,70 @@ def findings(results: dict[str, Any]) -> list[str]:
     return []
 
 
+SECTION = """\
+## 5. Scale curve
+
+The measured manager's salon keeps 100 invitations; only the rest of the table grows.
+p50 ms with one client (p99 in brackets), and the database's execution time of the
+package's two list queries from EXPLAIN ANALYZE:
+
+| invitations | package | baseline | package, requester's list | the package's list queries |
+|--:|--:|--:|--:|---|
+{rows}
+
+Seeding (cumulative): {seeded}.
+
+## Earlier runs
+
+Key numbers of earlier full runs (kept in `bench/results/history.json`), list p50 in
+ms with one client, against this run:
+
+| run | list ÷ baseline | package at {sizes} rows | requester's list | create ÷ baseline | plan |
+|---|--:|--:|--:|--:|---|
+{history}
+"""
+
+
 def render(results: dict[str, Any]) -> str:
     scales = results.get("scales") or {}
     sizes = sorted(scales, key=int)
     if len(sizes) < 2:
         return ""
-    m, main = results["machine"], str(results["config"]["main_scale"])
-    list_ratio = scales[main]["list"]["ratio"]["p50"]
-    plans = scales[main]["explain"]
-    create = results.get("create") or {}
-    w = Page()
-    # 5. Scale --------------------------------------------------------------------------------
-    w("## 5. Scale curve")
-    w("")
-    w("The measured manager's salon keeps 100 invitations; only the rest of the table grows.")
-    w("p50 ms with one client (p99 in brackets), and the database's execution time of the")
-    w("package's two list queries from EXPLAIN ANALYZE:")
-    w("")
-    w(
-        "| invitations | package | baseline | package, requester's list "
-        "| the package's list queries |"
-    )
-    w("|--:|--:|--:|--:|---|")
-    for size in sizes:
-        s = scales[size]
-        cells = [
+    main = scales[str(results["config"]["main_scale"])]
+    rows = []
+    for s in (scales[size] for size in sizes):
+        cells = " | ".join(
             f"{fmt(s['list'][key]['p50'], 2)} ({fmt(s['list'][key]['p99'], 1)})" for key in SERIES
-        ]
-        pkg = s["explain"]["package manager list"]
-        w(
-            f"| {fmt(s['rows'])} | {' | '.join(cells)} | {plan_uses(pkg['page']['plan'])}: "
-            f"{fmt(exec_ms(pkg['page']['plan']), 1)} + {fmt(exec_ms(pkg['count']['plan']), 1)} ms |"
         )
-    w("")
-    seeded = ", ".join(
-        f"{fmt(scales[s]['rows'])} rows in {fmt(scales[s]['seed_seconds'], 1)} s" for s in sizes
+        page, count = (s["explain"]["package manager list"][k]["plan"] for k in ("page", "count"))
+        rows.append(
+            f"| {fmt(s['rows'])} | {cells} | {plan_uses(page)}: "
+            f"{fmt(exec_ms(page), 1)} + {fmt(exec_ms(count), 1)} ms |"
+        )
+
+    def p50s(p50: dict[str, Any], key: str) -> str:
+        return " / ".join(fmt(p50.get(x, {}).get(key), 1) for x in sizes)
+
+    now = {x: {k: scales[x]["list"][k]["p50"] for k in SERIES} for x in sizes}
+    runs = [*load_history(), {
+        "date": "this run", "commit": results["machine"]["commit"], "list_p50_ms": now,
+        "list_ratio_p50_main": main["list"]["ratio"]["p50"],
+        "create_ratio_rps": (results.get("create") or {}).get("ratio", {}).get("rps"),
+        "list_plan": plan_uses(main["explain"]["package manager list"]["page"]["plan"]),
+    }]  # fmt: skip
+    history = [
+        f"| {run['date']}, commit {run['commit']} | {fmt(run['list_ratio_p50_main'], 2)}× "
+        f"| {p50s(run['list_p50_ms'], 'package manager')} "
+        f"| {p50s(run['list_p50_ms'], 'package requester')} "
+        f"| {fmt(run.get('create_ratio_rps'), 2)}× | {run['list_plan']} |"
+        for run in runs
+    ]
+    changes = [f"Since {r['commit']}: {r['change_after']}." for r in runs if r.get("change_after")]
+    return SECTION.format(
+        rows="\n".join(rows),
+        seeded=", ".join(
+            f"{fmt(scales[s]['rows'])} rows in {fmt(scales[s]['seed_seconds'], 1)} s" for s in sizes
+        ),
+        sizes=" / ".join(f"{int(x):,}" for x in sizes),
+        history="\n".join([*history, "", *changes]),
     )
-    w(f"Seeding (cumulative): {seeded}.")
-    w("")
-
-    history = load_history()
-    changes: list[str] = []
-    if history:
-        w("## Earlier runs")
-        w("")
-        w("Key numbers of earlier full runs (kept in `bench/results/history.json`), list p50 in")
-        w("ms with one client, against this run:")
-        w("")
-        w(
-            "| run | list ÷ baseline | package at "
-            + " / ".join(f"{int(x):,}" for x in sizes)
-            + " rows | requester's list | create ÷ baseline | plan |"
-        )
-        w("|---|--:|--:|--:|--:|---|")
-        for run in history:
-            old = run["list_p50_ms"]
-            w(
-                f"| {run['date']}, commit {run['commit']} | {fmt(run['list_ratio_p50_main'], 2)}× "
-                f"| {' / '.join(fmt(old.get(x, {}).get('package manager'), 1) for x in sizes)} "
-                f"| {' / '.join(fmt(old.get(x, {}).get('package requester'), 1) for x in sizes)} "
-                f"| {fmt(run.get('create_ratio_rps'), 2)}× | {run['list_plan']} |"
-            )
-            if run.get("change_after"):
-                changes.append(f"Since {run['commit']}: {run['change_after']}.")
-        now = " / ".join(fmt(scales[x]["list"]["package manager"]["p50"], 1) for x in sizes)
-        now_req = " / ".join(fmt(scales[x]["list"]["package requester"]["p50"], 1) for x in sizes)
-        w(
-            f"| this run, commit {m['commit']} | {fmt(list_ratio, 2)}× | {now} | {now_req} "
-            f"| {fmt(create.get('ratio', {}).get('rps'), 2)}× "
-            f"| {plan_uses(plans['package manager list']['page']['plan'])} |"
-        )
-        w("")
-        for change in changes:
-            w(change)
-        if changes:
-            w("")
-
-    return w.text()
