@@ -771,16 +771,3 @@ def verdict(ok: bool | None) -> str:
     if ok is None:
         return "not measured"
     return "**met**" if ok else "**missed**"
-
-
-class Page:
-    """Lines of markdown: ``w(...)`` appends one."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, *parts: str) -> None:
-        self.lines.append("".join(parts))
-
-    def text(self) -> str:
-        return "\n".join(self.lines).rstrip() + "\n"

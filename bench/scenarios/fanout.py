@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import runner
-from runner import SERVERS, Context, Page, env_float, env_int, fmt, verdict
+from runner import SERVERS, Context, env_float, env_int, fmt, verdict
 
 NAME = "fanout"
 FANOUT_CONNECTIONS = env_int("BENCH_FANOUT_CONNECTIONS", 200 if runner.QUICK else 1000)
@@ -300,47 +300,48 @@ def summary(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+FINDING = """\
+**The Redis channel layer needs two settings with redis-py 8.** redis-py 8 gives
+   each connection a 5 s socket timeout and each pool at most 100 connections by
+   default; channels-redis 4.3 waits in `BZPOPMIN` for 5 s. With `"hosts": [REDIS_URL]`
+   (the form of the channels-redis documentation),
+   {died} of {connections} idle connections died within {idle_s} s
+   ({timeouts} `redis.exceptions.TimeoutError` in the consumer's receive loop), and \
+disconnecting them all at once raised
+   {exhausted} `MaxConnectionsError` in `group_discard`, which leaves stale channels in the \
+users' groups.
+   The benchmark's servers use
+   `{{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 2000}}`; with it,
+   {alive} of {fan_connections} connections survived {fan_idle_s} s idle and the servers \
+logged {exceptions} exception(s).
+   {example}"""
+
+
 def findings(results: dict[str, Any]) -> list[str]:
-    fan, pool = results.get("fanout") or {}, results.get("default_pool_idle") or {}
-    w = Page()
-    pool_failed = bool(pool) and (
-        pool["alive_after_idle"] < pool["connections"] or pool["server_exceptions"] > 0
+    fan, pool = results.get("fanout"), results.get("default_pool_idle")
+    if not fan or (
+        pool["alive_after_idle"] == pool["connections"] and not pool["server_exceptions"]
+    ):
+        return []
+    try:
+        example_sets_it = "socket_timeout" in EXAMPLE_CONF.read_text()
+    except OSError:
+        example_sets_it = False
+    finding = FINDING.format(
+        died=fmt(pool["connections"] - pool["alive_after_idle"]),
+        connections=fmt(pool["connections"]),
+        idle_s=fmt(pool["idle_seconds"], 0),
+        timeouts=pool["redis_timeouts"],
+        exhausted=pool["redis_pool_exhausted"],
+        alive=fmt(fan["connections_alive_after_idle"]),
+        fan_connections=fmt(fan["connections"]),
+        fan_idle_s=fmt(fan["idle_seconds"], 0),
+        exceptions=fan["server_exceptions"],
+        example="The example project's `configs/extra_conf/channels_conf.py` sets both."
+        if example_sets_it
+        else "*Proposed*: set both in the example project and document them.",
     )
-    if pool_failed:
-        w("**The Redis channel layer needs two settings with redis-py 8.** redis-py 8 gives")
-        w("   each connection a 5 s socket timeout and each pool at most 100 connections by")
-        w('   default; channels-redis 4.3 waits in `BZPOPMIN` for 5 s. With `"hosts": [REDIS_URL]`')
-        w("   (the form of the channels-redis documentation),")
-        w(
-            f"   {fmt(pool['connections'] - pool['alive_after_idle'])} of "
-            f"{fmt(pool['connections'])} idle connections died within "
-            f"{fmt(pool['idle_seconds'], 0)} s"
-        )
-        w(
-            f"   ({pool['redis_timeouts']} `redis.exceptions.TimeoutError` in the consumer's "
-            "receive loop), and disconnecting them all at once raised"
-        )
-        w(
-            f"   {pool['redis_pool_exhausted']} `MaxConnectionsError` in `group_discard`, which "
-            "leaves stale channels in the users' groups."
-        )
-        w("   The benchmark's servers use")
-        w('   `{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 2000}`; with it,')
-        w(
-            f"   {fmt(fan.get('connections_alive_after_idle'))} of {fmt(fan.get('connections'))} "
-            f"connections survived {fmt(fan.get('idle_seconds'), 0)} s idle and the servers "
-            f"logged {fan.get('server_exceptions', '–')} exception(s)."
-        )
-        try:
-            example_sets_it = "socket_timeout" in EXAMPLE_CONF.read_text()
-        except OSError:
-            example_sets_it = False
-        if example_sets_it:
-            w("   The example project's `configs/extra_conf/channels_conf.py` sets both.")
-        else:
-            w("   *Proposed*: set both in the example project and document them.")
-        w("")
-    return [w.text().rstrip()] if w.lines else []
+    return [finding]
 
 
 SECTION = """\

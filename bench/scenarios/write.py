@@ -19,7 +19,6 @@ from runner import (
     SILENT_ROUNDS,
     Context,
     LockWaitSampler,
-    Page,
     aggregate_rounds,
     env_int,
     fmt,
@@ -272,51 +271,44 @@ def summary(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+FINDING = """\
+**A create costs the servers {cpu} ms of Python CPU, the baseline's {baseline_cpu} ms** \
+({cpu_ratio}×; requests/s {rps_ratio}×, a noisier number).
+   The package's create does more than an insert: it locks the salon row, checks
+   membership, the role's limit and duplicates ({queries} queries with the transaction
+   statements, against {baseline_queries}), and after commit computes the recipients, \
+serialises the
+   invitation and sends it to each over Redis. On servers without notification
+   backends a create costs {silent_cpu} ms, so the notifications are about {share}% of it
+   (requests/s {silent_rps_ratio}× the baseline there). In-process medians: package \
+{in_process} ms, without backends {in_process_silent} ms,
+   baseline {in_process_baseline} ms (in-process each `async_to_sync` starts an event loop \
+and a Redis
+   connection, which overstates the notifications; profile:
+   `bench/results/profile-create-package.txt`)."""
+
+
 def findings(results: dict[str, Any]) -> list[str]:
     create, silent, _approve, _diff, _same = parts(results)
-    if not (create and silent):
+    if not create:
         return []
-    qc, ip = results.get("query_counts") or {}, results.get("in_process") or {}
-    w = Page()
-    cpu_all = create["package"].get("cpu_ms_per_request")
-    cpu_silent = silent["package"].get("cpu_ms_per_request")
-    share = 1 - cpu_silent / cpu_all if cpu_all and cpu_silent else None
-    pc = ip.get("package create", {})
-    pcs = ip.get("package create without notification backends", {})
-    bc = ip.get("baseline create", {})
-    bcpu = create["baseline"].get("cpu_ms_per_request")
-    w(
-        f"**A create costs the servers {fmt(cpu_all, 1)} ms of Python CPU, the "
-        f"baseline's {fmt(bcpu, 1)} ms** ({fmt(create['ratio']['cpu_per_request'], 2)}×; "
-        f"requests/s {fmt(create['ratio']['rps'], 2)}×, a noisier number)."
+    qc, ip = results["query_counts"], results["in_process"]
+    cpu, silent_cpu = (r["package"]["cpu_ms_per_request"] for r in (create, silent))
+    finding = FINDING.format(
+        cpu=fmt(cpu, 1),
+        baseline_cpu=fmt(create["baseline"]["cpu_ms_per_request"], 1),
+        cpu_ratio=fmt(create["ratio"]["cpu_per_request"], 2),
+        rps_ratio=fmt(create["ratio"]["rps"], 2),
+        queries=qc["package create"]["queries"],
+        baseline_queries=qc["baseline create"]["queries"],
+        silent_cpu=fmt(silent_cpu, 1),
+        share=fmt(100 * (1 - silent_cpu / cpu), 0),
+        silent_rps_ratio=fmt(silent["ratio"]["rps"], 2),
+        in_process=fmt(ip["package create"]["p50_ms"], 1),
+        in_process_silent=fmt(ip["package create without notification backends"]["p50_ms"], 1),
+        in_process_baseline=fmt(ip["baseline create"]["p50_ms"], 1),
     )
-    w("   The package's create does more than an insert: it locks the salon row, checks")
-    w(
-        "   membership, the role's limit and duplicates ("
-        f"{qc.get('package create', {}).get('queries', '–')} queries with the transaction"
-    )
-    w(
-        f"   statements, against {qc.get('baseline create', {}).get('queries', '–')}), and "
-        "after commit computes the recipients, serialises the"
-    )
-    w("   invitation and sends it to each over Redis. On servers without notification")
-    w(
-        f"   backends a create costs {fmt(cpu_silent, 1)} ms, so the notifications are about "
-        f"{fmt(100 * share if share is not None else None, 0)}% of it"
-    )
-    w(
-        f"   (requests/s {fmt(silent['ratio']['rps'], 2)}× the baseline there). In-process "
-        f"medians: package {fmt(pc.get('p50_ms'), 1)} ms, without backends "
-        f"{fmt(pcs.get('p50_ms'), 1)} ms,"
-    )
-    w(
-        f"   baseline {fmt(bc.get('p50_ms'), 1)} ms (in-process each `async_to_sync` starts "
-        "an event loop and a Redis"
-    )
-    w("   connection, which overstates the notifications; profile:")
-    w("   `bench/results/profile-create-package.txt`).")
-    w("")
-    return [w.text().rstrip()]
+    return [finding]
 
 
 SECTION = """\
