@@ -686,6 +686,14 @@ def load_results(path: Path | None = None) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``into`` updated with ``new``, one level deep ("scales", "config", ...)."""
+    for key, value in new.items():
+        old = into.get(key)
+        into[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+    return into
+
+
 def run(scenarios: list[ModuleType]) -> int:
     """Run ``scenarios`` in order; their keys replace the same keys of the saved results, so
     one scenario can be measured again without the others."""
@@ -724,7 +732,7 @@ def run(scenarios: list[ModuleType]) -> int:
         for scenario in scenarios:
             if not getattr(scenario, "OWN_DATABASE", False):
                 ctx.prepare()
-            results.update(scenario.run(ctx))
+            merge(results, scenario.run(ctx))
         ctx.finish()
     except BaseException as exc:
         status = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
@@ -743,11 +751,7 @@ def run(scenarios: list[ModuleType]) -> int:
         out = out.with_name(out.stem + "-failed.json")  # never replaces a good run's results
         saved = results
     else:
-        saved = load_results()
-        for key, value in results.items():  # one level deep: "scales", "config", ...
-            old = saved.get(key)
-            both = isinstance(old, dict) and isinstance(value, dict)
-            saved[key] = {**old, **value} if both else value
+        saved = merge(load_results(), results)
         saved["scenarios"] = sorted({*saved.get("scenarios", []), *names})
     out.write_text(json.dumps(saved, indent=1, default=str) + "\n")
     log(f"wrote {out.relative_to(REPO)}")
