@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import runner
@@ -164,10 +165,13 @@ def explain(ctx: Context) -> dict[str, Any]:
 
 
 def profile(ctx: Context) -> dict[str, Any]:
-    """In-process (no server, no network): mean time per request and a pyinstrument
-    profile of the package's and the baseline's manager list."""
-    out: dict[str, Any] = {}
-    layout = ctx.layout
+    """In process (no server, no network): time per request of the manager's list and of
+    creates, package and baseline; pyinstrument profiles of the package's and the baseline's
+    list and of the package's create."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    layout, out = ctx.layout, {}
     for name, path in (
         ("package", "/api/invitations"),
         ("baseline", "/baseline/invitations"),
@@ -176,92 +180,64 @@ def profile(ctx: Context) -> dict[str, Any]:
         client = ctx.client(layout.list_manager)
         for _ in range(10):
             client.get(path)
-        times = []
-        for _ in range(PROFILE_N):
-            start = time.perf_counter()
-            response = client.get(path)
-            times.append(time.perf_counter() - start)
-            assert response.status_code == 200
-        entry: dict[str, Any] = {
-            "mean_ms": round(statistics.fmean(times) * 1000, 3),
-            "p50_ms": round(statistics.median(times) * 1000, 3),
-        }
-        try:
-            from pyinstrument import Profiler
-        except ImportError:
-            Profiler = None
-        if Profiler is not None and "without" not in name:
-            profiler = Profiler(interval=0.0002)
-            profiler.start()
-            for _ in range(PROFILE_N):
-                client.get(path)
-            profiler.stop()
-            text = profiler.output_text(unicode=False, color=False, show_all=False)
-            target = (
-                runner.RESULTS_DIR / f"{'quick-' if runner.QUICK else ''}profile-list-{name}.txt"
-            )
-            target.write_text(text)
-            entry["profile"] = str(target.relative_to(runner.REPO))
-        out[name] = entry
-    out.update(profile_create(ctx))
-    return out
-
-
-def profile_create(ctx: Context) -> dict[str, Any]:
-    """In-process creates (package and baseline), timed, the package's also profiled."""
-    layout = ctx.layout
+        out[name] = timed(lambda k, c=client, p=path: c.get(p), PROFILE_N, 200)
+        if "without" not in name:
+            with profiled(f"profile-list-{name}", out[name]):
+                for _ in range(PROFILE_N):
+                    client.get(path)
     salons = layout.write_salons()
-    # Pairs nobody else uses: the last writers, the write salons.
-    writers = [layout.writer_first + layout.writers - 2 - k for k in range(2 * 2)]
-    out: dict[str, Any] = {}
-    try:
-        from pyinstrument import Profiler
-    except ImportError:
-        Profiler = None
-    n = min(PROFILE_N, len(salons) - 2)
-    from django.conf import settings
-    from django.test.utils import override_settings
-
+    writers = [layout.writer_first + layout.writers - 2 - k for k in range(3)]  # unused pairs
     silent = override_settings(
         SALON_INVITATIONS={**settings.SALON_INVITATIONS, "NOTIFICATION_BACKENDS": []}
     )
-    for side, path, writer in (
-        ("baseline create", "/baseline/invitations", writers[0]),
-        ("package create", "/api/invitations", writers[1]),
-        ("package create without notification backends", "/api/invitations", writers[2]),
+    for side, path, writer, context in (
+        ("baseline create", "/baseline/invitations", writers[0], contextlib.nullcontext()),
+        ("package create", "/api/invitations", writers[1], contextlib.nullcontext()),
+        ("package create without notification backends", "/api/invitations", writers[2], silent),
     ):
-        context = silent if "without" in side else contextlib.nullcontext()
-        with context:
-            out[side] = timed_creates(ctx, side, path, writer, salons, n, Profiler)
+        client, out[side] = ctx.client(writer), {}
+
+        def create(k: int, client: Any = client, path: str = path) -> Any:
+            body = {"salon": salons[2 + k], "role": "seller", "message": "profile"}
+            return client.post(path, body, content_type="application/json")
+
+        watch = profiled("profile-create-package", out[side]) if side == "package create" else None
+        with context, watch or contextlib.nullcontext():
+            out[side].update(timed(create, min(PROFILE_N, len(salons) - 2), 201))
     return out
 
 
-def timed_creates(
-    ctx: Context, side: str, path: str, writer: int, salons: list[int], n: int, Profiler: Any
-) -> dict[str, Any]:
-    client = ctx.client(writer)
-    profiler = Profiler(interval=0.0002) if Profiler and side == "package create" else None
+def timed(call: Any, n: int, status: int) -> dict[str, Any]:
+    """Mean and median ms of ``call(k)`` for k < n, one after the other."""
     times = []
-    if profiler:
-        profiler.start()
     for k in range(n):
-        body = {"salon": salons[2 + k], "role": "seller", "message": "profile"}
         start = time.perf_counter()
-        response = client.post(path, body, content_type="application/json")
+        response = call(k)
         times.append(time.perf_counter() - start)
-        assert response.status_code == 201, (side, response.status_code, response.content)
-    entry: dict[str, Any] = {
+        assert response.status_code == status, (response.status_code, response.content)
+    return {
         "mean_ms": round(statistics.fmean(times) * 1000, 3),
         "p50_ms": round(statistics.median(times) * 1000, 3),
     }
-    if profiler:
+
+
+@contextlib.contextmanager
+def profiled(name: str, entry: dict[str, Any]) -> Iterator[None]:
+    """pyinstrument over the block, if installed: ``results/<name>.txt``, noted in ``entry``."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        yield
+        return
+    profiler = Profiler(interval=0.0002)
+    profiler.start()
+    try:
+        yield
+    finally:
         profiler.stop()
-        target = (
-            runner.RESULTS_DIR / f"{'quick-' if runner.QUICK else ''}profile-create-package.txt"
-        )
-        target.write_text(profiler.output_text(unicode=False, color=False))
-        entry["profile"] = str(target.relative_to(runner.REPO))
-    return entry
+    target = runner.RESULTS_DIR / f"{'quick-' if runner.QUICK else ''}{name}.txt"
+    target.write_text(profiler.output_text(unicode=False, color=False))
+    entry["profile"] = str(target.relative_to(runner.REPO))
 
 
 # The page -------------------------------------------------------------------------------------
