@@ -47,50 +47,48 @@ def run(ctx: Context) -> dict[str, Any]:
     return out
 
 
+KEYS = ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
+
+
+def measured(ctx: Context, what: str, make: Any, n: int, clients: int, offset: int) -> dict:
+    """Statistics of ``n`` requests ``make(offset + i)`` from ``clients`` clients, all ok."""
+    result, stats = ctx.series(make, n, clients, warm=0, offset=offset, deadline_s=120)
+    ctx.check(what, result, stats)
+    return stats
+
+
+def summarised(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**aggregate_rounds(rounds, KEYS), "per_round": rounds}
+
+
 def creates(ctx: Context, rounds_count: int = runner.ROUNDS) -> dict[str, Any]:
     import loadgen
 
-    layout = ctx.layout
-    salons = layout.write_salons()
-    sides = {"package": "/api/invitations", "baseline": "/baseline/invitations"}
-    rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in sides}
-    # Round -1 warms both sides up (code paths, pooled connections) and is not recorded.
-    for r in range(-1, rounds_count):
-        order = list(sides) if r % 2 == 0 else list(sides)[::-1]
-        for side in order:
-            path = sides[side]
-            start = ctx.create_counter
+    layout, salons = ctx.layout, ctx.layout.write_salons()
 
-            def make(i: int, path: str = path) -> Any:
-                writer = layout.writer_first + i // len(salons)
-                salon = salons[i % len(salons)]
-                return loadgen.Req(
-                    "POST",
-                    path,
-                    writer,
-                    {"salon": salon, "role": "seller", "message": "Benchmark request."},
-                )
+    def maker(path: str) -> Callable[[int], Any]:
+        def make(i: int) -> Any:
+            salon, writer = salons[i % len(salons)], layout.writer_first + i // len(salons)
+            body = {"salon": salon, "role": "seller", "message": "Benchmark request."}
+            return loadgen.Req("POST", path, writer, body)
 
+        return make
+
+    sides = {"package": maker("/api/invitations"), "baseline": maker("/baseline/invitations")}
+    rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for r in range(-1, rounds_count):  # round -1 warms both sides up and is not recorded
+        for side in list(sides)[:: 1 if r % 2 == 0 else -1]:
             n = CREATE_WARM_N if r < 0 else CREATE_N
-            result, stats = ctx.series(make, n, 16, warm=0, offset=start, deadline_s=120)
-            ctx.create_counter += n
-            ctx.check(f"create {side}", result, stats)
+            stats = measured(ctx, f"create {side}", sides[side], n, 16, ctx.create_counter)
+            ctx.create_counter += n  # every create has a (writer, salon) pair of its own
             if r >= 0:
                 rounds[side].append(stats)
-    out: dict[str, Any] = {}
-    for side in sides:
-        agg = aggregate_rounds(
-            rounds[side], ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
-        )
-        agg["per_round"] = rounds[side]
-        out[side] = agg
+    out = {side: summarised(rs) for side, rs in rounds.items()}
+    pkg, base = out["package"], out["baseline"]
     out["ratio"] = {
-        "rps": ratio(out["package"].get("rps"), out["baseline"].get("rps")),
-        "p50": ratio(out["package"].get("p50"), out["baseline"].get("p50")),
-        "cpu_per_request": ratio(
-            out["package"].get("cpu_ms_per_request"),
-            out["baseline"].get("cpu_ms_per_request"),
-        ),
+        "rps": ratio(pkg.get("rps"), base.get("rps")),
+        "p50": ratio(pkg.get("p50"), base.get("p50")),
+        "cpu_per_request": ratio(pkg.get("cpu_ms_per_request"), base.get("cpu_ms_per_request")),
     }
     return out
 
@@ -137,30 +135,20 @@ def approvals(ctx: Context) -> dict[str, Any]:
         for _r in range(APPROVE_ROUNDS):
             for conc in levels:
                 with LockWaitSampler() as sampler:
-                    result, stats = ctx.series(
-                        approve_maker(pool),
-                        n,
-                        conc,
-                        warm=0,
-                        offset=cursor,
-                        deadline_s=120,
+                    stats = measured(
+                        ctx, f"approve {kind} x{conc}", approve_maker(pool), n, conc, cursor
                     )
                 cursor += n
-                stats["lock_waits"] = sampler.result()
-                ctx.check(f"approve {kind} x{conc}", result, stats)
-                per_level[conc].append(stats)
+                per_level[conc].append({**stats, "lock_waits": sampler.result()})
         for conc, rounds in per_level.items():
-            agg = aggregate_rounds(
-                rounds, ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
-            )
-            agg["lock_wait_share"] = round(
-                statistics.median(r["lock_waits"]["share_with_lock_waits"] for r in rounds), 4
-            )
-            agg["max_backends_waiting"] = max(
-                r["lock_waits"]["max_backends_waiting"] for r in rounds
-            )
-            agg["per_round"] = rounds
-            out[kind][str(conc)] = agg
+            waits = [r["lock_waits"] for r in rounds]
+            out[kind][str(conc)] = {
+                **summarised(rounds),
+                "lock_wait_share": round(
+                    statistics.median(w["share_with_lock_waits"] for w in waits), 4
+                ),
+                "max_backends_waiting": max(w["max_backends_waiting"] for w in waits),
+            }
     diff = out["different_salons"]
     out["scaling_1_to_8"] = ratio(diff["8"].get("rps"), diff["1"].get("rps"))
     same_levels = out["same_salon"]
@@ -210,17 +198,11 @@ def invites(ctx: Context) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, make in (("invite", invite_maker), ("accept", accept_maker)):
-        rounds: list[dict[str, Any]] = []
-        cursor = 0
-        for r in range(-1, runner.ROUNDS):  # round -1 warms up and is not recorded
-            result, stats = ctx.series(make, INVITE_N, 16, warm=0, offset=cursor, deadline_s=120)
-            cursor += INVITE_N
-            ctx.check(name, result, stats)
-            if r >= 0:
-                rounds.append(stats)
-        agg = aggregate_rounds(rounds, ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request"))
-        agg["per_round"] = rounds
-        out[name] = agg
+        rounds = [
+            measured(ctx, name, make, INVITE_N, 16, (r + 1) * INVITE_N)
+            for r in range(-1, runner.ROUNDS)  # round -1 warms up and is not recorded
+        ]
+        out[name] = summarised(rounds[1:])
     return out
 
 
