@@ -122,11 +122,10 @@ export TOX_RESULTS_SUMMARY
 # baseline on PostgreSQL under two uvicorn processes with the Redis channel layer. Needs
 # PostgreSQL (PGHOST/PGPORT/PGUSER/PGPASSWORD, default 127.0.0.1:5432 postgres; it creates and
 # drops the database salon_bench) and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/9).
-# Rewrites bench/results/results.json, docs/benchmarks.md and docs/img/benchmarks.png, in
-# about 15 minutes, then bench/eventlog.py (the event log: write cost, replay, audit query at
-# 10k-1M rows; bench/results/eventlog.json and the page's "Event log" section, about 6 minutes,
-# database salon_bench_eventlog); BENCH_QUICK=1 make bench is a short run that writes
-# bench/results/quick.* and eventlog-quick.json.
+# Runs every scenario of bench/scenarios/ (about 20 minutes; the event log's in a database of
+# its own, salon_bench_eventlog) and rewrites bench/results/results.json, docs/benchmarks.md and
+# docs/img/benchmarks.png; BENCH_QUICK=1 make bench is a short run that writes
+# bench/results/quick.*. bench/run.py list write runs only those scenarios.
 BENCH_PY := .venv/bin/python
 .PHONY: bench
 bench:
@@ -134,4 +133,3 @@ bench:
 	$(BENCH_PY) -m pip install --disable-pip-version-check --quiet -e ".[example]"
 	$(BENCH_PY) -m pip install --disable-pip-version-check --quiet -r bench/requirements.txt
 	$(BENCH_PY) bench/run.py
-	$(BENCH_PY) bench/eventlog.py

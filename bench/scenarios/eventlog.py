@@ -1,15 +1,9 @@
-#!/usr/bin/env python
 # ruff: noqa: RUF001 - the section uses the multiplication sign on purpose
 """The event log (SPEC §9): what writing it costs, replay, and the audit query at scale.
 
-    python bench/eventlog.py        # or eventlog.main() from the orchestrator
-
-Self-contained: creates the PostgreSQL database ``BENCH_EVENTLOG_DB`` (default
-``salon_bench_eventlog``, dropped at the end unless ``BENCH_KEEP_DB=1``), seeds it with
-``seed.seed_base``, measures, writes ``bench/results/eventlog.json`` and replaces the
-"## Event log" section of ``docs/benchmarks.md`` (``render_markdown``); ``--render`` only
-renders the section again from the saved results. ``BENCH_QUICK=1``: small sizes, writes
-``eventlog-quick.json`` and leaves ``docs/`` alone (as ``run.py``).
+Self-contained (``OWN_DATABASE``; ``run.py`` runs it in a process of its own): creates the
+PostgreSQL database ``BENCH_EVENTLOG_DB`` (default ``salon_bench_eventlog``, dropped at the
+end unless ``BENCH_KEEP_DB=1``), seeds it with ``seed.seed_base`` and measures.
 
 1. Write cost: ``POST /api/invitations`` (create) and ``PATCH …/approved`` (approve) in
    process with the Django test client, with the log and without it (``record`` and
@@ -36,31 +30,18 @@ import itertools
 import json
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-OUT = (
-    BENCH_DIR
-    / "results"
-    / (
-        "eventlog-quick.json"
-        if os.environ.get("BENCH_QUICK", "").strip() not in ("", "0")
-        else "eventlog.json"
-    )
-)
-DOC = REPO / "docs" / "benchmarks.md"
-sys.path.insert(0, str(BENCH_DIR))
+import runner
+from runner import Context, log, pg_admin
 
+NAME = "eventlog"
+OWN_DATABASE = True
 DB_NAME = os.environ.get("BENCH_EVENTLOG_DB", "salon_bench_eventlog")
-QUICK = os.environ.get("BENCH_QUICK", "").strip() not in ("", "0")
+QUICK = runner.QUICK
 DEFAULT_SIZES = "5000,20000,50000" if QUICK else "10000,100000,1000000"
 SIZES = [int(x) for x in os.environ.get("BENCH_EVENTLOG_SIZES", DEFAULT_SIZES).split(",")]
 REQUESTS = int(os.environ.get("BENCH_EVENTLOG_REQUESTS", "100" if QUICK else "600"))
@@ -72,19 +53,6 @@ PAGE = 51  # CursorPagination's page of 50 plus one to know there is a next page
 EVENT_SALONS, EVENT_USERS = 1000, 10_000
 CPU_TARGET = 1.15
 FLAT_FACTOR = 1.5  # as report.py: p50 at the largest size at most this times the smallest
-
-
-def log(message: str) -> None:
-    print(f"[eventlog {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def pg_admin(statement: str) -> None:
-    import psycopg
-
-    defaults = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "password": ""}
-    params = {k: os.environ.get(f"PG{k.upper()}", d) for k, d in defaults.items()}
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        conn.execute(statement)
 
 
 def ms(seconds: float) -> float:
@@ -283,44 +251,14 @@ def insert_events(template: dict[str, Any], lo: int, hi: int, *, salon0: int, ns
 # 2. Replay of 1,000 events to one socket -----------------------------------------------------
 
 
-class Daphne:
-    def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchproject.settings",
-               "BENCH_DB_NAME": DB_NAME, "PYTHONUNBUFFERED": "1"}  # fmt: skip
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
-        env.pop("BENCH_NO_POOL", None)
-        self.log_path = BENCH_DIR / "results" / "logs" / "daphne-eventlog.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                   "--verbosity", "0", "benchproject.asgi:application"]  # fmt: skip
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, cwd=BENCH_DIR, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.process.poll() is None:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"daphne did not start; see {self.log_path}")
-
-    def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+def daphne() -> runner.Server:
+    server = runner.Server(
+        "daphne-eventlog",
+        {"BENCH_DB_NAME": DB_NAME},
+        "-m daphne -b 127.0.0.1 -p {port} --verbosity 0 benchproject.asgi:application",
+    )
+    server.start()
+    return server
 
 
 async def replay_once(url: str) -> tuple[float, int, dict[str, Any]]:
@@ -336,7 +274,7 @@ async def replay_once(url: str) -> tuple[float, int, dict[str, Any]]:
             frames += 1
 
 
-def replay(server: Daphne, owner: int) -> dict[str, Any]:
+def replay(server: runner.Server, owner: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from rest_framework_simplejwt.tokens import AccessToken
 
@@ -353,7 +291,7 @@ def replay(server: Daphne, owner: int) -> dict[str, Any]:
     plan = explain(query)
     db_exec_ms, buffers = db_work(*query.query.sql_with_params())
     asyncio.run(replay_once(url))  # warm-up: imports, pooled connections
-    times, cpu0 = [], server.cpu_s()
+    times, cpu0 = [], server.cpu_seconds()
     for _ in range(REPLAY_RUNS):
         seconds, frames, last = asyncio.run(replay_once(url))
         assert frames == REPLAY_EVENTS and last["type"] == "resumed", (frames, last)
@@ -362,7 +300,7 @@ def replay(server: Daphne, owner: int) -> dict[str, Any]:
         "events": REPLAY_EVENTS,
         "median_ms": ms(statistics.median(times)),
         "runs_ms": [ms(t) for t in times],
-        "server_cpu_ms_per_replay": round((server.cpu_s() - cpu0) * 1000 / REPLAY_RUNS, 1),
+        "server_cpu_ms_per_replay": round((server.cpu_seconds() - cpu0) * 1000 / REPLAY_RUNS, 1),
         "db_exec_ms": db_exec_ms,
         "buffers": buffers,
         "plan": plan,
@@ -509,7 +447,7 @@ def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, An
 # The whole scenario ---------------------------------------------------------------------------
 
 
-def run(results: dict[str, Any]) -> None:
+def measure(results: dict[str, Any]) -> None:
     os.environ.update(DJANGO_SETTINGS_MODULE="benchproject.settings", BENCH_NO_POOL="1",
                       BENCH_DB_NAME=DB_NAME)  # fmt: skip
     import django
@@ -564,7 +502,7 @@ def run(results: dict[str, Any]) -> None:
     }
     salon_of = {layout.owner_of(layout.salon(k)): layout.salon(k) for k in range(10)}
     results["sizes"], done = {}, 0
-    server = Daphne()
+    server = daphne()
     try:
         for size in SIZES:
             t = time.perf_counter()
@@ -616,8 +554,18 @@ def growth_cell(entries: list[dict[str, Any]]) -> str:
     return f"DB {db:.1f}×, buffers {buffers:.1f}× ({flat})"
 
 
-def render_markdown(results: dict[str, Any]) -> str:
-    """The "## Event log" section of ``docs/benchmarks.md``."""
+def summary(results: dict[str, Any]) -> list[str]:
+    return []
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    return []
+
+
+def render(results: dict[str, Any]) -> str:
+    results = results.get("eventlog") or {}
+    if not results:
+        return ""
     w = results["write"]
     sizes = list(results["sizes"])
     first, last = results["sizes"][sizes[0]], results["sizes"][sizes[-1]]
@@ -626,7 +574,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Measured {results['date']} on {results['nproc']} cores shared with other work "
         f"(load {results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after) "
-        "by `bench/eventlog.py`. CPU per request is the Django process's CPU plus its "
+        "by `bench/scenarios/eventlog.py`. CPU per request is the Django process's CPU plus its "
         "PostgreSQL backend's (`/proc/<pid>/schedstat`), in process with the test client; "
         "absolute times are this slow, shared machine's, the ratios are what to read.",
         "",
@@ -718,20 +666,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(results: dict[str, Any], path: Path = DOC) -> None:
-    """Replace (or append) the "## Event log" section of ``docs/benchmarks.md``."""
-    text = path.read_text() if path.exists() else ""
-    section = render_markdown(results)
-    start = text.find("\n## Event log\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + (text[end:] if end >= 0 else "")
-    path.write_text(text)
-
-
-def main() -> dict[str, Any]:
+def run(ctx: Context) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "nproc": os.cpu_count(),
@@ -747,7 +682,7 @@ def main() -> dict[str, Any]:
     pg_admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     pg_admin(f'CREATE DATABASE "{DB_NAME}"')
     try:
-        run(results)
+        measure(results)
     finally:
         with contextlib.suppress(Exception):
             from django.db import connections
@@ -756,13 +691,4 @@ def main() -> dict[str, Any]:
         if not os.environ.get("BENCH_KEEP_DB"):
             pg_admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     results["load_after"] = os.getloadavg()
-    OUT.write_text(json.dumps(results, indent=1) + "\n")
-    log(f"wrote {OUT.relative_to(REPO)}")
-    return results
-
-
-if __name__ == "__main__":
-    results = json.loads(OUT.read_text()) if "--render" in sys.argv else main()
-    if not QUICK or os.environ.get("BENCH_WRITE_DOCS"):  # as run.py: a quick run keeps docs/
-        write_section(results)
-        print(f"wrote {DOC.relative_to(REPO)}")
+    return {"eventlog": results}

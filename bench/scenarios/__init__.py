@@ -1,0 +1,10 @@
+"""The benchmark's scenarios, in the order they run and appear on the page.
+
+Each is a module with ``NAME``, ``run(ctx) -> dict`` and the page's ``summary``, ``findings``
+and ``render`` (see ``runner.Scenario``). Adding a scenario: write its module, list it here.
+"""
+
+from scenarios import contention, eventlog, fanout, scale, write
+from scenarios import list as list_
+
+SCENARIOS = [list_, write, contention, fanout, scale, eventlog]
