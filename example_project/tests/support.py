@@ -422,6 +422,15 @@ def invite_token(output: str, address: str) -> str:
 # Clients ---------------------------------------------------------------------------------------
 
 
+_CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def form_csrf(html: str) -> str | None:
+    """The CSRF token of the first form of a page, as a browser would post it."""
+    found = _CSRF_FIELD.search(html)
+    return found.group(1) if found else None
+
+
 def bearer(access: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {access}"}
 

@@ -19,6 +19,7 @@ from .support import (
     PASSWORD,
     Server,
     bearer,
+    form_csrf,
     manage,
     project_env,
     sign_up,
@@ -35,21 +36,20 @@ def http(server: Server) -> Iterator[httpx.Client]:
         yield client
 
 
-def log_in(http: httpx.Client, email: str, **extra: str) -> httpx.Response:
-    page = http.get("login")
+def page_csrf(http: httpx.Client, path: str = "") -> str:
+    """The CSRF token of the page at ``path`` (the dashboard by default)."""
+    page = http.get(path)
     assert page.status_code == 200, page.text
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    csrf = form_csrf(page.text)
     assert csrf, page.text
-    data = {"csrfmiddlewaretoken": csrf.group(1), "username": email, "password": PASSWORD}
-    return http.post("login", data={**data, **extra})
+    return csrf
 
 
-def page_csrf(http: httpx.Client) -> str:
-    page = http.get("")
-    assert page.status_code == 200, page.text
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert match
-    return match.group(1)
+def log_in(
+    http: httpx.Client, email: str, *, headers: dict[str, str] | None = None, **extra: str
+) -> httpx.Response:
+    data = {"csrfmiddlewaretoken": page_csrf(http, "login"), "username": email}
+    return http.post("login", data={**data, "password": PASSWORD, **extra}, headers=headers)
 
 
 def test_anonymous_visitors_are_sent_to_the_log_in_page(http: httpx.Client) -> None:
@@ -144,16 +144,10 @@ def test_the_log_in_throttle_counts_the_connecting_address(tmp_path: Path) -> No
         with httpx.Client(base_url=server.base_url, timeout=10, trust_env=False) as http:
             statuses = []
             for n in range(5):
-                page = http.get("login")
-                csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-                assert csrf
-                answer = http.post(
-                    "login",
-                    data={
-                        "csrfmiddlewaretoken": csrf.group(1),
-                        "username": "nobody@example.com",
-                        "password": "wrong",
-                    },
+                answer = log_in(
+                    http,
+                    "nobody@example.com",
+                    password="wrong",
                     headers={"X-Forwarded-For": f"10.0.0.{n}"},
                 )
                 statuses.append(answer.status_code)
@@ -239,3 +233,4 @@ def test_the_dashboard_costs_the_same_queries_for_many_rows(tmp_path: Path) -> N
     assert few["queries"] == many["queries"], (few, many)
     # since, mine, memberships, roles, salons; pending and members per managed salon.
     assert many["queries"] <= 5 + 2 * 2, many
+

@@ -9,7 +9,6 @@ deliver_pending`` (the relay) sends, and prints, it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from .support import (
     Configuration,
     Server,
     bearer,
+    form_csrf,
     invite,
     invite_token,
     manage,
@@ -94,8 +94,7 @@ def page(browser: httpx.Client, token: str) -> httpx.Response:
 def post(browser: httpx.Client, token: str, action: str, **fields: str) -> httpx.Response:
     """Press ``action``'s button on the page (with the CSRF token a browser would send)."""
     shown = page(browser, token)
-    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', shown.text)
-    csrf = found.group(1) if found else browser.cookies.get("csrftoken", "")
+    csrf = form_csrf(shown.text) or browser.cookies.get("csrftoken", "")
     data = {"csrfmiddlewaretoken": csrf, "action": action, **fields}
     return browser.post(f"invite/{token}", data=data)
 

@@ -172,9 +172,9 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         if written is None and after > 0:
             # No such event: a gap in the ids, or a cursor from beyond the newest event (a
             # database restored from a backup, a forged id), which no replay can answer.
-            latest = SalonEvent.objects.order_by("-id").values_list("id", flat=True).first()
-            if after > (latest or 0):
-                return None, latest or 0
+            newest = events.newest_id()
+            if after > newest:
+                return None, newest
         missed = Q(id__gt=after)
         if written is not None:
             overtaken = Q(dispatched_at__isnull=True) | Q(dispatched_at__gt=written)
@@ -187,8 +187,7 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
             )
         )
         if pruned or len(rows) > limit:
-            latest = SalonEvent.objects.order_by("-id").values_list("id", flat=True).first()
-            return None, latest or after
+            return None, events.newest_id() or after
         frames = [{"id": pk, "type": kind, **data} for pk, kind, data in rows]
         return frames, max([after, *(frame["id"] for frame in frames)])
 

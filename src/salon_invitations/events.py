@@ -79,6 +79,12 @@ def _update_order_row(using: str, **values: Any) -> None:
     rows.update(**values)
 
 
+def newest_id() -> int:
+    """The largest event id in the log (0 when it is empty): every event up to it has been
+    committed, so "the events after it" is everything still to come."""
+    return SalonEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
 def pruned_through() -> int:
     """The largest event id :func:`prune` deleted (0: none)."""
     return EventOrder.objects.filter(pk=1).values_list("pruned_through", flat=True).first() or 0

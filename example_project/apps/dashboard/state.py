@@ -10,14 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from salon_invitations import roles
-from salon_invitations.models import (
-    Invitation,
-    SalonEvent,
-    get_membership_model,
-    get_salon_model,
-)
+from salon_invitations import events, roles
+from salon_invitations.models import Invitation, get_membership_model, get_salon_model
 from salon_invitations.policies import BasePolicy, get_policy, remembered_roles
+from salon_invitations.services import changes_only_by_transfer
 
 #: Rows per list; the dashboard is an overview, the REST API pages through the rest.
 LIMIT = 50
@@ -41,8 +37,9 @@ class ManagedSalon:
 
 @dataclass
 class Dashboard:
-    #: The event id the page's live updates resume after: read before anything else, so an
-    #: event committed while the page is built is replayed rather than missed.
+    #: The event id the page's live updates resume after (the newest in the log; the replay
+    #: sends only what the user may see): read before anything else, so an event committed
+    #: while the page is built is replayed rather than missed.
     since: int
     mine: list[tuple[Invitation, bool]]
     memberships: list[Any]
@@ -59,12 +56,7 @@ def build(user: Any, policy: BasePolicy | None = None) -> Dashboard:
 
 
 def _build(user: Any, policy: BasePolicy) -> Dashboard:
-    since = (
-        policy.visible_events(user, SalonEvent.objects.all())
-        .order_by("-id")
-        .values_list("id", flat=True)
-        .first()
-    ) or 0
+    since = events.newest_id()
     invitations = Invitation.objects.select_related("salon").order_by("-created", "-pk")
     mine = [
         (invitation, invitation.is_pending and policy.can_cancel(user, invitation))
@@ -96,10 +88,9 @@ def _build(user: Any, policy: BasePolicy) -> Dashboard:
 def _managed(user: Any, policy: BasePolicy, membership: Any) -> ManagedSalon | None:
     """The salon's panel, if ``user`` may invite to it in any role (what makes a manager)."""
     salon = membership.salon
-    # The roles one can be invited to or given: the requestable ones (the owner's role changes
-    # hands only by a transfer, which the page does not offer).
+    # The roles one can be invited to or given: the requestable ones. The owner's membership
+    # changes only by a transfer, which the page does not offer.
     offered = roles.requestable_roles()
-    owner_role = roles.owner_role().name
     invite_roles = [
         (role.name, str(role.label))
         for role in offered
@@ -131,7 +122,7 @@ def _managed(user: Any, policy: BasePolicy, membership: Any) -> ManagedSalon | N
             Member(
                 membership=member,
                 role_options=[]
-                if member.role == owner_role
+                if changes_only_by_transfer(member)
                 else [
                     (role.name, str(role.label))
                     for role in offered

@@ -51,6 +51,7 @@ from salon_invitations.services.invites import (
 )
 from salon_invitations.services.memberships import (
     change_role,
+    changes_only_by_transfer,
     remove_membership,
     transfer_ownership,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "approve_invitation",
     "cancel_invitation",
     "change_role",
+    "changes_only_by_transfer",
     "create_invitation",
     "create_salon",
     "decide_many",

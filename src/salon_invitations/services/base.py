@@ -173,7 +173,7 @@ def standing(
     )
     return Standing(
         member=row["member"],
-        full=role is not None and role.limit is not None and row["holders"] >= role.limit,
+        full=role is not None and no_room(role, row.get("holders", 0)),
         pending=row.get("pending", False),
         active=row.get("active", True),
     )
@@ -195,11 +195,16 @@ def is_active(user_id: Any) -> bool:
     return active_users().filter(pk=user_id).exists()
 
 
+def no_room(role: roles.Role, holders: int) -> bool:
+    """Whether ``holders`` members fill ``role`` (never for a role without a limit)."""
+    return role.limit is not None and holders >= role.limit
+
+
 def role_is_full(salon_id: Any, role: roles.Role) -> bool:
     if role.limit is None:
         return False
     holders = get_membership_model()._default_manager.filter(salon_id=salon_id, role=role.name)
-    return holders.count() >= role.limit
+    return no_room(role, holders.count())
 
 
 def add_member(salon_id: Any, user_id: Any, role: str, actor: Any) -> AbstractMembership:

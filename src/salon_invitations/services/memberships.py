@@ -42,6 +42,11 @@ def _set_role(membership: Any, role: str, actor: Any) -> None:
     dispatch(Event("membership.updated", membership, actor, extra={"previous_role": previous}))
 
 
+def changes_only_by_transfer(membership: AbstractMembership) -> bool:
+    """The owner's membership: its role changes only when the salon is handed on."""
+    return membership.role == roles.owner_role().name
+
+
 def change_role(
     membership: AbstractMembership, *, role: str, actor: Any, authorize: base.Authorize = None
 ) -> AbstractMembership:
@@ -55,7 +60,7 @@ def change_role(
     role_obj = base.requestable_role(role)
     with transaction.atomic():
         current = _lock_membership(membership, authorize)
-        if current.role == roles.owner_role().name:
+        if changes_only_by_transfer(current):
             raise Conflict(MSG_OWNER_MEMBERSHIP_ROLE, code=OWNER_MEMBERSHIP, instance=current)
         if current.role == role_obj.name:
             return current
