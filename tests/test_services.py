@@ -807,3 +807,27 @@ def test_a_failing_backend_is_logged_and_the_others_still_run(
     failures = [r for r in caplog.records if "ExplodingBackend" in r.getMessage()]
     assert len(failures) == 2
     assert all(isinstance(r.exc_info[1], Boom) for r in failures)
+
+
+def test_a_twin_the_checks_did_not_see_is_refused_by_the_constraint_as_a_duplicate(salon, pending):
+    """A pending twin the re-checks under the lock missed (as on a database without the salon
+    lock's guarantee): the unique constraint refuses the insert, the change is rolled back
+    whole (no event left behind) and the caller gets the same 400 as from the check."""
+    if not connection.features.supports_partial_indexes:
+        pytest.skip("the database cannot enforce conditional constraints (MySQL, MariaDB)")
+    from unittest import mock
+
+    from salon_invitations.models import SalonEvent
+    from salon_invitations.services import base
+
+    events_before = SalonEvent.objects.count()
+    unseen = base.Standing(member=False, full=False, pending=False)
+    with (
+        mock.patch.object(base, "standing", return_value=unseen),
+        pytest.raises(InvalidInvitation) as exc,
+    ):
+        services.create_invitation(user=pending.user, salon=salon, role="mechanic")
+
+    assert (exc.value.field, exc.value.code) == ("salon", "duplicate_pending")
+    assert list(Invitation.objects.all()) == [pending]
+    assert SalonEvent.objects.count() == events_before

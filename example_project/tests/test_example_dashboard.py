@@ -234,3 +234,34 @@ def test_the_dashboard_costs_the_same_queries_for_many_rows(tmp_path: Path) -> N
     # since, mine, memberships, roles, salons; pending and members per managed salon.
     assert many["queries"] <= 5 + 2 * 2, many
 
+
+#: Run by ``manage.py shell``: what the dashboard offers a staff member of a salon, as JSON.
+STAFF_OFFERS = """
+import json
+from django.contrib.auth import get_user_model
+from apps.dashboard import state
+from salon_invitations import services
+from salon_invitations.models import get_membership_model
+
+User = get_user_model()
+owner = User.objects.create_user(email="offers-owner@example.com", password="x")
+staff = User.objects.create_user(email="offers-staff@example.com", password="x", is_staff=True)
+salon = services.create_salon(owner=owner, name="Offers Motors")
+get_membership_model()._default_manager.create(salon=salon, user=staff, role="seller")
+[panel] = state.build(staff).managed
+print(json.dumps({
+    "invite": [name for name, _ in panel.invite_roles],
+    "changes": {m.membership.user.email: [n for n, _ in m.role_options] for m in panel.members},
+}))
+"""
+
+
+def test_staff_are_offered_only_what_the_api_would_take(tmp_path: Path) -> None:
+    """The policy lets staff do anything, but the owner's role is neither invited to nor
+    changed: only a transfer moves it (services.changes_only_by_transfer)."""
+    env = project_env(DATABASE_URL=sqlite_url(tmp_path))
+    manage("migrate", "--noinput", env=env).ok()
+    offers = json.loads(manage("shell", "-c", STAFF_OFFERS, env=env).ok().stdout.splitlines()[-1])
+    assert offers["invite"] == ["admin", "seller", "mechanic"]
+    assert offers["changes"]["offers-owner@example.com"] == []
+    assert offers["changes"]["offers-staff@example.com"] == []  # nobody changes their own
