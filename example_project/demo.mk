@@ -3,6 +3,9 @@
 #   make demo         fresh clone -> .venv, migrations, demo data, server on 127.0.0.1:8000
 #   make demo-check   the same without starting the server, plus the project's checks (CI)
 #   make demo-setup   only install, migrate and seed
+#   make serve        the production topology on this machine (needs REDIS_URL): gunicorn
+#                     (HTTP) on DEMO_PORT, daphne (WebSockets) on SERVE_WS_PORT, a Celery
+#                     worker with beat (example_project/Procfile, run by serve.py); no demo data
 #
 # Needs nothing but python3. Runs on the embedded defaults (SQLite, in-memory channel layer,
 # eager Celery, console e-mail) unless DATABASE_URL, REDIS_URL, ... are set in the environment.
@@ -17,11 +20,11 @@ DEMO_STAMP := $(abspath $(DEMO_VENV))/.example-installed
 DEMO_MANAGE := cd example_project && $(DEMO_VENV_PY) manage.py
 DEMO_URL := http://$(DEMO_HOST):$(DEMO_PORT)
 
-.PHONY: demo demo-setup demo-check
+.PHONY: demo demo-setup demo-check serve
 
 # Invite e-mails (and the link seed_demo prints) point at this server, whatever DEMO_PORT is,
 # unless INVITE_URL is set in the environment.
-demo demo-setup demo-check: export INVITE_URL ?= $(DEMO_URL)/invite/{token}
+demo demo-setup demo-check serve: export INVITE_URL ?= $(DEMO_URL)/invite/{token}
 
 $(DEMO_VENV_PY):
 	$(DEMO_PYTHON) -m venv $(DEMO_VENV)
@@ -54,3 +57,20 @@ demo: demo-setup
 	@echo "              are printed here, with their links, while EMAIL_HOST is unset)"
 	@echo
 	$(DEMO_MANAGE) runserver $(DEMO_HOST):$(DEMO_PORT)
+
+SERVE_WS_PORT ?= 8001
+
+# The page's WebSockets go to the daphne process, on a port of its own (behind a proxy that
+# sends /ws/ there, leave WEBSOCKET_URL empty).
+serve: export WEBSOCKET_URL ?= ws://$(DEMO_HOST):$(SERVE_WS_PORT)
+serve: $(DEMO_STAMP)
+	@test -n "$$REDIS_URL" || { echo "make serve needs REDIS_URL (e.g. REDIS_URL=redis://127.0.0.1:6379/0 make serve): the events cross from the HTTP processes to the WebSocket process over Redis"; exit 2; }
+	$(DEMO_MANAGE) migrate --noinput
+	$(DEMO_MANAGE) collectstatic --noinput --verbosity 0
+	@echo
+	@echo "Starting the production topology: HTTP (gunicorn) at $(DEMO_URL)/, WebSockets (daphne)"
+	@echo "at $(WEBSOCKET_URL)/ws/..., and a Celery worker with beat."
+	@echo "Ctrl+C stops them all. (make demo-setup adds the demo accounts.)"
+	@echo
+	cd example_project && SERVE_HOST=$(DEMO_HOST) PORT=$(DEMO_PORT) WS_PORT=$(SERVE_WS_PORT) \
+		$(DEMO_VENV_PY) serve.py

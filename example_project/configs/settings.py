@@ -148,6 +148,15 @@ LOGIN_REDIRECT_URL = "dashboard"
 # Lifetime of the access tokens the dashboard's page gets (its script asks for a new one a
 # minute before the end); keep it short: a token outlives the session it came from.
 DASHBOARD_TOKEN_SECONDS = env_int("DASHBOARD_TOKEN_SECONDS", 300)
+# Where the dashboard's page opens its WebSockets: empty for the page's own origin (one server,
+# or a proxy that sends /ws/ to the ASGI server), else the ASGI server's ws:// or wss:// root,
+# as when HTTP and WebSockets are served by separate processes on separate ports (README,
+# "Production-style run").
+WEBSOCKET_URL = env_str("WEBSOCKET_URL", "").rstrip("/")
+if WEBSOCKET_URL and not WEBSOCKET_URL.startswith(("ws://", "wss://")):
+    raise ImproperlyConfigured(
+        f"WEBSOCKET_URL must start with ws:// or wss:// (or be empty), not {WEBSOCKET_URL!r}."
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

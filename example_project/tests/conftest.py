@@ -66,11 +66,10 @@ from . import browsers
 from .browsers import SEEDED_ACCOUNTS, Account, api_access, unavailable
 from .support import (
     Configuration,
-    PostgresDatabase,
-    RedisDatabase,
     Server,
     manage,
     project_env,
+    services_configuration,
     sqlite_url,
     start_server,
 )
@@ -141,16 +140,8 @@ def configuration(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[
         directory = tmp_path_factory.mktemp("example-embedded")
         yield Configuration(name, project_env(DATABASE_URL=sqlite_url(directory)))
         return
-    database = PostgresDatabase.create()
-    try:
-        redis_db = RedisDatabase.claim()
-        try:
-            env = project_env(DATABASE_URL=database.url, REDIS_URL=redis_db.url)
-            yield Configuration(name, env, postgres=database, redis=redis_db)
-        finally:
-            redis_db.release()
-    finally:
-        database.drop()
+    with services_configuration(name) as configuration:
+        yield configuration
 
 
 @contextmanager

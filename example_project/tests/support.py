@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
 from itertools import count
@@ -76,6 +77,12 @@ PROJECT_VARIABLES = frozenset(
         "API_PAGE_SIZE",
         "SALON_LOG_LEVEL",
         "PYTHONWARNINGS",
+        "WEBSOCKET_URL",
+        # serve.py's Procfile
+        "PORT",
+        "WS_PORT",
+        "SERVE_HOST",
+        "WEB_CONCURRENCY",
     }
 )
 
@@ -376,6 +383,21 @@ class Configuration:
     redis: RedisDatabase | None = None
 
 
+@contextmanager
+def services_configuration(name: str = "services") -> Iterator[Configuration]:
+    """A fresh PostgreSQL database and a claimed Redis database, dropped and flushed after."""
+    database = PostgresDatabase.create()
+    try:
+        redis_db = RedisDatabase.claim()
+        try:
+            env = project_env(DATABASE_URL=database.url, REDIS_URL=redis_db.url)
+            yield Configuration(name, env, postgres=database, redis=redis_db)
+        finally:
+            redis_db.release()
+    finally:
+        database.drop()
+
+
 # E-mail -----------------------------------------------------------------------------------------
 
 
@@ -476,3 +498,19 @@ def sign_up(http: httpx.Client, email: str) -> tuple[int, str]:
     assert me.json()["id"] == body["id"]
     assert me.json()["email"] == email
     return body["id"], access
+
+
+def page_csrf(http: httpx.Client, path: str = "") -> str:
+    """The CSRF token of the page at ``path`` (the dashboard by default)."""
+    page = http.get(path)
+    assert page.status_code == 200, page.text
+    csrf = form_csrf(page.text)
+    assert csrf, page.text
+    return csrf
+
+
+def log_in(
+    http: httpx.Client, email: str, *, headers: dict[str, str] | None = None, **extra: str
+) -> httpx.Response:
+    data = {"csrfmiddlewaretoken": page_csrf(http, "login"), "username": email}
+    return http.post("login", data={**data, "password": PASSWORD, **extra}, headers=headers)

@@ -16,11 +16,11 @@ import pytest
 from websockets.sync.client import connect
 
 from .support import (
-    PASSWORD,
     Server,
     bearer,
-    form_csrf,
+    log_in,
     manage,
+    page_csrf,
     project_env,
     sign_up,
     sqlite_url,
@@ -34,22 +34,6 @@ INVITATIONS = "api/invitation_to_auto_salon"
 def http(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=10, trust_env=False) as client:
         yield client
-
-
-def page_csrf(http: httpx.Client, path: str = "") -> str:
-    """The CSRF token of the page at ``path`` (the dashboard by default)."""
-    page = http.get(path)
-    assert page.status_code == 200, page.text
-    csrf = form_csrf(page.text)
-    assert csrf, page.text
-    return csrf
-
-
-def log_in(
-    http: httpx.Client, email: str, *, headers: dict[str, str] | None = None, **extra: str
-) -> httpx.Response:
-    data = {"csrfmiddlewaretoken": page_csrf(http, "login"), "username": email}
-    return http.post("login", data={**data, "password": PASSWORD, **extra}, headers=headers)
 
 
 def test_anonymous_visitors_are_sent_to_the_log_in_page(http: httpx.Client) -> None:

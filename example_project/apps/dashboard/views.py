@@ -78,7 +78,11 @@ def _live_messages() -> dict[str, str]:
 @login_required
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    context = {**_context(request), "live_messages": _live_messages()}
+    context = {
+        **_context(request),
+        "live_messages": _live_messages(),
+        "websocket_url": settings.WEBSOCKET_URL,
+    }
     return render(request, "dashboard/index.html", context)
 
 
