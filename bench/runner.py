@@ -65,6 +65,8 @@ ROUNDS = env_int("BENCH_ROUNDS", 2 if QUICK else 5)
 DB_NAME = os.environ.get("BENCH_DB_NAME", "salon_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 SERVERS = 2
+#: Rounds of the topology scenario (each: both topologies, lists and creates).
+TOPOLOGY_ROUNDS = env_int("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 3)
 SERVER_START_TIMEOUT = 60
 # The writes' sizes: the seed reserves users for them before anything runs.
 CREATE_N = env_int("BENCH_CREATE_N", 64 if QUICK else 480)  # per round and side, 16 clients
@@ -342,21 +344,39 @@ class Server:
                 self.process.kill()
                 self.process.wait(timeout=10)
 
-    def rss_kib(self) -> int:
+    def pids(self) -> list[int]:
+        """The server's process and its descendants (gunicorn's workers, say)."""
         assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        pids = [self.process.pid]
+        for pid in pids:
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    pids += [int(child) for child in task.read_text().split()]
+        return pids
+
+    def rss_kib(self) -> int:
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        return total
 
     def cpu_seconds(self) -> float:
-        assert self.process is not None
-        return _proc_cpu_seconds(self.process.pid)
+        return sum(_proc_cpu_seconds(pid) for pid in self.pids())
 
 
 class ServerSet:
-    def __init__(self, count: int, tag: str = "", env: dict[str, str] | None = None) -> None:
-        self.servers = [Server(f"uvicorn{tag}-{i}", env) for i in range(count)]
+    def __init__(
+        self,
+        count: int,
+        tag: str = "",
+        env: dict[str, str] | None = None,
+        command: str = Server.UVICORN,
+    ) -> None:
+        kind = command.split()[1]  # "-m <module> ..."
+        self.servers = [Server(f"{kind}{tag}-{i}", env, command) for i in range(count)]
 
     def start(self) -> None:
         for server in self.servers:
@@ -437,6 +457,7 @@ class Context:
         django.setup()
         call_command("migrate", verbosity=0)
         creates = 2 * (ROUNDS + SILENT_ROUNDS) * CREATE_N + 4 * CREATE_WARM_N + 600
+        creates += 4 * TOPOLOGY_ROUNDS * (CREATE_N + CREATE_WARM_N)
         approvals = len(APPROVE_LEVELS) * APPROVE_ROUNDS * APPROVE_N + 10
         self.layout = seed.seed_base(
             connection,
@@ -550,10 +571,18 @@ class Context:
             bad = [s.body for s in result.samples if s.status >= 300][:3]
             raise RuntimeError(f"{what}: {stats['statuses']} {bad} {result.errors[:3]}")
 
-    def with_servers(self, tag: str, env: dict[str, str], action: Callable[[], Any]) -> Any:
-        """Run ``action`` against a second set of servers started with ``env`` (the main set
-        is stopped meanwhile)."""
-        servers = ServerSet(SERVERS, tag, env)
+    def with_servers(
+        self,
+        tag: str,
+        env: dict[str, str],
+        action: Callable[[], Any],
+        *,
+        count: int = SERVERS,
+        command: str = Server.UVICORN,
+    ) -> Any:
+        """Run ``action`` against a second set of ``count`` servers (``command``) started with
+        ``env`` (the main set is stopped meanwhile)."""
+        servers = ServerSet(count, tag, env, command)
         self.extra_servers.append(servers)
         main = self.servers
         main.stop()

@@ -1,6 +1,7 @@
 """The package at ``api/…`` (its own URL builders) and the plain-DRF baseline at
 ``baseline/…``, the event log at ``api/salon_events``; ``diag/…`` is timed in-process only."""
 
+from baseline.floor import floor_list
 from baseline.views import BaselineInvitationListCreate
 from django.urls import path
 
@@ -18,6 +19,7 @@ urlpatterns = [
     *membership_patterns("api/memberships"),
     *event_patterns("api/salon_events"),
     path("baseline/invitations", BaselineInvitationListCreate.as_view(), name="baseline-list"),
+    path("floor/invitations", floor_list, name="floor-list"),
     path(
         "diag/no-filter-backends/invitations",
         NoFilterBackendsInvitationViewSet.as_view({"get": "list"}),

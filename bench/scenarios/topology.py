@@ -1,0 +1,177 @@
+# ruff: noqa: RUF001 - the page uses typographic characters (times, dashes) on purpose
+"""Topology: HTTP under a WSGI server (gunicorn, 2 workers) against under the ASGI server
+(uvicorn, 2 processes), with the same settings and data; 16 clients. Lists (the raw-Django
+floor, plain DRF, the package) and creates (package and plain DRF)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import runner
+from runner import SERVERS, TOPOLOGY_ROUNDS, Context, aggregate_rounds, env_int, fmt, ratio
+
+from scenarios import write
+
+NAME = "topology"
+TOPOLOGY_N = env_int("BENCH_TOPOLOGY_N", 120 if runner.QUICK else 600)  # per series and round
+CLIENTS = 16
+PAGE = 20
+GUNICORN = (
+    "-m gunicorn benchproject.wsgi:application --bind 127.0.0.1:{port} "
+    f"--workers {SERVERS} --backlog 4096 --log-level warning"
+)
+LISTS = {
+    "floor": "/floor/invitations",
+    "baseline list": "/baseline/invitations",
+    "package list": "/api/invitations",
+}
+KEYS = ("rps", "p50", "p99", "cpu_ms_per_request")
+#: The topologies, as measured; the first is the example project's production run.
+TOPOLOGIES = ("wsgi", "asgi")
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    ctx.grow_to(runner.MAIN_SCALE)
+    ctx.results["config"].update(topology_requests=TOPOLOGY_N, topology_rounds=TOPOLOGY_ROUNDS)
+    rounds: dict[str, dict[str, list[dict[str, Any]]]] = {t: {} for t in TOPOLOGIES}
+    for r in range(TOPOLOGY_ROUNDS):
+        for topology in TOPOLOGIES[:: 1 if r % 2 == 0 else -1]:
+            measured = ctx.phase(f"topology {topology} {r + 1}", lambda t=topology: under(ctx, t))
+            for series, stats in measured.items():
+                rounds[topology].setdefault(series, []).append(stats)
+    out: dict[str, Any] = {
+        t: {s: {**aggregate_rounds(rs, KEYS), "per_round": rs} for s, rs in series.items()}
+        for t, series in rounds.items()
+    }
+    out["wsgi_over_asgi"] = {
+        s: ratio(out["wsgi"][s].get("rps"), out["asgi"][s].get("rps")) for s in out["wsgi"]
+    }
+    for t in TOPOLOGIES:
+        lists = out[t]
+        out[t]["package_over_floor"] = ratio(
+            lists["floor"].get("rps"), lists["package list"].get("rps")
+        )
+        out[t]["package_over_baseline"] = ratio(
+            lists["baseline list"].get("rps"), lists["package list"].get("rps")
+        )
+    runner.log(f"topology: WSGI ÷ ASGI requests/s {out['wsgi_over_asgi']}")
+    return {"topology": out}
+
+
+def under(ctx: Context, topology: str) -> dict[str, dict[str, Any]]:
+    """One round of every series against the topology's servers."""
+    if topology == "asgi":
+        return series(ctx)
+    return ctx.with_servers("-wsgi", {}, lambda: series(ctx), count=1, command=GUNICORN)
+
+
+def series(ctx: Context) -> dict[str, dict[str, Any]]:
+    import loadgen
+
+    out = {}
+    for name, path in LISTS.items():
+        user = ctx.layout.list_manager
+
+        def make(i: int, path: str = f"{path}?page_size={PAGE}", user: int = user) -> Any:
+            return loadgen.Req("GET", path, user)
+
+        result, stats = ctx.series(make, TOPOLOGY_N, CLIENTS, warm=8, deadline_s=60)
+        ctx.check(f"topology {name}", result, stats, deadline_ok=True)
+        out[name] = stats
+    created = write.creates(ctx, 1)
+    out["package create"], out["baseline create"] = created["package"], created["baseline"]
+    return out
+
+
+# The page -------------------------------------------------------------------------------------
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    top = results.get("topology")
+    if not top:
+        return []
+    wsgi, asgi, ratios = top["wsgi"], top["asgi"], top["wsgi_over_asgi"]
+    faster = all((ratios.get(s) or 0) > 1 for s in ("floor", "package list", "package create"))
+    return [
+        "| 6 | HTTP under gunicorn (WSGI) ÷ under uvicorn (ASGI), requests/s, 16 clients "
+        "| production run = the faster "
+        f"| floor {fmt(ratios.get('floor'), 2)}×, package list "
+        f"{fmt(ratios.get('package list'), 2)}×, package create "
+        f"{fmt(ratios.get('package create'), 2)}×; the example's `Procfile` serves HTTP by "
+        f"{'gunicorn' if faster else 'uvicorn'} | {runner.verdict(faster)} |",
+        "| 1 | list, package ÷ raw-Django floor, time per request (requests/s inverted), "
+        "gunicorn / uvicorn | – "
+        f"| {fmt(wsgi.get('package_over_floor'), 2)}× / {fmt(asgi.get('package_over_floor'), 2)}× "
+        "| |",
+        "| 1 | list, package ÷ plain DRF, the same | ≤ 1.0 "
+        f"| {fmt(wsgi.get('package_over_baseline'), 2)}× / "
+        f"{fmt(asgi.get('package_over_baseline'), 2)}× "
+        f"| {runner.verdict((wsgi.get('package_over_baseline') or 9) <= 1.0)} |",
+    ]
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    top = results.get("topology")
+    if not top:
+        return []
+    r = top["wsgi_over_asgi"]
+    return [
+        f"**HTTP is faster under gunicorn than under uvicorn on the same two cores**: "
+        f"{fmt(r.get('floor'), 2)}× the requests/s for the raw-Django floor, "
+        f"{fmt(r.get('package list'), 2)}× for the package's list and "
+        f"{fmt(r.get('package create'), 2)}× for its create. Under an ASGI server Django runs "
+        "each synchronous view in a thread through asgiref, one at a time per process; a "
+        "WSGI worker runs it directly. The example project's production run (`Procfile`, "
+        "`make serve`) therefore serves HTTP by gunicorn and only the WebSockets by an ASGI "
+        "server; the events cross from one to the other through the Redis channel layer."
+    ]
+
+
+SECTION = """\
+## 6. Topology: HTTP under WSGI or ASGI
+
+The same project, settings and data served two ways, one after the other, {rounds} rounds \
+alternating which goes first: **WSGI** is `gunicorn benchproject.wsgi:application` with \
+{servers} sync workers, **ASGI** is {servers} `uvicorn benchproject.asgi:application` \
+processes (as everywhere else on this page). {clients} closed-loop clients; lists are a \
+manager's page of {page} ({n} requests per series and round); creates as in section 2. \
+The **floor** is the plain-DRF baseline's list written in plain Django \
+(`bench/baseline/floor.py`: the same user lookup, rows and order, a `values()` page and a \
+count, `JsonResponse`): what a list costs without any library layer.
+
+| series | requests/s WSGI | ASGI | WSGI ÷ ASGI | p50 / p99 ms WSGI | ASGI | CPU ms WSGI / ASGI |
+|--------|---:|---:|---:|---:|---:|---:|
+{rows}
+
+Package ÷ floor (time per request, from requests/s): {floor_wsgi}× under WSGI, {floor_asgi}× \
+under ASGI; package ÷ plain DRF: {base_wsgi}× / {base_asgi}×.
+"""
+
+
+def render(results: dict[str, Any]) -> str:
+    top = results.get("topology")
+    if not top:
+        return ""
+    cfg = results["config"]
+    wsgi, asgi = top["wsgi"], top["asgi"]
+    rows = [
+        f"| {name} | {fmt(wsgi[name].get('rps'), 0)} | {fmt(asgi[name].get('rps'), 0)} "
+        f"| {fmt(top['wsgi_over_asgi'].get(name), 2)}× "
+        f"| {fmt(wsgi[name].get('p50'))} / {fmt(wsgi[name].get('p99'))} "
+        f"| {fmt(asgi[name].get('p50'))} / {fmt(asgi[name].get('p99'))} "
+        f"| {fmt(wsgi[name].get('cpu_ms_per_request'), 2)} / "
+        f"{fmt(asgi[name].get('cpu_ms_per_request'), 2)} |"
+        for name in top["wsgi_over_asgi"]
+    ]
+    return SECTION.format(
+        rounds=cfg.get("topology_rounds", "–"),
+        servers=cfg["servers"],
+        clients=CLIENTS,
+        page=PAGE,
+        n=cfg.get("topology_requests", "–"),
+        rows="\n".join(rows),
+        floor_wsgi=fmt(wsgi.get("package_over_floor"), 2),
+        floor_asgi=fmt(asgi.get("package_over_floor"), 2),
+        base_wsgi=fmt(wsgi.get("package_over_baseline"), 2),
+        base_asgi=fmt(asgi.get("package_over_baseline"), 2),
+    )
