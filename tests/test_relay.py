@@ -19,18 +19,21 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from salon_invitations import events, notifications, services
 from salon_invitations.events import RELAY_GRACE, relay
 from salon_invitations.models import Delivery, Invitation, SalonEvent, get_membership_model
 from salon_invitations.notifications import group_name
+from salon_invitations.policies import get_policy
 from tests import factories
 from tests.eventlog_support import (
     BROKEN_DATABASE,
     CHANNELS,
     EMAIL,
     EXPLODING,
+    RECORDED,
     RECORDING,
     WEBHOOK,
     BrokenDatabaseBackend,
@@ -351,3 +354,79 @@ def test_a_backend_s_database_error_does_not_undo_the_relay_s_other_work(
     assert not Delivery.objects.filter(channel="broken").exists()
     assert {status for *_, status in deliveries()} == {"sent"}
     assert relay(now=after_grace(rows) + timedelta(hours=1)) == 0
+
+
+# Backends that need no relay ----------------------------------------------------------------------
+
+
+def test_with_only_the_channels_backend_events_are_logged_as_dispatched(
+    settings, salon, owner, requester
+):
+    """WebSocket clients catch up from the log themselves: the row is written dispatched in
+    the change's own transaction, nothing is marked after commit, and an event whose delivery
+    died is left to the clients' replay, not to the relay."""
+    settings.SALON_INVITATIONS = {"NOTIFICATION_BACKENDS": [CHANNELS]}
+    before = last_event_id()
+    with dies_after_commit():
+        invitation = services.create_invitation(user=requester, salon=salon, role="seller")
+        (row,) = log(id__gt=before)
+        assert row.dispatched_at is not None  # before the commit
+    assert relay(now=after_grace([row])) == 0
+    # Still in the log, for the replay of the sockets that missed it.
+    visible = get_policy().replayable_events(owner, SalonEvent.objects.all())
+    assert list(visible.filter(id__gt=before).values_list("id", flat=True)) == [row.id]
+
+    with CaptureQueriesContext(connection) as captured:
+        services.approve_invitation(invitation, actor=owner)
+    updates = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("UPDATE")]
+    assert not [sql for sql in updates if "dispatched_at" in sql], updates
+    assert all(row.dispatched_at is not None and not row.secret for row in log(id__gt=before))
+
+
+def test_one_relayed_backend_keeps_every_event_for_the_relay_until_delivered(
+    settings, salon, requester
+):
+    settings.SALON_INVITATIONS = {"NOTIFICATION_BACKENDS": [CHANNELS, RECORDING]}
+    before = last_event_id()
+    with dies_after_commit():
+        services.create_invitation(user=requester, salon=salon, role="seller")
+        (row,) = log(id__gt=before)
+        assert row.dispatched_at is None
+    assert relay(now=after_grace([row])) == 1
+    assert log(id__gt=before)[0].dispatched_at is not None
+
+
+def test_the_events_of_one_change_compute_their_recipients_once(
+    settings, salon, owner, requester, monkeypatch
+):
+    settings.SALON_INVITATIONS = {"NOTIFICATION_BACKENDS": [CHANNELS, RECORDING]}
+    invitation = services.create_invitation(user=requester, salon=salon, role="seller")
+    policy = get_policy()
+    asked: list[tuple[Any, Any]] = []
+    recipients = type(policy).recipients
+
+    def counted(self: Any, salon_id: Any, user_id: Any) -> set[Any]:
+        asked.append((salon_id, user_id))
+        return recipients(self, salon_id, user_id)
+
+    monkeypatch.setattr(type(policy), "recipients", counted)
+    RECORDED.clear()
+    services.approve_invitation(invitation, actor=owner)
+
+    assert [event.kind for event in RECORDED] == ["invitation.approved", "membership.created"]
+    assert [event.recipients for event in RECORDED] == [{owner.pk, requester.pk}] * 2
+    assert asked == [(salon.pk, requester.pk)]
+    # The next change asks again: the sharing ends with the transaction.
+    services.create_invitation(user=factories.make_user(), salon=salon, role="mechanic")
+    assert len(asked) == 2
+
+
+def test_a_transaction_cache_lives_as_long_as_its_transaction():
+    assert events.transaction_cache("x") is not events.transaction_cache("x")  # no transaction
+    with transaction.atomic():
+        first = events.transaction_cache("x")
+        first["k"] = 1
+        assert events.transaction_cache("x") is first
+        assert events.transaction_cache("y") is not first
+    with transaction.atomic():
+        assert events.transaction_cache("x") == {}

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 INVITATIONS = "/api/invitation_to_auto_salon"
 #: The budgets: statements per request (BEGIN and COMMIT included where reported).
-CREATE_BUDGET = 10
-APPROVE_BUDGET = 18
+CREATE_BUDGET = 9
+APPROVE_BUDGET = 15
 
 
 def _statements(client: APIClient, method: str, url: str, body: dict) -> tuple[int, list[str]]:

@@ -90,9 +90,33 @@ def pruned_through() -> int:
     return EventOrder.objects.filter(pk=1).values_list("pruned_through", flat=True).first() or 0
 
 
+def transaction_cache(name: str, using: str | None = None) -> dict[Any, Any]:
+    """A dict that lives as long as the current transaction (a fresh one in the next).
+
+    For values that every part of one change may share (the recipients of its events). Like
+    the order lock's marker, it is tied to the connection's list of on-commit hooks, which is
+    replaced when a transaction ends; outside a transaction every call gets a new dict.
+    """
+    connection = connections[using or router.db_for_write(SalonEvent)]
+    if not connection.in_atomic_block:
+        return {}
+    caches = getattr(connection, "_salon_transaction_caches", None)
+    if caches is None or caches[0] is not connection.run_on_commit:
+        caches = (connection.run_on_commit, {})
+        connection._salon_transaction_caches = caches  # type: ignore[attr-defined]
+    return caches[1].setdefault(name, {})
+
+
 def record(event: Event) -> SalonEvent:
-    """Write ``event`` to the log in the current transaction; give it its ``id``."""
+    """Write ``event`` to the log in the current transaction; give it its ``id``.
+
+    When no configured backend needs the relay (``relayed``), the row is written as
+    dispatched: nothing is left to mark after commit.
+    """
+    from salon_invitations.notifications import relay_needed
+
     using = router.db_for_write(SalonEvent)
+    dispatched = not relay_needed()
     with transaction.atomic(using=using, savepoint=False):
         hold_order(using)
         instance = event.instance
@@ -102,10 +126,12 @@ def record(event: Event) -> SalonEvent:
             user_id=instance.user_id,
             actor_id=getattr(event.actor, "pk", None),
             data=event.data,
-            secret=tokens.seal(event.token) if event.token else "",
+            dispatched_at=timezone.now() if dispatched else None,
+            secret=tokens.seal(event.token) if event.token and not dispatched else "",
         )
     event.id = row.id
     event.created_at = row.created_at
+    event.dispatched = dispatched
     return row
 
 

@@ -62,7 +62,12 @@ class Event:
     #: :func:`salon_invitations.events.relay`); backends that record deliveries skip those
     #: recorded already.
     redelivery: bool = False
+    #: ``True`` when :func:`dispatch` logged the event as dispatched already (no backend
+    #: needs the relay; see :attr:`BaseBackend.relayed`).
+    dispatched: bool = False
     _data: dict[str, Any] | None = field(default=None, repr=False)
+    #: Recipients shared by the events of one transaction about the same salon and user.
+    _shared: dict[Any, set[Any]] | None = field(default=None, repr=False)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -92,12 +97,22 @@ class Event:
         if self._recipients is None:
             from salon_invitations.policies import get_policy
 
-            self._recipients = get_policy().recipients(self.salon_id, self.instance.user_id)
+            key = (self.salon_id, self.instance.user_id)
+            shared = self._shared if self._shared is not None else {}
+            if key not in shared:
+                shared[key] = get_policy().recipients(*key)
+            self._recipients = shared[key]
         return self._recipients
 
 
 class BaseBackend:
     """A notification backend: one method that receives every committed :class:`Event`."""
+
+    #: Whether the relay runs this backend again for an event that a crash (or an outage)
+    #: left undelivered. ``False`` for a backend whose readers catch up from the event log
+    #: themselves: when no configured backend needs the relay, events are logged as
+    #: dispatched in their own transaction, which saves a statement after each commit.
+    relayed = True
 
     def send(self, event: Event) -> None:
         raise NotImplementedError
@@ -204,6 +219,9 @@ class ChannelsBackend(BaseBackend):
     """
 
     channel_layer_alias = "default"
+    #: WebSocket clients catch up from the log (``?since=``, ``resume``): a frame lost between
+    #: the commit and the channel layer is replayed to them, not relayed.
+    relayed = False
 
     def send(self, event: Event) -> None:
         message = {"type": "salon_invitations.event", "frame": event.frame}
@@ -416,7 +434,7 @@ def deliver(event: Event) -> bool:
         except Exception:
             succeeded = False
             logger.exception("Notification backend %s failed for %s", backend_class, event.kind)
-    if event.id is not None and (succeeded or event.redelivery):
+    if event.id is not None and not event.dispatched and (succeeded or event.redelivery):
         # The relay tries once: a backend that keeps failing is logged, and WebSocket clients
         # catch up by replay; e-mails and webhooks, once recorded, retry on their own.
         from salon_invitations.events import mark_dispatched
@@ -439,10 +457,19 @@ def send_after_commit(signal: Any, sender: Any, **kwargs: Any) -> None:
     transaction.on_commit(send)
 
 
+def relay_needed() -> bool:
+    """Whether a configured backend needs the relay (:attr:`BaseBackend.relayed`)."""
+    return any(getattr(b, "relayed", True) for b in app_settings.NOTIFICATION_BACKENDS)
+
+
 def dispatch(event: Event) -> None:
     """Write ``event`` to the log in the current transaction and deliver it once that
     transaction commits (at once outside one)."""
-    from salon_invitations.events import record
+    from salon_invitations.events import record, transaction_cache
 
+    if event._recipients is None and event._shared is None:
+        # The events of one transaction about one salon and user (an approval and the
+        # membership it creates) have the same recipients: computed once, after commit.
+        event._shared = transaction_cache("recipients")
     record(event)
     transaction.on_commit(lambda: deliver(event))
