@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -15,6 +16,7 @@ from django.utils.dateparse import parse_datetime
 from salon_invitations import services
 from salon_invitations.conf import DEFAULTS
 from salon_invitations.models import Invitation, get_membership_model, get_salon_model
+from salon_invitations.policies import RolePolicy
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -1232,3 +1234,36 @@ def test_deep_nesting_in_a_field_is_a_400_without_project_wiring(api, salon, req
 
     assert response.status_code == 400, response.content
     assert "nest deeper" in response.json()["detail"]
+
+
+def test_an_unknown_salon_is_named_in_the_400(api, requester):
+    body = _post_and_expect_400(api(requester), {"salon": 999_999, "role": "seller"}, "salon")
+    assert body == {"salon": ["There is no salon with this id."]}
+
+
+class OnlyOpenSalons(RolePolicy):
+    """Refuses requests to salons whose name says they are closed."""
+
+    seen: list[Any] = []
+
+    def can_create_invitation(self, user, salon, role):
+        OnlyOpenSalons.seen.append(salon)
+        return "closed" not in salon.name
+
+
+def test_the_policy_is_asked_under_the_lock_with_the_salon_as_read_there(api, requester, settings):
+    settings.SALON_INVITATIONS = {"PERMISSION_POLICY": "tests.test_invitation_api.OnlyOpenSalons"}
+    closed = factories.make_salon(name="A closed salon")
+    open_ = factories.make_salon(name="An open salon")
+    OnlyOpenSalons.seen.clear()
+
+    refused = api(requester).post(INVITATIONS, {"salon": closed.pk, "role": "seller"})
+    assert refused.status_code == 403, refused.content
+    assert refused.json()["detail"] == "You may not ask to join this salon."
+    assert not Invitation.objects.exists()
+
+    created = api(requester).post(INVITATIONS, {"salon": open_.pk, "role": "seller"})
+    assert created.status_code == 201, created.content
+    # The policy got the locked rows, every field read: it cost no query of its own.
+    assert [salon.name for salon in OnlyOpenSalons.seen] == ["A closed salon", "An open salon"]
+    assert all(salon.get_deferred_fields() == set() for salon in OnlyOpenSalons.seen)

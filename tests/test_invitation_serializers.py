@@ -170,12 +170,23 @@ def test_owner_role_is_never_a_choice_even_if_marked_requestable():
     assert "superuser" not in choices
 
 
-@pytest.mark.parametrize("salon_pk", [999_999, "abc", [], {}, None, True])
-def test_salon_must_be_an_existing_salon(salon, salon_pk):
+@pytest.mark.parametrize("salon_pk", ["abc", [], {}, None, True, 1.5, ""])
+def test_salon_must_be_a_salon_id(salon, salon_pk):
     serializer = InvitationSerializer(data={"salon": salon_pk, "role": "seller"})
 
     assert not serializer.is_valid()
     assert list(serializer.errors) == ["salon"]
+
+
+def test_the_salon_is_read_no_further_than_its_id(salon, django_assert_num_queries):
+    """Whether it exists is the service's question, when it locks the row (one query fewer
+    per request; test_invitation_api covers the 400 for an unknown id)."""
+    with django_assert_num_queries(0):
+        serializer = InvitationSerializer(data={"salon": str(salon.pk), "role": "seller"})
+        assert serializer.is_valid(), serializer.errors
+    assert serializer.validated_data["salon"].pk == salon.pk
+    with django_assert_num_queries(1):  # the other fields load when first read
+        assert serializer.validated_data["salon"].name == salon.name
 
 
 def test_message_length_follows_settings(salon):

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 INVITATIONS = "/api/invitation_to_auto_salon"
 #: The budgets: statements per request (BEGIN and COMMIT included where reported).
-CREATE_BUDGET = 9
+CREATE_BUDGET = 8
 APPROVE_BUDGET = 15
 
 

@@ -100,7 +100,9 @@ def transaction_cache(name: str, using: str | None = None) -> dict[Any, Any]:
     connection = connections[using or router.db_for_write(SalonEvent)]
     if not connection.in_atomic_block:
         return {}
-    caches = getattr(connection, "_salon_transaction_caches", None)
+    caches: tuple[list[Any], dict[str, dict[Any, Any]]] | None = getattr(
+        connection, "_salon_transaction_caches", None
+    )
     if caches is None or caches[0] is not connection.run_on_commit:
         caches = (connection.run_on_commit, {})
         connection._salon_transaction_caches = caches  # type: ignore[attr-defined]

@@ -220,11 +220,15 @@ class InvitationViewSet(
 
     def perform_create(self, serializer: Any) -> None:
         data = serializer.validated_data
-        user = self.request.user
-        if not self.policy.can_create_invitation(user, data["salon"], data["role"]):
-            raise exceptions.PermissionDenied(_("You may not ask to join this salon."))
+        user, role = self.request.user, data["role"]
+        # Asked once, under the salon's lock, with the salon as the lock read it (the
+        # serializer reads no further than its id).
         serializer.instance = services.create_invitation(
-            user=user, salon=data["salon"], role=data["role"], message=data.get("message", "")
+            user=user,
+            salon=data["salon"],
+            role=role,
+            message=data.get("message", ""),
+            authorize=lambda salon: self.policy.can_create_invitation(user, salon, role),
         )
 
     def _render(self, invitation: Invitation) -> Response:

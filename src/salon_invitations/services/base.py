@@ -58,12 +58,14 @@ MSG_INVITE_GONE = _("This invite link is not valid: it is unknown, used, expired
 
 
 MSG_NOT_ALLOWED = _("You do not have permission to perform this action on this object.")
+MSG_MAY_NOT_JOIN = _("You may not ask to join this salon.")
+MSG_NO_SUCH_SALON = _("There is no salon with this id.")
 
 #: ``authorize``: the policy's check for the caller, asked again under the salon's lock.
 Authorize = Callable[[Any], bool] | None
 
 
-def authorize(check: Authorize, obj: Any) -> None:
+def authorize(check: Authorize, obj: Any, message: Any = MSG_NOT_ALLOWED) -> None:
     """Ask ``check`` about ``obj`` now that the salon is locked.
 
     The views ask the policy before the lock, to answer quickly; between that and the lock a
@@ -75,7 +77,7 @@ def authorize(check: Authorize, obj: Any) -> None:
     with current_roles():  # never from roles remembered before the lock
         allowed = check(obj)
     if not allowed:
-        raise NotAllowed(MSG_NOT_ALLOWED)
+        raise NotAllowed(message)
 
 
 def requestable_role(role: str) -> roles.Role:
@@ -91,12 +93,12 @@ def requestable_role(role: str) -> roles.Role:
 
 
 def lock_salon_to_join(salon: Any) -> AbstractSalon:
-    """Lock the salon a new invitation is for; gone meanwhile is a 400 naming ``salon``,
-    the same answer as for a salon that never existed."""
+    """Lock the salon a new invitation is for; one that does not exist (or no longer) is a
+    400 naming ``salon``."""
     try:
         return lock_salon(salon.pk)
-    except Gone as exc:
-        raise InvalidInvitation(exc.message, code="does_not_exist", field="salon") from None
+    except Gone:
+        raise InvalidInvitation(MSG_NO_SUCH_SALON, code="does_not_exist", field="salon") from None
 
 
 def lock_salon(salon_id: Any) -> AbstractSalon:

@@ -33,19 +33,26 @@ from salon_invitations.services.base import (
 
 
 def create_invitation(
-    *, user: Any, salon: AbstractSalon, role: str, message: str = ""
+    *,
+    user: Any,
+    salon: AbstractSalon,
+    role: str,
+    message: str = "",
+    authorize: base.Authorize = None,
 ) -> Invitation:
     """Ask for ``role`` in ``salon`` on behalf of ``user``.
 
-    Raises :class:`InvalidInvitation` (with the field at fault) when the role is unknown, not
-    requestable or taken, when ``user`` is already a member, or already has a pending
-    invitation to this salon.
+    Raises :class:`InvalidInvitation` (with the field at fault) when the salon does not
+    exist, when the role is unknown, not requestable or taken, when ``user`` is already a
+    member, or already has a pending invitation to this salon; :class:`NotAllowed` when
+    ``authorize(locked salon)`` says no.
     """
     role_obj = base.requestable_role(role)
     ttl = app_settings.invitation_ttl
     duplicate = InvalidInvitation(MSG_DUPLICATE_PENDING, code=DUPLICATE_PENDING, field="salon")
     with base.refused_as_duplicate(duplicate), transaction.atomic():
         locked = base.lock_salon_to_join(salon)
+        base.authorize(authorize, locked, base.MSG_MAY_NOT_JOIN)
         standing = base.standing(locked.pk, user.pk, role_obj, pending=True)
         if standing.member:
             raise InvalidInvitation(MSG_ALREADY_MEMBER, code=ALREADY_MEMBER, field="salon")
