@@ -77,3 +77,45 @@ def test_the_services_re_check_reads_the_roles_of_the_moment():
                 authorize=lambda current: policy.can_decide(manager, current),
             )
     assert Invitation.objects.get(pk=invitation.pk).status == "pending"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_runs_after_the_commit_reads_the_roles_of_the_moment():
+    """Signal receivers and backends run after the change, still inside the request that
+    remembered the roles: they are asked with the roles as the change left them."""
+    from salon_invitations import services
+    from salon_invitations.signals import membership_deleted
+
+    owner, manager = make_user(), make_user()
+    salon = make_salon(owner=owner)
+    membership = add_member(salon, manager, "admin")
+    policy = get_policy()
+    heard: list[bool] = []
+
+    def receiver(sender, membership, **kwargs):
+        heard.append(policy.can_invite(manager, salon, "seller"))
+
+    membership_deleted.connect(receiver)
+    try:
+        with remembered_roles():
+            assert policy.can_invite(manager, salon, "seller")  # remembered: admin
+            services.remove_membership(membership, actor=owner)
+    finally:
+        membership_deleted.disconnect(receiver)
+    assert heard == [False]
+
+
+def test_an_api_request_reads_the_caller_s_roles_once(django_assert_num_queries):
+    """Visibility and the permission check of one request share the caller's roles."""
+    from rest_framework.test import APIClient
+
+    manager = make_user()
+    salon = make_salon()
+    add_member(salon, manager, "admin")
+    invitation = make_invitation(salon, role="mechanic")
+    client = APIClient()
+    client.force_authenticate(manager)
+    # The roles (all of the caller's salons, for visibility), then the invitation.
+    with django_assert_num_queries(2):
+        response = client.get(f"/api/invitation_to_auto_salon/{invitation.pk}")
+    assert response.status_code == 200, response.content

@@ -418,6 +418,13 @@ def deliver(event: Event) -> bool:
     succeeded; otherwise the relay runs them again. The relay does not send signals again:
     receivers hear of an event once, right after its commit.
     """
+    from salon_invitations.policies import current_roles
+
+    with current_roles():  # roles remembered for the request predate the change
+        return _deliver(event)
+
+
+def _deliver(event: Event) -> bool:
     if not event.redelivery:
         signal = SIGNALS[event.kind]
         sender = type(event.instance)

@@ -24,7 +24,7 @@ from salon_invitations.models import (
 )
 from salon_invitations.parsers import JSONParser, RequestBodyTooLarge
 from salon_invitations.permissions import InvitationRateThrottle, PolicyPermission
-from salon_invitations.policies import BasePolicy, get_policy
+from salon_invitations.policies import BasePolicy, get_policy, remembered_roles
 from salon_invitations.serializers import (
     ApproveSerializer,
     DeclinedSerializer,
@@ -139,6 +139,13 @@ class PolicyGenericViewSet(viewsets.GenericViewSet):
         method = getattr(self.policy, check or self.policy_checks[self.action])
         user = self.request.user
         return lambda obj: bool(method(user, obj, *args))
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # The caller's roles are read once per request (visibility and the permission check
+        # share them). The services' re-check under the salon's lock, and everything after
+        # the commit (backends, signal receivers), read the roles of the moment instead.
+        with remembered_roles():
+            return super().dispatch(request, *args, **kwargs)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
