@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -109,32 +111,76 @@ def transaction_cache(name: str, using: str | None = None) -> dict[Any, Any]:
     return caches[1].setdefault(name, {})
 
 
-def record(event: Event) -> SalonEvent:
+def record(event: Event, hook: Any = None) -> None:
     """Write ``event`` to the log in the current transaction; give it its ``id``.
 
-    When no configured backend needs the relay (``relayed``), the row is written as
-    dispatched: nothing is left to mark after commit.
+    Inside :func:`batched` the row is written at the end of the block with the others
+    (``hook`` is the event's on-commit hook: an event whose hook a rolled-back savepoint
+    dropped is not written). When no configured backend needs the relay (``relayed``), the
+    row is written as dispatched: nothing is left to mark after commit.
     """
+    using = router.db_for_write(SalonEvent)
+    batch = getattr(connections[using], "_salon_event_batch", None)
+    if batch is not None:
+        batch.append((event, hook))
+        return
+    with transaction.atomic(using=using, savepoint=False):
+        _write([event], using)
+
+
+def _write(pending: list[Event], using: str) -> None:
+    """Insert the rows of ``pending`` (in one statement), after taking the order lock."""
     from salon_invitations.notifications import relay_needed
 
-    using = router.db_for_write(SalonEvent)
     dispatched = not relay_needed()
-    with transaction.atomic(using=using, savepoint=False):
-        hold_order(using)
-        instance = event.instance
-        row = SalonEvent.objects.using(using).create(
+    now = timezone.now()
+    hold_order(using)
+    rows = [
+        SalonEvent(
             kind=event.kind,
-            salon_id=instance.salon_id,
-            user_id=instance.user_id,
+            salon_id=event.instance.salon_id,
+            user_id=event.instance.user_id,
             actor_id=getattr(event.actor, "pk", None),
             data=event.data,
-            dispatched_at=timezone.now() if dispatched else None,
+            dispatched_at=now if dispatched else None,
             secret=tokens.seal(event.token) if event.token and not dispatched else "",
         )
-    event.id = row.id
-    event.created_at = row.created_at
-    event.dispatched = dispatched
-    return row
+        for event in pending
+    ]
+    if len(rows) == 1:
+        rows[0].save(using=using, force_insert=True)
+    else:
+        SalonEvent.objects.using(using).bulk_create(rows)
+    for event, row in zip(pending, rows, strict=True):
+        event.id = row.id
+        event.created_at = row.created_at
+        event.dispatched = dispatched
+
+
+@contextmanager
+def batched(using: str | None = None) -> Iterator[None]:
+    """Inside a transaction: the events dispatched in the block are written to the log
+    together, in one ``INSERT``, when it ends without an error (one statement instead of one
+    per event; the order lock is taken then). Nested blocks join the outer one; on databases
+    that cannot return the ids of a bulk insert, events are written one by one as usual."""
+    using = using or router.db_for_write(SalonEvent)
+    connection = connections[using]
+    if (
+        getattr(connection, "_salon_event_batch", None) is not None
+        or not connection.features.can_return_rows_from_bulk_insert
+    ):
+        yield
+        return
+    batch: list[tuple[Event, Any]] = []
+    connection._salon_event_batch = batch  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        connection._salon_event_batch = None  # type: ignore[attr-defined]
+    hooks = {id(entry[1]) for entry in connection.run_on_commit}  # (savepoints, hook, robust)
+    pending = [event for event, hook in batch if hook is None or id(hook) in hooks]
+    if pending:
+        _write(pending, using)
 
 
 def mark_dispatched(ids: list[int]) -> None:

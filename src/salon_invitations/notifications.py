@@ -478,5 +478,9 @@ def dispatch(event: Event) -> None:
         # The events of one transaction about one salon and user (an approval and the
         # membership it creates) have the same recipients: computed once, after commit.
         event._shared = transaction_cache("recipients")
-    record(event)
-    transaction.on_commit(lambda: deliver(event))
+
+    def hook() -> None:
+        deliver(event)
+
+    record(event, hook)  # outside a transaction the hook runs at once: the row comes first
+    transaction.on_commit(hook)

@@ -150,7 +150,7 @@ def approve_invitation(
     """
     granted = base.requestable_role(role) if role is not None else None
     conflict: Conflict | None = None
-    with transaction.atomic():
+    with transaction.atomic(), events.batched():
         current = lock_pending_request(invitation)
         base.authorize(authorize, current)
         role_obj = granted or roles.get_role(current.role)
