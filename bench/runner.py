@@ -85,15 +85,13 @@ os.environ["BENCH_REDIS_URL"] = REDIS_URL
 
 class Scenario(Protocol):
     """A module of ``bench/scenarios/``. ``run`` measures and returns the keys it adds to the
-    results; the others turn the saved results into the page (each may find its keys absent
-    when the scenario did not run): the summary table's rows, the numbered findings and the
-    scenario's section."""
+    results; ``render`` turns the saved results into the scenario's section of the page, and
+    the optional ``summary`` and ``findings`` into rows of the summary table and numbered
+    findings (each may find its keys absent when the scenario did not run)."""
 
     NAME: str
 
     def run(self, ctx: Context) -> dict[str, Any]: ...
-    def summary(self, results: dict[str, Any]) -> list[str]: ...
-    def findings(self, results: dict[str, Any]) -> list[str]: ...
     def render(self, results: dict[str, Any]) -> str: ...
 
 
@@ -623,7 +621,6 @@ def explain(statement: str, params: Any = None) -> list[str]:
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import version
 
-    import psycopg
     import redis
 
     def first(path: str, prefix: str) -> str:
@@ -635,10 +632,6 @@ def machine_info() -> dict[str, Any]:
             return question()
         except Exception:
             return "-"
-
-    def pg_version() -> str:
-        with psycopg.connect(dbname="postgres", autocommit=True, **pg_params()) as conn:
-            return conn.execute("SHOW server_version").fetchone()[0]
 
     def redis_version() -> str:
         with redis.Redis.from_url(REDIS_URL, socket_timeout=5) as client:
@@ -652,8 +645,8 @@ def machine_info() -> dict[str, Any]:
     commit = ask(lambda: git("rev-parse", "--short", "HEAD"))
     if ask(lambda: git("status", "--porcelain", "--", "src")) not in ("", "-"):
         commit += " (src/ modified)"
-    dists = ("django djangorestframework channels channels-redis uvicorn uvloop httptools "
-             "websockets httpx psycopg django-salon-invitations")  # fmt: skip
+    dists = "django djangorestframework channels channels-redis uvicorn uvloop httptools websockets"
+    dists += " httpx psycopg django-salon-invitations"
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
@@ -664,7 +657,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         **{d.replace("-", "_"): ask(lambda d=d: version(d)) for d in dists.split()},
-        "postgresql": ask(pg_version),
+        "postgresql": ask(lambda: pg_query("SHOW server_version", db="postgres")[0][0]),
         "redis": ask(redis_version),
         "commit": commit,
     }

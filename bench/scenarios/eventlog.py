@@ -1,21 +1,12 @@
 # ruff: noqa: RUF001 - the section uses the multiplication sign on purpose
-"""The event log (SPEC §9): what writing it costs, replay, and the audit query at scale.
+"""The event log (SPEC §9): what writing it costs a create and an approve (in process, with
+and without the log), the replay of 1,000 events to one socket (daphne), and the audit query
+at 10k-1M rows; the method is described in the section it renders (``SECTION``).
 
-Self-contained (``OWN_DATABASE``; ``run.py`` runs it in a process of its own): the PostgreSQL
-database ``BENCH_EVENTLOG_DB`` (default ``salon_bench_eventlog``, dropped at the end unless
-``BENCH_KEEP_DB=1``), seeded with ``seed.seed_base``.
-
-1. Write cost: create and approve in process with the Django test client, with the log and
-   without it (``events.record`` and ``events.mark_dispatched`` patched in this process only),
-   the variants alternating ABBA; CPU per request is this process's CPU plus that of its
-   PostgreSQL backend (``/proc/<pid>/schedstat``).
-2. Replay: a daphne process; the owner of a salon with 1,000 events connects with
-   ``?since=0``; time from connect to ``resumed``.
-3. Audit query: the first page for a manager, a plain user and staff at each size of the log
-   (rows written with ``generate_series``), beside the query shapes that keep it flat.
-
-Environment: ``BENCH_EVENTLOG_SIZES`` (10000,100000,1000000), ``BENCH_EVENTLOG_REQUESTS`` (600
-per variant and operation), ``BENCH_EVENTLOG_QUERIES`` (200 per series and size).
+Self-contained (``OWN_DATABASE``; ``run.py`` runs it in a process of its own): the database
+``BENCH_EVENTLOG_DB`` (default ``salon_bench_eventlog``), seeded with ``seed.seed_base``.
+Sizes: ``BENCH_EVENTLOG_SIZES`` (10000,100000,1000000), ``BENCH_EVENTLOG_REQUESTS`` (600 per
+variant and operation), ``BENCH_EVENTLOG_QUERIES`` (200 per series and size).
 """
 
 from __future__ import annotations
@@ -514,14 +505,6 @@ def measure(results: dict[str, Any], connection: Any) -> None:
 
 
 # The page -------------------------------------------------------------------------------------
-
-
-def summary(results: dict[str, Any]) -> list[str]:
-    return []
-
-
-def findings(results: dict[str, Any]) -> list[str]:
-    return []
 
 
 def plan_summary(plan: list[str]) -> str:
