@@ -209,18 +209,11 @@ def timed(call: Any, n: int, status: int) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def profiled(name: str, entry: dict[str, Any]) -> Iterator[None]:
-    """pyinstrument over the block, if installed: ``results/<name>.txt``, noted in ``entry``."""
-    try:
-        from pyinstrument import Profiler
-    except ImportError:
+    """pyinstrument over the block: ``results/<name>.txt``, noted in ``entry``."""
+    from pyinstrument import Profiler
+
+    with Profiler(interval=0.0002) as profiler:
         yield
-        return
-    profiler = Profiler(interval=0.0002)
-    profiler.start()
-    try:
-        yield
-    finally:
-        profiler.stop()
     target = runner.RESULTS_DIR / f"{'quick-' if runner.QUICK else ''}{name}.txt"
     target.write_text(profiler.output_text(unicode=False, color=False))
     entry["profile"] = str(target.relative_to(runner.REPO))
