@@ -12,6 +12,7 @@ import asyncio
 import math
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,12 +54,10 @@ class RunResult:
         return len(self.samples) / self.wall if self.wall > 0 else 0.0
 
     def statuses(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for s in self.samples:
-            counts[str(s.status)] = counts.get(str(s.status), 0) + 1
+        counts = Counter(str(s.status) for s in self.samples)
         if self.errors:
             counts["transport_error"] = len(self.errors)
-        return counts
+        return dict(counts)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -66,12 +65,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return math.nan
     ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
     pos = (len(ordered) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    lo, hi = ordered[math.floor(pos)], ordered[math.ceil(pos)]
+    return lo + (hi - lo) * (pos - math.floor(pos))
 
 
 def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
@@ -79,13 +75,8 @@ def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
     ms = [v * 1000.0 for v in values_s]
     if not ms:
         return {"n": 0}
-    return {
-        "n": len(ms),
-        "p50": round(percentile(ms, 50), 3),
-        "p90": round(percentile(ms, 90), 3),
-        "p99": round(percentile(ms, 99), 3),
-        "mean": round(statistics.fmean(ms), 3),
-    }
+    quantiles = {f"p{q}": round(percentile(ms, q), 3) for q in (50, 90, 99)}
+    return {"n": len(ms), **quantiles, "mean": round(statistics.fmean(ms), 3)}
 
 
 class Clients:
@@ -127,12 +118,10 @@ async def run_closed_loop(
                 return
             index = offset + k
             req = make(index)
-            client = clients.pick(index)
-            headers = {"X-Bench-User": str(req.user)}
             sent = time.perf_counter()
             try:
-                response = await client.request(
-                    req.method, req.path, headers=headers, json=req.json
+                response = await clients.pick(index).request(
+                    req.method, req.path, headers={"X-Bench-User": str(req.user)}, json=req.json
                 )
                 await response.aread()
             except httpx.HTTPError as exc:
@@ -145,16 +134,9 @@ async def run_closed_loop(
                     body = response.json()
                 except ValueError:
                     body = response.text[:200]
+            server_us = int(response.headers.get("x-server-time-us", "0") or 0)
             result.samples.append(
-                Sample(
-                    index=index,
-                    status=response.status_code,
-                    latency=done - sent,
-                    server_us=int(response.headers.get("x-server-time-us", "0") or 0),
-                    sent=sent,
-                    done=done,
-                    body=body,
-                )
+                Sample(index, response.status_code, done - sent, server_us, sent, done, body)
             )
 
     start = time.perf_counter()

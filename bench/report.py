@@ -15,45 +15,56 @@ from string import Template
 from typing import Any
 
 import runner
-from runner import BENCH_DIR, REPO, fmt
+from runner import BENCH_DIR, REPO, fmt, row
 from scenarios import SCENARIOS, scale
 
 DOCS = REPO / "docs"
 CHART = DOCS / "img" / "benchmarks.png"
+RESULTS = BENCH_DIR / "results"
+
+
+MACHINE = (
+    ("date", "{date}"),
+    ("CPU", "{cpu_model}, {nproc} cores (`nproc`)"),
+    ("memory", "{memory_gib} GiB"),
+    ("kernel", "{kernel}"),
+    ("load average (1, 5, 15 min) before / after", "{load_before} / {load_after}"),
+    ("Python", "{python}"),
+    ("Django / DRF", "{django} / {djangorestframework}"),
+    ("channels / channels-redis", "{channels} / {channels_redis}"),
+    (
+        "uvicorn / uvloop / httptools / websockets",
+        "{uvicorn} / {uvloop} / {httptools} / {websockets}",
+    ),
+    ("psycopg", "{psycopg} (with its pool)"),
+    ("PostgreSQL", "{postgresql}"),
+    ("Redis", "{redis}"),
+    ("django-salon-invitations", "{django_salon_invitations}, commit {commit}"),
+    ("duration of the run", "{duration} s"),
+)
 
 
 def machine_rows(results: dict[str, Any]) -> list[str]:
-    m = results["machine"]
-    load_before = ", ".join(f"{x:.2f}" for x in results["load_before"])
-    load_after = ", ".join(f"{x:.2f}" for x in results["load_after"])
-    rows = [
-        f"| date | {m['date']} |",
-        f"| CPU | {m['cpu_model']}, {m['nproc']} cores (`nproc`) |",
-        f"| memory | {m['memory_gib']} GiB |",
-        f"| kernel | {m['kernel']} |",
-        f"| load average (1, 5, 15 min) before / after | {load_before} / {load_after} |",
-        f"| Python | {m['python']} |",
-        f"| Django / DRF | {m['django']} / {m['djangorestframework']} |",
-        f"| channels / channels-redis | {m['channels']} / {m['channels_redis']} |",
-        f"| uvicorn / uvloop / httptools / websockets | {m['uvicorn']} / {m['uvloop']} / "
-        f"{m['httptools']} / {m['websockets']} |",
-        f"| psycopg | {m['psycopg']} (with its pool) |",
-        f"| PostgreSQL | {m['postgresql']} |",
-        f"| Redis | {m['redis']} |",
-        f"| django-salon-invitations | {m['django_salon_invitations']}, commit {m['commit']} |",
-        f"| duration of the run | {fmt(results.get('total_seconds'), 0)} s |",
-    ]
-    other = results.get("other_cores") or {}
-    if other:
+    loads = {
+        key: ", ".join(f"{x:.2f}" for x in results[key]) for key in ("load_before", "load_after")
+    }
+    values = {**results["machine"], **loads, "duration": fmt(results.get("total_seconds"), 0)}
+    rows = [row(label, text.format(**values)) for label, text in MACHINE]
+    if other := results.get("other_cores"):
         busy = ", ".join(f"{name} {fmt(cores, 1)}" for name, cores in other.items())
-        rows.append(f"| cores used by other processes, per measurement (estimate) | {busy} |")
+        rows.append(row("cores used by other processes, per measurement (estimate)", busy))
     return rows
+
+
+def part(scenario: Any, name: str, results: dict[str, Any]) -> list[str]:
+    """A scenario's ``summary`` or ``findings`` (neither is required)."""
+    return getattr(scenario, name, lambda results: [])(results)
 
 
 def render_markdown(results: dict[str, Any], image: str) -> str:
     cfg = results["config"]
-    summary = [row for s in SCENARIOS for row in s.summary(results)]
-    findings = [f for s in SCENARIOS for f in s.findings(results)]
+    summary = [line for s in SCENARIOS for line in part(s, "summary", results)]
+    findings = [text for s in SCENARIOS for text in part(s, "findings", results)]
     sections = [s.render(results) for s in SCENARIOS]
     quick = (
         '!!! warning "Quick run"\n'
@@ -79,17 +90,15 @@ def render(results: dict[str, Any], *, write_docs: bool) -> list[Path]:
     if write_docs:
         md, png, image = DOCS / "benchmarks.md", CHART, "img/benchmarks.png"
     else:
-        md, png, image = (
-            BENCH_DIR / "results" / "quick.md",
-            BENCH_DIR / "results" / "quick.png",
-            "quick.png",
-        )
-    chart(results, png)
+        md, png, image = RESULTS / "quick.md", RESULTS / "quick.png", "quick.png"
+    if "scales" in results:  # a run of some scenarios only may have no list figures yet
+        chart(results, png)
     md.write_text(render_markdown(results, image))
     return [png, md]
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
+    """Three panels: the list at the main size, the scale curve, the writes' throughput."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,71 +112,55 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ("baseline manager", "plain DRF baseline", "#1f77b4"),
         ("package requester", "package, requester's list", "#ff7f0e"),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig, (bars, curve, writes) = plt.subplots(1, 3, figsize=(15, 4.6))
 
-    ax = axes[0]
-    lst = scales[main]["list"]
-    xs = list(range(len(series)))
-    p50 = [lst[key]["p50"] for key, _label, _color in series]
-    p99 = [lst[key]["p99"] for key, _label, _color in series]
-    colors = [color for _key, _label, color in series]
-    ax.bar([x - 0.2 for x in xs], p50, 0.4, color=colors)
-    ax.bar([x + 0.2 for x in xs], p99, 0.4, color=colors, alpha=0.4)
-    ax.set_xticks(xs, [label.replace(", ", ",\n") for _k, label, _c in series], fontsize=8)
-    ax.set_ylabel("ms per request, 1 client")
-    ax.set_title(f"List, page of 50, {int(main):,} invitations\n(solid: p50, light: p99)")
-    for x, a, b in zip(xs, p50, p99, strict=True):
-        ax.text(x - 0.2, a, f"{a:.1f}", ha="center", va="bottom", fontsize=7)
-        ax.text(x + 0.2, b, f"{b:.1f}", ha="center", va="bottom", fontsize=7)
+    xs = range(len(series))
+    for shift, key, alpha in ((-0.2, "p50", 1.0), (0.2, "p99", 0.4)):
+        values = [scales[main]["list"][name][key] for name, _label, _color in series]
+        colors = [color for _name, _label, color in series]
+        bars.bar([x + shift for x in xs], values, 0.4, color=colors, alpha=alpha)
+        for x, value in zip(xs, values, strict=True):
+            bars.text(x + shift, value, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
+    bars.set_xticks(xs, [label.replace(", ", ",\n") for _n, label, _c in series], fontsize=8)
+    bars.set_ylabel("ms per request, 1 client")
+    bars.set_title(f"List, page of 50, {int(main):,} invitations\n(solid: p50, light: p99)")
 
-    ax = axes[1]
     rows = [scales[s]["rows"] for s in sizes]
-    for key, label, color in series:
-        ax.plot(
-            rows, [scales[s]["list"][key]["p50"] for s in sizes], "o-", label=label, color=color
-        )
+    for name, label, color in series:
+        p50 = [scales[s]["list"][name]["p50"] for s in sizes]
+        curve.plot(rows, p50, "o-", label=label, color=color)
     for run in scale.load_history()[-1:]:
-        old = run["list_p50_ms"]
-        xs_old = sorted(int(k) for k in old)
-        ax.plot(
-            xs_old,
-            [old[str(x)]["package manager"] for x in xs_old],
-            "x:",
-            color="#7f7f7f",
-            label=f"package at {run['commit']} (earlier run)",
-        )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("invitations in the table")
-    ax.set_ylabel("p50 ms, 1 client")
-    ax.set_title("Scale curve: list latency vs table size")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.3)
+        old = {int(k): v["package manager"] for k, v in run["list_p50_ms"].items()}
+        label = f"package at {run['commit']} (earlier run)"
+        curve.plot(sorted(old), [old[x] for x in sorted(old)], "x:", color="#7f7f7f", label=label)
+    curve.set_xscale("log")
+    curve.set_yscale("log")
+    curve.set_xlabel("invitations in the table")
+    curve.set_ylabel("p50 ms, 1 client")
+    curve.set_title("Scale curve: list latency vs table size")
+    curve.grid(True, which="both", alpha=0.3)
 
-    ax = axes[2]
     approve = results.get("approve") or {}
     for kind, label, color in (
         ("different_salons", "approve, different salons", "#9467bd"),
         ("same_salon", "approve, all in one salon", "#8c564b"),
     ):
-        levels = approve.get(kind) or {}
-        xs2 = sorted(int(k) for k in levels)
-        ax.plot(xs2, [levels[str(x)]["rps"] for x in xs2], "o-", label=label, color=color)
-    create = results.get("create") or {}
-    if create:
-        ax.scatter(
-            [16], [create["package"]["rps"]], marker="^", color="#d62728", label="create, package"
+        levels = {int(k): v["rps"] for k, v in (approve.get(kind) or {}).items()}
+        writes.plot(
+            sorted(levels), [levels[x] for x in sorted(levels)], "o-", label=label, color=color
         )
-        ax.scatter(
-            [16], [create["baseline"]["rps"]], marker="v", color="#1f77b4", label="create, baseline"
-        )
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrent clients")
-    ax.set_ylabel("requests/s")
-    ax.set_title("Writes: throughput vs clients")
-    ax.legend(fontsize=7)
-    ax.grid(True, alpha=0.3)
+    for side, marker, color in (("package", "^", "#d62728"), ("baseline", "v", "#1f77b4")):
+        if create := results.get("create"):
+            rps = create[side]["rps"]
+            writes.scatter([16], [rps], marker=marker, color=color, label=f"create, {side}")
+    writes.set_xscale("log", base=2)
+    writes.set_xlabel("concurrent clients")
+    writes.set_ylabel("requests/s")
+    writes.set_title("Writes: throughput vs clients")
+    writes.grid(True, alpha=0.3)
 
+    for ax in (curve, writes):
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

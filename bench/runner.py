@@ -38,6 +38,7 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
+from importlib.util import find_spec
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -77,6 +78,8 @@ SAME_SALON_LEVELS = (1, 8)
 APPROVE_N = env_int("BENCH_APPROVE_N", 32 if QUICK else 240)  # per level and round
 APPROVE_ROUNDS = env_int("BENCH_APPROVE_ROUNDS", 1 if QUICK else 3)
 CONTENTION_ROUNDS = env_int("BENCH_CONTENTION_ROUNDS", 2 if QUICK else 5)
+# The statistics of a measured series summarised over rounds (see ``summarise``).
+KEYS = ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
 
 os.environ["BENCH_DB_NAME"] = DB_NAME
 os.environ["BENCH_REDIS_URL"] = REDIS_URL
@@ -84,133 +87,102 @@ os.environ["BENCH_REDIS_URL"] = REDIS_URL
 
 class Scenario(Protocol):
     """A module of ``bench/scenarios/``. ``run`` measures and returns the keys it adds to the
-    results; the others turn the saved results into the page (each may find its keys absent
-    when the scenario did not run)."""
+    results; ``render`` turns the saved results into the scenario's section of the page, and
+    the optional ``summary`` and ``findings`` into rows of the summary table and numbered
+    findings (each may find its keys absent when the scenario did not run)."""
 
     NAME: str
 
     def run(self, ctx: Context) -> dict[str, Any]: ...
-
-    def summary(self, results: dict[str, Any]) -> list[str]:
-        """Rows of the page's summary table."""
-
-    def findings(self, results: dict[str, Any]) -> list[str]:
-        """Paragraphs of the page's numbered findings."""
-
-    def render(self, results: dict[str, Any]) -> str:
-        """The scenario's section of the page."""
+    def render(self, results: dict[str, Any]) -> str: ...
 
 
 def log(message: str) -> None:
-    stamp = time.strftime("%H:%M:%S")
-    print(f"[bench {stamp}] {message}", flush=True)
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-# PostgreSQL administration (no Django) -------------------------------------------------------
+# PostgreSQL and Redis (no Django) --------------------------------------------------------------
 
 
 def pg_params() -> dict[str, Any]:
-    return {
-        "host": os.environ.get("PGHOST", "127.0.0.1"),
-        "port": os.environ.get("PGPORT", "5432"),
-        "user": os.environ.get("PGUSER", "postgres"),
-        "password": os.environ.get("PGPASSWORD", ""),
-        "connect_timeout": 10,
-    }
+    defaults = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "password": ""}
+    params = {key: os.environ.get(f"PG{key.upper()}", value) for key, value in defaults.items()}
+    return {**params, "connect_timeout": 10}
+
+
+def pg_query(statement: str, params: Any = None, db: str = DB_NAME) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(dbname=db, autocommit=True, **pg_params()) as conn:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def pg_admin(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(dbname="postgres", autocommit=True, **pg_params()) as conn:
-        conn.execute(statement)
+    pg_query(statement, db="postgres")
 
 
-def pg_query(statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    import psycopg
-
-    with psycopg.connect(dbname=DB_NAME, autocommit=True, **pg_params()) as conn:
-        return conn.execute(statement, params).fetchall()
-
-
-def create_database() -> None:
-    pg_admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    pg_admin(f'CREATE DATABASE "{DB_NAME}"')
-
-
-def drop_database() -> None:
-    pg_admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+def drop_database(name: str = DB_NAME, *, create: bool = False) -> None:
+    """Drop the database ``name`` (and create it afresh if ``create``)."""
+    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if create:
+        pg_admin(f'CREATE DATABASE "{name}"')
 
 
 def redis_cleanup() -> int:
     """Delete the channel layer's keys (prefix ``salonbench``) and nothing else."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-    try:
+    with redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
         keys = list(client.scan_iter(match="salonbench*", count=1000))
         for lo in range(0, len(keys), 500):
             client.delete(*keys[lo : lo + 500])
         return len(keys)
-    finally:
-        client.close()
 
 
 class LockWaitSampler:
-    """Samples ``pg_stat_activity`` every ``interval`` s in a thread: how often a backend of
-    the benchmark database waited for a lock, and how many at most."""
+    """Samples ``pg_stat_activity`` every ``interval`` s in a thread while in the ``with``
+    block: how often a backend of the benchmark database waited for a lock, and how many."""
 
     def __init__(self, interval: float = 0.005) -> None:
-        self.interval = interval
-        self.samples = 0
-        self.waiting_samples = 0
-        self.max_waiting = 0
+        self.interval, self.waiting = interval, []
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         import psycopg
 
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = %s"
         with psycopg.connect(dbname=DB_NAME, autocommit=True, **pg_params()) as conn:
-            deadline = time.monotonic() + 600
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                (waiting,) = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = %s AND wait_event_type = 'Lock'",
-                    [DB_NAME],
-                ).fetchone()
-                self.samples += 1
-                if waiting:
-                    self.waiting_samples += 1
-                    self.max_waiting = max(self.max_waiting, waiting)
-                self._stop.wait(self.interval)
+            while True:
+                self.waiting.append(conn.execute(query, [DB_NAME, "Lock"]).fetchone()[0])
+                if self._stop.wait(self.interval):
+                    return
 
     def __enter__(self) -> LockWaitSampler:
-        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._thread.join(timeout=10)
 
     def result(self) -> dict[str, Any]:
-        share = self.waiting_samples / self.samples if self.samples else 0.0
+        samples, waiting = len(self.waiting), sum(1 for w in self.waiting if w)
         return {
-            "samples": self.samples,
-            "samples_with_lock_waits": self.waiting_samples,
-            "share_with_lock_waits": round(share, 4),
-            "max_backends_waiting": self.max_waiting,
+            "samples": samples,
+            "samples_with_lock_waits": waiting,
+            "share_with_lock_waits": round(waiting / samples if samples else 0.0, 4),
+            "max_backends_waiting": max(self.waiting, default=0),
         }
 
 
-# The machine's other work ----------------------------------------------------------------------
+# CPU: of a process, of the machine ---------------------------------------------------------
 
 _OURS = frozenset({"postgres", "redis-server"})  # serving the benchmark (and maybe others)
 
 
-def _proc_cpu_seconds(pid: int) -> float:
+def proc_cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
@@ -224,15 +196,11 @@ def cpu_snapshot(our_pids: list[int]) -> tuple[float, float, float]:
     with open("/proc/stat") as stat:
         ticks = [int(x) for x in stat.readline().split()[1:]]
     busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
-    ours = sum(_proc_cpu_seconds(pid) for pid in our_pids)
+    ours = sum(proc_cpu_seconds(pid) for pid in our_pids)
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                comm = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            if comm in _OURS:
-                ours += _proc_cpu_seconds(int(entry.name))
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() in _OURS:
+                ours += proc_cpu_seconds(int(entry.name))
     return time.monotonic(), busy, ours
 
 
@@ -262,12 +230,11 @@ def listening(port: int) -> bool:
 
 def _die_with_parent() -> None:
     """In the server's process, before exec: get SIGTERM when the orchestrator dies, even if
-    it is killed without running its clean-up (Linux only; elsewhere a no-op)."""
+    it is killed without running its clean-up (Linux only)."""
     with contextlib.suppress(Exception):
         import ctypes
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Server:
@@ -287,6 +254,10 @@ class Server:
         self.log_path = LOG_DIR / f"{name}.log"
         self.extra_env = env or {}
         self.command = command
+        if command == self.UVICORN:  # the fastest event loop and HTTP parser installed
+            for option, module in (("--loop", "uvloop"), ("--http", "httptools")):
+                if find_spec(module):
+                    self.command += f" {option} {module}"
 
     @property
     def base_url(self) -> str:
@@ -302,23 +273,12 @@ class Server:
         env["PYTHONUNBUFFERED"] = "1"
         env.pop("BENCH_NO_POOL", None)
         env.update(self.extra_env)
-        extra = ""
-        if self.command == self.UVICORN:
-            with contextlib.suppress(ImportError):
-                import uvloop  # noqa: F401
-
-                extra += " --loop uvloop"
-            with contextlib.suppress(ImportError):
-                import httptools  # noqa: F401
-
-                extra += " --http httptools"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        for _attempt in range(3):
+        for _attempt in range(3):  # a port taken between free_port() and the bind: again
             self.port = free_port()
-            command = [sys.executable, *(self.command + extra).format(port=self.port).split()]
             with self.log_path.open("ab") as out:
                 self.process = subprocess.Popen(
-                    command,
+                    [sys.executable, *self.command.format(port=self.port).split()],
                     cwd=BENCH_DIR,
                     env=env,
                     stdout=out,
@@ -364,7 +324,7 @@ class Server:
         return total
 
     def cpu_seconds(self) -> float:
-        return sum(_proc_cpu_seconds(pid) for pid in self.pids())
+        return sum(proc_cpu_seconds(pid) for pid in self.pids())
 
 
 class ServerSet:
@@ -398,6 +358,10 @@ class ServerSet:
     def ws_urls(self) -> list[str]:
         return [s.ws_url for s in self.servers]
 
+    @property
+    def pids(self) -> list[int]:
+        return [pid for s in self.servers if s.process is not None for pid in s.pids()]
+
     def cpu(self) -> float:
         return sum(s.cpu_seconds() for s in self.servers)
 
@@ -405,9 +369,11 @@ class ServerSet:
         return [s.rss_kib() for s in self.servers]
 
     def log_text(self) -> str:
-        return "".join(
-            s.log_path.read_text(errors="replace") for s in self.servers if s.log_path.exists()
-        )
+        logs = [s.log_path for s in self.servers if s.log_path.exists()]
+        return "".join(path.read_text(errors="replace") for path in logs)
+
+
+# Statistics ---------------------------------------------------------------------------------
 
 
 def aggregate_rounds(rounds: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -422,10 +388,20 @@ def aggregate_rounds(rounds: list[dict[str, Any]], keys: tuple[str, ...]) -> dic
     return out
 
 
+def summarise(rounds: list[dict[str, Any]], keys: tuple[str, ...] = KEYS) -> dict[str, Any]:
+    """``aggregate_rounds`` with the rounds themselves under ``per_round``."""
+    return {**aggregate_rounds(rounds, keys), "per_round": rounds}
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     if not a or not b:
         return None
     return round(a / b, 3)
+
+
+def ratios(a: dict[str, Any], b: dict[str, Any], **keys: str) -> dict[str, float | None]:
+    """``{name: a[key] ÷ b[key]}`` for each ``name=key``."""
+    return {name: ratio(a.get(key), b.get(key)) for name, key in keys.items()}
 
 
 class Context:
@@ -446,16 +422,9 @@ class Context:
         that needs them)."""
         if self.layout is not None:
             return
-        create_database()
-        os.environ["DJANGO_SETTINGS_MODULE"] = "benchproject.settings"
-        os.environ["BENCH_NO_POOL"] = "1"
-        import django
         import seed
-        from django.core.management import call_command
-        from django.db import connection
 
-        django.setup()
-        call_command("migrate", verbosity=0)
+        connection = django_setup(DB_NAME)
         creates = 2 * (ROUNDS + SILENT_ROUNDS) * CREATE_N + 4 * CREATE_WARM_N + 600
         creates += 4 * TOPOLOGY_ROUNDS * (CREATE_N + CREATE_WARM_N)
         approvals = len(APPROVE_LEVELS) * APPROVE_ROUNDS * APPROVE_N + 10
@@ -484,9 +453,8 @@ class Context:
         return {"rows": size, "seed_seconds": round(seconds, 2)}
 
     def deadlocks(self) -> int:
-        return pg_query("SELECT deadlocks FROM pg_stat_database WHERE datname = %s", [DB_NAME])[0][
-            0
-        ]
+        query = "SELECT deadlocks FROM pg_stat_database WHERE datname = %s"
+        return pg_query(query, [DB_NAME])[0][0]
 
     # In process ---------------------------------------------------------------------------
 
@@ -496,17 +464,17 @@ class Context:
         return Client(headers={"X-Bench-User": str(user)})
 
     def capture(self, user: int, method: str, path: str, data: Any = None) -> tuple[int, list]:
+        """The status and the SQL of one request made in process (``get``, ``post``,
+        ``patch``)."""
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
-        client = self.client(user)
+        call = getattr(self.client(user), method)
         with CaptureQueriesContext(connection) as ctx:
             if method == "get":
-                response = client.get(path)
-            elif method == "post":
-                response = client.post(path, data, content_type="application/json")
+                response = call(path)
             else:
-                response = client.patch(path, data or {}, content_type="application/json")
+                response = call(path, data or {}, content_type="application/json")
         return response.status_code, [q["sql"] for q in ctx.captured_queries]
 
     # Over HTTP ----------------------------------------------------------------------------
@@ -544,23 +512,19 @@ class Context:
                 await clients.aclose()
 
         result, cpu = self.run_async(go())
-        ok = result.ok
-        lat = loadgen.summary_ms([s.latency for s in ok])
-        server = loadgen.summary_ms([s.server_us / 1e6 for s in ok])
-        stats = {
+        lat = loadgen.summary_ms([s.latency for s in result.ok])
+        server = loadgen.summary_ms([s.server_us / 1e6 for s in result.ok])
+        return result, {
             "n": len(result.samples),
-            "ok": len(ok),
+            "ok": len(result.ok),
             "statuses": result.statuses(),
-            "p50": lat.get("p50"),
-            "p99": lat.get("p99"),
-            "mean": lat.get("mean"),
+            **{key: lat.get(key) for key in ("p50", "p99", "mean")},
             "server_p50": server.get("p50"),
             "server_p99": server.get("p99"),
             "rps": round(result.rps, 2),
             "cpu_ms_per_request": round(cpu * 1000 / max(1, len(result.samples)), 3),
             "wall_s": round(result.wall, 3),
         }
-        return result, stats
 
     def check(
         self, what: str, result: Any, stats: dict[str, Any], *, deadline_ok: bool = False
@@ -570,6 +534,15 @@ class Context:
         if stats["ok"] != stats["n"] or result.errors[:1] not in ([], ["deadline"][:deadline_ok]):
             bad = [s.body for s in result.samples if s.status >= 300][:3]
             raise RuntimeError(f"{what}: {stats['statuses']} {bad} {result.errors[:3]}")
+
+    def measured(
+        self, what: str, make: Any, n: int, clients: int, offset: int = 0
+    ) -> dict[str, Any]:
+        """Statistics of ``n`` requests ``make(offset + i)`` from ``clients`` clients without
+        a warm-up, every one successful."""
+        result, stats = self.series(make, n, clients, warm=0, offset=offset)
+        self.check(what, result, stats)
+        return stats
 
     def with_servers(
         self,
@@ -597,23 +570,22 @@ class Context:
 
     # Phases -------------------------------------------------------------------------------
 
-    def snapshot(self) -> tuple[float, float, float]:
-        pids = [os.getpid()]
-        for server_set in (self.servers, *self.extra_servers):
-            pids += [s.process.pid for s in server_set.servers if s.process is not None]
-        try:
-            return cpu_snapshot(pids)
-        except OSError:
-            return (time.monotonic(), 0.0, 0.0)
-
     def phase(self, name: str, action: Callable[[], Any]) -> Any:
         """Run one measurement, noting how many cores other processes used meanwhile."""
         log(name)
-        before = self.snapshot()
+
+        def snapshot() -> tuple[float, float, float]:
+            pids = [os.getpid()] + [p for s in (self.servers, *self.extra_servers) for p in s.pids]
+            try:
+                return cpu_snapshot(pids)
+            except OSError:
+                return (time.monotonic(), 0.0, 0.0)
+
+        before = snapshot()
         try:
             return action()
         finally:
-            self.results.setdefault("other_cores", {})[name] = other_cores(before, self.snapshot())
+            self.results.setdefault("other_cores", {})[name] = other_cores(before, snapshot())
 
     def finish(self) -> None:
         """The run's closing figures: deadlocks and the servers' logged errors."""
@@ -632,70 +604,90 @@ class Context:
         self.results["server_log_exceptions"] = logs.count("Exception in ASGI application")
 
     def close(self) -> None:
-        self.servers.stop()
-        for extra in self.extra_servers:
-            extra.stop()
-        if self.layout is None:
-            return
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        if not os.environ.get("BENCH_KEEP_DB"):
+        for servers in (self.servers, *self.extra_servers):
+            servers.stop()
+        if self.layout is not None:
+            close_database(DB_NAME)
             with contextlib.suppress(Exception):
-                drop_database()
+                redis_cleanup()
+
+
+def django_setup(db: str) -> Any:
+    """Django in this process on a fresh database ``db``, migrated: its connection."""
+    drop_database(db, create=True)
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="benchproject.settings", BENCH_NO_POOL="1", BENCH_DB_NAME=db
+    )
+    import django
+    from django.core.management import call_command
+    from django.db import connection
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    return connection
+
+
+def close_database(db: str) -> None:
+    """Close Django's connections and drop ``db`` (unless ``BENCH_KEEP_DB``)."""
+    with contextlib.suppress(Exception):
+        from django.db import connections
+
+        connections.close_all()
+    if not os.environ.get("BENCH_KEEP_DB"):
         with contextlib.suppress(Exception):
-            redis_cleanup()
+            drop_database(db)
 
 
-def _first(path: str, prefix: str) -> str:
-    with contextlib.suppress(OSError):
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(prefix):
-                return line.split(":", 1)[1].strip()
-    return "-"
+def explain(statement: str, params: Any = None) -> list[str]:
+    """The lines of ``EXPLAIN (ANALYZE, BUFFERS)`` of ``statement`` on Django's connection."""
+    from django.db import connection
 
-
-def _ask(question: Callable[[], str]) -> str:
-    try:
-        return question()
-    except Exception:
-        return "-"
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
+        return [line for (line,) in cursor.fetchall()]
 
 
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import version
 
-    import psycopg
     import redis
 
-    def pg_version() -> str:
-        with psycopg.connect(dbname="postgres", autocommit=True, **pg_params()) as conn:
-            return conn.execute("SHOW server_version").fetchone()[0]
+    def first(path: str, prefix: str) -> str:
+        lines = Path(path).read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith(prefix))
+
+    def ask(question: Callable[[], Any]) -> str:
+        try:
+            return question()
+        except Exception:
+            return "-"
 
     def redis_version() -> str:
         with redis.Redis.from_url(REDIS_URL, socket_timeout=5) as client:
             return client.info("server")["redis_version"]
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()  # fmt: skip
+        run = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+        run.check_returncode()
+        return run.stdout.strip()
 
-    commit = _ask(lambda: git("rev-parse", "--short", "HEAD"))
-    if _ask(lambda: git("status", "--porcelain", "--", "src")) not in ("", "-"):
+    commit = ask(lambda: git("rev-parse", "--short", "HEAD"))
+    if ask(lambda: git("status", "--porcelain", "--", "src")) not in ("", "-"):
         commit += " (src/ modified)"
-    dists = ("django djangorestframework channels channels-redis uvicorn uvloop httptools "
-             "websockets httpx psycopg django-salon-invitations")  # fmt: skip
+    dists = "django djangorestframework channels channels-redis uvicorn uvloop httptools websockets"
+    dists += " httpx psycopg django-salon-invitations"
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
-        "memory_gib": round(int(_first("/proc/meminfo", "MemTotal:").split()[0]) / 1024**2, 1),
-        "cpu_model": _first("/proc/cpuinfo", "model name"),
+        "memory_gib": ask(
+            lambda: round(int(first("/proc/meminfo", "MemTotal").split()[0]) / 2**20, 1)
+        ),
+        "cpu_model": ask(lambda: first("/proc/cpuinfo", "model name")),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        **{d.replace("-", "_"): _ask(lambda d=d: version(d)) for d in dists.split()},
-        "postgresql": _ask(pg_version),
-        "redis": _ask(redis_version),
+        **{d.replace("-", "_"): ask(lambda d=d: version(d)) for d in dists.split()},
+        "postgresql": ask(lambda: pg_query("SHOW server_version", db="postgres")[0][0]),
+        "redis": ask(redis_version),
         "commit": commit,
     }
 
@@ -726,8 +718,7 @@ def merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def run(scenarios: list[ModuleType]) -> int:
     """Run ``scenarios`` in order; their keys replace the same keys of the saved results, so
     one scenario can be measured again without the others."""
-    RESULTS_DIR.mkdir(exist_ok=True)
-    LOG_DIR.mkdir(exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
     for old in LOG_DIR.glob("uvicorn*.log"):
         old.unlink()
 
@@ -738,19 +729,20 @@ def run(scenarios: list[ModuleType]) -> int:
     signal.signal(signal.SIGHUP, on_signal)
     names = [s.NAME for s in scenarios]
     log(f"{'quick' if QUICK else 'full'} run of {', '.join(names)}; main scale {MAIN_SCALE}")
+    config = {
+        "scales": SCALES,
+        "main_scale": MAIN_SCALE,
+        "rounds": ROUNDS,
+        "create_requests_per_round": CREATE_N,
+        "approve_levels": list(APPROVE_LEVELS),
+        "approve_requests_per_level_round": APPROVE_N,
+        "approve_rounds": APPROVE_ROUNDS,
+        "contention_rounds": CONTENTION_ROUNDS,
+        "servers": SERVERS,
+    }
     results: dict[str, Any] = {
         "quick": QUICK,
-        "config": {
-            "scales": SCALES,
-            "main_scale": MAIN_SCALE,
-            "rounds": ROUNDS,
-            "create_requests_per_round": CREATE_N,
-            "approve_levels": list(APPROVE_LEVELS),
-            "approve_requests_per_level_round": APPROVE_N,
-            "approve_rounds": APPROVE_ROUNDS,
-            "contention_rounds": CONTENTION_ROUNDS,
-            "servers": SERVERS,
-        },
+        "config": config,
         "machine": machine_info(),
         "load_before": os.getloadavg(),
     }
@@ -804,3 +796,8 @@ def verdict(ok: bool | None) -> str:
     if ok is None:
         return "not measured"
     return "**met**" if ok else "**missed**"
+
+
+def row(*cells: Any) -> str:
+    """A row of a Markdown table."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"

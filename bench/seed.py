@@ -26,6 +26,9 @@ FANOUT_REQUESTERS_PER_SALON = 8  # + owner + admin = 10 connections per salon
 WRITE_SALONS = 100
 CONTENDERS = 50
 
+INSERT_INVITATIONS = """INSERT INTO salon_invitations_invitation
+    (created, modified, status, status_changed, user_id, salon_id, role, message, reason,
+     decided_by_id, decided_at, expires_at)"""
 STATUS_CYCLE = (
     "ARRAY['pending','pending','rejected','rejected','rejected','rejected',"
     "'cancelled','cancelled','expired','expired']"
@@ -69,9 +72,6 @@ class Layout:
         """(first id, count) of the salons holding the bulk rows: all but the list salon."""
         return self.salon(1), SALONS - 1
 
-    def requester_salons(self) -> list[int]:
-        return [self.salon(1 + k) for k in range(REQUESTER_ROWS)]
-
     def same_salon(self) -> int:
         return self.salon(600)
 
@@ -106,8 +106,13 @@ def _users(cursor: Any, prefix: str, count: int) -> int:
         """,
         [prefix, prefix, count],
     )
+    return _contiguous(cursor, count)
+
+
+def _contiguous(cursor: Any, count: int) -> int:
+    """The first of the ``count`` ids the statement returned, checked to be contiguous."""
     ids = sorted(row[0] for row in cursor.fetchall())
-    assert ids[-1] - ids[0] + 1 == count, f"user ids of {prefix} not contiguous"
+    assert ids[-1] - ids[0] + 1 == count, "ids not contiguous"
     return ids[0]
 
 
@@ -133,33 +138,26 @@ def seed_base(connection: Any, *, writers: int, approvees: int, contention_round
             """,
             [layout.owner_first, SALONS],
         )
-        ids = sorted(row[0] for row in cursor.fetchall())
-        assert ids[-1] - ids[0] + 1 == SALONS
-        layout.salon_first = ids[0]
-        # Owners (the role that manages everything) of every salon.
-        cursor.execute(
-            """
-            INSERT INTO salon_invitations_membership (created, modified, user_id, salon_id, role)
-            SELECT now(), now(), %s + g, %s + g, 'superuser' FROM generate_series(0, %s - 1) g
-            """,
-            [layout.owner_first, layout.salon_first, SALONS],
-        )
-        # One admin (also a manager) in each fan-out salon.
-        fan_first_salon = layout.fanout_salons()[0]
-        cursor.execute(
-            """
-            INSERT INTO salon_invitations_membership (created, modified, user_id, salon_id, role)
-            SELECT now(), now(), %s + g, %s + g, 'admin' FROM generate_series(0, %s - 1) g
-            """,
-            [layout.admin_first, fan_first_salon, FANOUT_SALONS],
-        )
+        layout.salon_first = _contiguous(cursor, SALONS)
+        # The owners (the role that manages everything) of every salon, and one admin (also a
+        # manager) in each fan-out salon.
+        for role, first_user, first_salon, count in (
+            ("superuser", layout.owner_first, layout.salon_first, SALONS),
+            ("admin", layout.admin_first, layout.fanout_salons()[0], FANOUT_SALONS),
+        ):
+            cursor.execute(
+                """
+                INSERT INTO salon_invitations_membership (created, modified, user_id, salon_id,
+                                                          role)
+                SELECT now(), now(), %s + g, %s + g, %s FROM generate_series(0, %s - 1) g
+                """,
+                [first_user, first_salon, role, count],
+            )
         # The measured manager's salon: LIST_SALON_ROWS invitations by distinct pool users,
         # spread over the same period as the bulk rows.
         cursor.execute(
             f"""
-            INSERT INTO salon_invitations_invitation
-                (created, modified, status, status_changed, user_id, salon_id, role, message,
-                 reason, decided_by_id, decided_at, expires_at)
+            {INSERT_INVITATIONS}
             SELECT c, c, st, c, %(pool)s + j, %(salon)s,
                    (ARRAY['seller','mechanic','admin'])[1 + j %% 3],
                    'Hello, I would like to join your salon.', '',
@@ -179,9 +177,7 @@ def seed_base(connection: Any, *, writers: int, approvees: int, contention_round
         # The measured requester: one invitation in each of REQUESTER_ROWS salons.
         cursor.execute(
             f"""
-            INSERT INTO salon_invitations_invitation
-                (created, modified, status, status_changed, user_id, salon_id, role, message,
-                 reason, decided_by_id, decided_at, expires_at)
+            {INSERT_INVITATIONS}
             SELECT c, c, st, c, %(user)s, %(salon)s + j, 'seller',
                    'Hello, I would like to join your salon.', '', NULL,
                    CASE WHEN st = 'pending' THEN NULL ELSE c END, NULL
@@ -213,9 +209,7 @@ def grow_bulk(connection: Any, layout: Layout, total_rows: int, batch: int = 250
                 hi = min(target_bulk, lo + batch)
                 cursor.execute(
                     f"""
-                    INSERT INTO salon_invitations_invitation
-                        (created, modified, status, status_changed, user_id, salon_id, role,
-                         message, reason, decided_by_id, decided_at, expires_at)
+                    {INSERT_INVITATIONS}
                     SELECT c, c, st, c, %(pool)s + ((i / %(ns)s) %% %(nu)s), %(s0)s + (i %% %(ns)s),
                            (ARRAY['seller','mechanic','admin'])[1 + i %% 3],
                            'Hello, I would like to join your salon.',
@@ -252,10 +246,8 @@ def seed_pending(
     salon_id)`` sorted by id."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            INSERT INTO salon_invitations_invitation
-                (created, modified, status, status_changed, user_id, salon_id, role, message,
-                 reason, decided_by_id, decided_at, expires_at)
+            f"""
+            {INSERT_INVITATIONS}
             SELECT now(), now(), 'pending', now(), u, s, %s, %s, '', NULL, NULL, NULL
             FROM unnest(%s::bigint[]) WITH ORDINALITY AS uu(u, un)
             CROSS JOIN unnest(%s::bigint[]) WITH ORDINALITY AS ss(s, sn)

@@ -15,6 +15,7 @@ from rest_framework import generics, serializers
 from salon_invitations.models import Invitation, Membership
 
 MANAGING_ROLES = ("superuser", "admin")
+WRITABLE = ("salon", "role", "message")  # on create; ``user`` is the caller
 
 
 class PlainInvitationSerializer(serializers.ModelSerializer):
@@ -34,17 +35,7 @@ class PlainInvitationSerializer(serializers.ModelSerializer):
             "created",
             "modified",
         )
-        read_only_fields = (
-            "id",
-            "user",
-            "status",
-            "reason",
-            "decided_by",
-            "decided_at",
-            "expires_at",
-            "created",
-            "modified",
-        )
+        read_only_fields = tuple(field for field in fields if field not in WRITABLE)
 
 
 class BaselineInvitationListCreate(generics.ListCreateAPIView):

@@ -95,41 +95,24 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(hours=2),
 }
 
+
+def _role(
+    label: str, rank: int, *, limit: int | None = 1, requestable: bool = True, manages: bool = False
+) -> dict[str, object]:
+    return dict(label=label, rank=rank, limit=limit, requestable=requestable, manages=manages)
+
+
 SALON_INVITATIONS = {
     "NOTIFICATION_BACKENDS": ["salon_invitations.notifications.ChannelsBackend"],
     # The default role table plus ``member``: unlimited holders, so that the approval
     # throughput benchmark can approve thousands of requests (the default roles allow one
     # holder each). The contention benchmark uses ``seller`` (one holder).
     "ROLES": {
-        "superuser": {
-            "label": "Superuser",
-            "rank": 30,
-            "limit": 1,
-            "requestable": False,
-            "manages": True,
-        },
-        "admin": {"label": "Admin", "rank": 20, "limit": 1, "requestable": True, "manages": True},
-        "seller": {
-            "label": "Seller",
-            "rank": 10,
-            "limit": 1,
-            "requestable": True,
-            "manages": False,
-        },
-        "mechanic": {
-            "label": "Mechanic",
-            "rank": 10,
-            "limit": 1,
-            "requestable": True,
-            "manages": False,
-        },
-        "member": {
-            "label": "Member",
-            "rank": 5,
-            "limit": None,
-            "requestable": True,
-            "manages": False,
-        },
+        "superuser": _role("Superuser", 30, requestable=False, manages=True),
+        "admin": _role("Admin", 20, manages=True),
+        "seller": _role("Seller", 10),
+        "mechanic": _role("Mechanic", 10),
+        "member": _role("Member", 5, limit=None),
     },
 }
 

@@ -1,7 +1,8 @@
 """The benchmark's scenarios, in the order they run and appear on the page.
 
-Each is a module with ``NAME``, ``run(ctx) -> dict`` and the page's ``summary``, ``findings``
-and ``render`` (see ``runner.Scenario``). Adding a scenario: write its module, list it here.
+Each is a module with ``NAME``, ``run(ctx) -> dict`` and the page's ``render`` (optionally
+``summary`` and ``findings``; see ``runner.Scenario``). Adding a scenario: write its module,
+list it here.
 """
 
 from scenarios import contention, eventlog, fanout, scale, topology, write

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from typing import Any
 
 import runner
@@ -21,78 +22,13 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def approvals(ctx: Context) -> dict[str, Any]:
-    import loadgen
     import seed
-    from django.db import connection
 
     layout = ctx.layout
     contenders = [layout.contender_first + c for c in range(seed.CONTENDERS)]
-    rounds = []
-    for r in range(CONTENTION_ROUNDS):
-        salon = layout.contention_salon(r)
-        owner = layout.owner_of(salon)
-        rows = seed.seed_pending(connection, users=contenders, salons=[salon], role="seller")
-        targets = [inv for inv, _u, _s in rows]
-
-        def make(i: int, targets: list[int] = targets, owner: int = owner) -> Any:
-            return loadgen.Req("PATCH", f"/api/invitations/{targets[i]}/approved", owner)
-
-        def warm(i: int, owner: int = owner) -> Any:
-            return loadgen.Req("GET", "/api/invitations?page_size=1", owner)
-
-        async def fire(targets: list[int] = targets, make: Any = make, warm: Any = warm) -> Any:
-            clients = loadgen.Clients(ctx.servers.base_urls, connections=len(targets))
-            try:
-                # Open all connections first, so the approvals start together.
-                await loadgen.run_closed_loop(clients, warm, len(targets), len(targets))
-                return await loadgen.run_closed_loop(
-                    clients, make, len(targets), len(targets), keep_body=True
-                )
-            finally:
-                await clients.aclose()
-
-        with LockWaitSampler(0.002) as sampler:
-            result = ctx.run_async(fire())
-        codes: dict[str, int] = {}
-        for s in result.samples:
-            code = s.body.get("code") if isinstance(s.body, dict) else None
-            key = f"{s.status} {code}" if code else str(s.status)
-            codes[key] = codes.get(key, 0) + 1
-        with connection.cursor() as cur:
-            cur.execute(
-                "SELECT status, count(*) FROM salon_invitations_invitation "
-                "WHERE salon_id = %s AND role = 'seller' GROUP BY status",
-                [salon],
-            )
-            db_status = dict(cur.fetchall())
-            cur.execute(
-                "SELECT count(*) FROM salon_invitations_membership "
-                "WHERE salon_id = %s AND role = 'seller'",
-                [salon],
-            )
-            holders = cur.fetchone()[0]
-        first = min(s.sent for s in result.samples) if result.samples else 0
-        last = max(s.done for s in result.samples) if result.samples else 0
-        rounds.append(
-            {
-                "responses": codes,
-                "approved": sum(1 for s in result.samples if s.status == 200),
-                "role_taken": sum(
-                    1
-                    for s in result.samples
-                    if s.status == 409
-                    and isinstance(s.body, dict)
-                    and s.body.get("code") == "role_taken"
-                ),
-                "server_errors": sum(1 for s in result.samples if s.status >= 500),
-                "transport_errors": len(result.errors),
-                "wall_ms": round((last - first) * 1000, 1),
-                "db_invitations": db_status,
-                "db_seller_holders": holders,
-                "lock_waits": sampler.result(),
-            }
-        )
-    connection.close()
+    rounds = [
+        one_round(ctx, layout.contention_salon(r), contenders) for r in range(CONTENTION_ROUNDS)
+    ]
     walls = [r["wall_ms"] for r in rounds]
     return {
         "rounds": rounds,
@@ -101,11 +37,69 @@ def approvals(ctx: Context) -> dict[str, Any]:
         "all_correct": all(
             r["approved"] == 1
             and r["role_taken"] == len(contenders) - 1
-            and r["server_errors"] == 0
-            and r["transport_errors"] == 0
+            and r["server_errors"] == r["transport_errors"] == 0
             and r["db_seller_holders"] == 1
             for r in rounds
         ),
+    }
+
+
+def one_round(ctx: Context, salon: int, contenders: list[int]) -> dict[str, Any]:
+    """The owner approves each contender's request for ``seller`` in ``salon``, all at once."""
+    import loadgen
+    import seed
+    from django.db import connection
+
+    owner = ctx.layout.owner_of(salon)
+    rows = seed.seed_pending(connection, users=contenders, salons=[salon], role="seller")
+    connection.close()
+    n = len(rows)
+
+    async def fire() -> Any:
+        clients = loadgen.Clients(ctx.servers.base_urls, connections=n)
+        try:
+            # Open all connections first, so the approvals start together.
+            warm = loadgen.Req("GET", "/api/invitations?page_size=1", owner)
+            await loadgen.run_closed_loop(clients, lambda i: warm, n, n)
+            return await loadgen.run_closed_loop(
+                clients,
+                lambda i: loadgen.Req("PATCH", f"/api/invitations/{rows[i][0]}/approved", owner),
+                n,
+                n,
+                keep_body=True,
+            )
+        finally:
+            await clients.aclose()
+
+    with LockWaitSampler(0.002) as sampler:
+        result = ctx.run_async(fire())
+    samples = result.samples
+    first, last = min(s.sent for s in samples), max(s.done for s in samples)
+    codes = [
+        f"{s.status} {s.body['code']}"
+        if isinstance(s.body, dict) and s.body.get("code")
+        else str(s.status)
+        for s in samples
+    ]
+    db_status = runner.pg_query(
+        "SELECT status, count(*) FROM salon_invitations_invitation "
+        "WHERE salon_id = %s AND role = 'seller' GROUP BY status",
+        [salon],
+    )
+    ((holders,),) = runner.pg_query(
+        "SELECT count(*) FROM salon_invitations_membership WHERE salon_id = %s AND role = 'seller'",
+        [salon],
+    )
+    return {
+        "responses": dict(Counter(codes)),
+        "approved": sum(1 for s in samples if s.status == 200),
+        "role_taken": codes.count("409 role_taken"),
+        "server_errors": sum(1 for s in samples if s.status >= 500),
+        "transport_errors": len(result.errors),
+        "wall_ms": round((last - first) * 1000, 1),
+        "db_invitations": dict(db_status),
+        "db_seller_holders": holders,
+        "lock_waits": sampler.result(),
     }
 
 
@@ -125,10 +119,6 @@ def summary(results: dict[str, Any]) -> list[str]:
         f"{len(cont['rounds'])}; {dl} deadlocks; wall {fmt(cont['wall_ms_median'], 0)} ms "
         f"| {verdict(ok)} |"
     ]
-
-
-def findings(results: dict[str, Any]) -> list[str]:
-    return []
 
 
 SECTION = """\

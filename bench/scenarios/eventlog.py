@@ -1,24 +1,12 @@
 # ruff: noqa: RUF001 - the section uses the multiplication sign on purpose
-"""The event log (SPEC §9): what writing it costs, replay, and the audit query at scale.
+"""The event log (SPEC §9): what writing it costs a create and an approve (in process, with
+and without the log), the replay of 1,000 events to one socket (daphne), and the audit query
+at 10k-1M rows; the method is described in the section it renders (``SECTION``).
 
-Self-contained (``OWN_DATABASE``; ``run.py`` runs it in a process of its own): creates the
-PostgreSQL database ``BENCH_EVENTLOG_DB`` (default ``salon_bench_eventlog``, dropped at the
-end unless ``BENCH_KEEP_DB=1``), seeds it with ``seed.seed_base`` and measures.
-
-1. Write cost: ``POST /api/invitations`` (create) and ``PATCH …/approved`` (approve) in
-   process with the Django test client, with the log and without it (``record`` and
-   ``mark_dispatched`` of :mod:`salon_invitations.events` patched in this process only: the
-   event gets a fake id). Requests of the two variants alternate (ABBA); CPU per request is
-   this process's CPU plus that of its PostgreSQL backend (``/proc/<pid>/schedstat``).
-2. Replay: a daphne process (PostgreSQL, Redis layer); the owner of a salon with 1,000
-   events connects with ``?since=0``; time from connect to ``resumed``.
-3. Audit query: ``visible_events(user, …).filter(id__gt=0).order_by("id")[:51]`` at each
-   size of the log (rows written with ``generate_series``), for a manager, a plain user and
-   staff, beside the query shape that keeps the manager's page flat (``audit_union``).
-
-Environment: ``BENCH_EVENTLOG_SIZES`` (10000,100000,1000000), ``BENCH_EVENTLOG_REQUESTS``
-(600 per variant and operation),
-``BENCH_EVENTLOG_QUERIES`` (200 per user kind and size), PG*, ``BENCH_REDIS_URL``.
+Self-contained (``OWN_DATABASE``; ``run.py`` runs it in a process of its own): the database
+``BENCH_EVENTLOG_DB`` (default ``salon_bench_eventlog``), seeded with ``seed.seed_base``.
+Sizes: ``BENCH_EVENTLOG_SIZES`` (10000,100000,1000000), ``BENCH_EVENTLOG_REQUESTS`` (600 per
+variant and operation), ``BENCH_EVENTLOG_QUERIES`` (200 per series and size).
 """
 
 from __future__ import annotations
@@ -36,32 +24,26 @@ from pathlib import Path
 from typing import Any
 
 import runner
-from runner import Context, log, pg_admin
+from runner import Context, env_int, explain, log, ratios, row
 
 NAME = "eventlog"
 OWN_DATABASE = True
 DB_NAME = os.environ.get("BENCH_EVENTLOG_DB", "salon_bench_eventlog")
-QUICK = runner.QUICK
-DEFAULT_SIZES = "5000,20000,50000" if QUICK else "10000,100000,1000000"
+DEFAULT_SIZES = "5000,20000,50000" if runner.QUICK else "10000,100000,1000000"
 SIZES = [int(x) for x in os.environ.get("BENCH_EVENTLOG_SIZES", DEFAULT_SIZES).split(",")]
-REQUESTS = int(os.environ.get("BENCH_EVENTLOG_REQUESTS", "100" if QUICK else "600"))
+REQUESTS = env_int("BENCH_EVENTLOG_REQUESTS", 100 if runner.QUICK else 600)
 WARM = 20  # requests per variant and operation before the measured ones
-QUERIES = int(os.environ.get("BENCH_EVENTLOG_QUERIES", "200"))
+QUERIES = env_int("BENCH_EVENTLOG_QUERIES", 200)
 REPLAY_EVENTS, REPLAY_RUNS = 1000, 5
 MEASURED_ROWS = 100  # of each measured salon and user, at every size
 PAGE = 51  # CursorPagination's page of 50 plus one to know there is a next page
 EVENT_SALONS, EVENT_USERS = 1000, 10_000
 CPU_TARGET = 1.15
-FLAT_FACTOR = 1.5  # as report.py: p50 at the largest size at most this times the smallest
+FLAT_FACTOR = 1.5  # p50 at the largest size at most this times the smallest
 
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def sql(statement: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -95,9 +77,7 @@ def without_log() -> Any:
         events.record, events.mark_dispatched = saved
 
 
-def backend_cpu_ns() -> tuple[int, int]:
-    (pid,) = sql("SELECT pg_backend_pid()")[0]
-    return pid, int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+VARIANTS = {"log": contextlib.nullcontext, "no log": without_log}
 
 
 def write_cost(layout: Any) -> dict[str, Any]:
@@ -108,45 +88,42 @@ def write_cost(layout: Any) -> dict[str, Any]:
 
     from salon_invitations.models import SalonEvent
 
-    salons = layout.write_salons()
-    client = Client()
-    creates = itertools.count()
-    per_variant = WARM + REQUESTS + 5
-    users = [layout.approvee_first + a for a in range(-(-2 * per_variant // len(salons)))]
+    salons, client, creates = layout.write_salons(), Client(), itertools.count()
+    per_salon = -(-2 * (WARM + REQUESTS + 5) // len(salons))
+    users = [layout.approvee_first + a for a in range(per_salon)]
     rows = seed.seed_pending(connection, users=users, salons=salons, role="member")
     rows.sort(key=lambda r: (r[1], r[2]))  # consecutive approvals in different salons
     approvals = iter([(inv, layout.owner_of(salon)) for inv, _u, salon in rows])
 
+    def request(method: str, path: str, user: int, body: dict[str, Any]) -> int:
+        headers = {"X-Bench-User": str(user)}
+        call = getattr(client, method)
+        return call(path, body, content_type="application/json", headers=headers).status_code
+
     def create() -> int:
         i = next(creates)
-        salon = salons[i % len(salons)]
-        writer = layout.writer_first + i // len(salons)
-        return client.post(
-            "/api/invitations", {"salon": salon, "role": "seller", "message": "Benchmark."},
-            content_type="application/json", headers={"X-Bench-User": str(writer)},
-        ).status_code  # fmt: skip
+        body = {"salon": salons[i % len(salons)], "role": "seller", "message": "Benchmark."}
+        return request("post", "/api/invitations", layout.writer_first + i // len(salons), body)
 
     def approve() -> int:
         inv, owner = next(approvals)
-        return client.patch(
-            f"/api/invitations/{inv}/approved", {}, content_type="application/json",
-            headers={"X-Bench-User": str(owner)},
-        ).status_code  # fmt: skip
+        return request("patch", f"/api/invitations/{inv}/approved", owner, {})
 
-    ops = {"create": (create, 201), "approve": (approve, 200)}
-    variants = {"log": contextlib.nullcontext, "no log": without_log}
+    def backend() -> tuple[int, Path]:
+        (pid,) = sql("SELECT pg_backend_pid()")[0]
+        return pid, Path(f"/proc/{pid}/schedstat")
+
     out: dict[str, Any] = {"requests_per_variant": REQUESTS, "warm_up": WARM}
-    for op, (call, expected) in ops.items():
-        samples: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
+    for op, call, expected in (("create", create, 201), ("approve", approve, 200)):
+        samples: dict[str, list[tuple[float, float, float]]] = {v: [] for v in VARIANTS}
         events0 = SalonEvent.objects.count()
         gc.collect()
-        pid, _ns = backend_cpu_ns()
-        schedstat = Path(f"/proc/{pid}/schedstat")
+        pid, schedstat = backend()
         # One request at a time, the variants in ABBA order, so that the machine's changing
         # load falls on both alike.
         for i in range(2 * (WARM + REQUESTS)):
-            variant = list(variants)[(i + i // 2) % 2]
-            with variants[variant]():
+            variant = list(VARIANTS)[(i + i // 2) % 2]
+            with VARIANTS[variant]():
                 db0 = int(schedstat.read_text().split()[0])
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 status = call()
@@ -155,40 +132,46 @@ def write_cost(layout: Any) -> dict[str, Any]:
             assert status == expected, (op, variant, status)
             if i >= 2 * WARM:
                 samples[variant].append((cpu * 1000, db / 1e6, wall * 1000))
-        assert backend_cpu_ns()[0] == pid, "the database connection changed"
+        assert backend()[0] == pid, "the database connection changed"
         events = SalonEvent.objects.count() - events0
         entry: dict[str, Any] = {}
-        for variant, rows in samples.items():
-            with variants[variant](), CaptureQueriesContext(connection) as ctx:
+        for variant, measured in samples.items():
+            with VARIANTS[variant](), CaptureQueriesContext(connection) as queries:
                 for _ in range(3):
                     call()
-            total = [app + db for app, db, _w in rows]
+            app, db, wall = (list(column) for column in zip(*measured, strict=True))
+            total = [a + d for a, d in zip(app, db, strict=True)]
             entry[variant] = {
                 "cpu_ms": round(statistics.median(total), 3),
                 "cpu_ms_mean": round(statistics.fmean(total), 3),
-                "app_ms": round(statistics.median(r[0] for r in rows), 3),
-                "db_ms": round(statistics.median(r[1] for r in rows), 3),
-                "latency_p50_ms": round(statistics.median(r[2] for r in rows), 3),
-                "queries_per_request": len(ctx.captured_queries) / 3,
+                "app_ms": round(statistics.median(app), 3),
+                "db_ms": round(statistics.median(db), 3),
+                "latency_p50_ms": round(statistics.median(wall), 3),
+                "queries_per_request": len(queries) / 3,
                 "events": events / (WARM + REQUESTS) if variant == "log" else 0,
-                "sql": [q["sql"][:160] for q in ctx.captured_queries[: len(ctx) // 3]],
+                "sql": [q["sql"][:160] for q in queries.captured_queries[: len(queries) // 3]],
             }
         log_, bare = entry["log"], entry["no log"]
-        quarter = REQUESTS // 4
+        n = REQUESTS // 4
+        totals = {v: [a + d for a, d, _w in rows] for v, rows in samples.items()}
         entry["ratio"] = {
-            "cpu": round(log_["cpu_ms"] / bare["cpu_ms"], 3),
-            "cpu_mean": round(log_["cpu_ms_mean"] / bare["cpu_ms_mean"], 3),
-            "app_cpu": round(log_["app_ms"] / bare["app_ms"], 3),
-            "db_cpu": round(log_["db_ms"] / bare["db_ms"], 3),
-            "latency": round(log_["latency_p50_ms"] / bare["latency_p50_ms"], 3),
+            **ratios(
+                log_,
+                bare,
+                cpu="cpu_ms",
+                cpu_mean="cpu_ms_mean",
+                app_cpu="app_ms",
+                db_cpu="db_ms",
+                latency="latency_p50_ms",
+            ),
             # The median ratio in each quarter of the run: how steady the figure is.
             "cpu_by_quarter": [
                 round(
-                    statistics.median(a + d for a, d, _w in samples["log"][q : q + quarter])
-                    / statistics.median(a + d for a, d, _w in samples["no log"][q : q + quarter]),
+                    statistics.median(totals["log"][lo : lo + n])
+                    / statistics.median(totals["no log"][lo : lo + n]),
                     3,
                 )
-                for q in range(0, quarter * 4, quarter)
+                for lo in range(0, n * 4, n)
             ],
         }
         entry["met"] = entry["ratio"]["cpu"] <= CPU_TARGET
@@ -202,14 +185,12 @@ def write_cost(layout: Any) -> dict[str, Any]:
 # Rows of the log, fast -------------------------------------------------------------------------
 
 
-def add_salon(owner_name: str) -> tuple[int, int]:
+def add_salon(connection: Any, owner_name: str) -> tuple[int, int]:
     """A salon of its own (outside the bulk) and its owner: (salon id, owner id)."""
-    (owner,) = sql(
-        "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email,"
-        " is_staff, is_active, date_joined) VALUES ('!', false, %s, '', '', '', false, true,"
-        " now()) RETURNING id",
-        [owner_name],
-    )[0]
+    import seed
+
+    with connection.cursor() as cursor:
+        owner = seed._users(cursor, owner_name, 1)
     (salon,) = sql(
         "INSERT INTO salon_invitations_salon (created, modified, name, owner_id)"
         " VALUES (now(), now(), %s, %s) RETURNING id",
@@ -223,11 +204,12 @@ def add_salon(owner_name: str) -> tuple[int, int]:
     return salon, owner
 
 
-def insert_events(template: dict[str, Any], lo: int, hi: int, *, salon0: int, nsalons: int,
-                  user0: int, nusers: int) -> None:  # fmt: skip
-    """Rows ``lo``..``hi - 1``: salon ``(7i + i // nusers) % nsalons``, user ``i % nusers``
-    (every user in many salons, every salon's rows spread evenly over the ids), a real
-    event's ``data`` with its own ids."""
+def insert_events(
+    template: dict[str, Any], lo: int, hi: int, salons: tuple[int, int], users: tuple[int, int]
+) -> None:
+    """Rows ``lo``..``hi - 1``, with ``salons`` and ``users`` as (first id, count): salon
+    ``(7i + i // nusers) % nsalons``, user ``i % nusers`` (every user in many salons, every
+    salon's rows spread evenly over the ids), a real event's ``data`` with its own ids."""
     sql(
         """
         INSERT INTO salon_invitations_salonevent
@@ -243,22 +225,12 @@ def insert_events(template: dict[str, Any], lo: int, hi: int, *, salon0: int, ns
                      timestamptz '2024-01-01' + i * interval '10 seconds' AS c
               FROM generate_series(%(lo)s, %(hi)s - 1) AS i) g
         """,
-        {"tpl": json.dumps(template), "s0": salon0, "ns": nsalons, "u0": user0,
-         "nu": nusers, "lo": lo, "hi": hi},
+        {"tpl": json.dumps(template), "s0": salons[0], "ns": salons[1], "u0": users[0],
+         "nu": users[1], "lo": lo, "hi": hi},
     )  # fmt: skip
 
 
 # 2. Replay of 1,000 events to one socket -----------------------------------------------------
-
-
-def daphne() -> runner.Server:
-    server = runner.Server(
-        "daphne-eventlog",
-        {"BENCH_DB_NAME": DB_NAME},
-        "-m daphne -b 127.0.0.1 -p {port} --verbosity 0 benchproject.asgi:application",
-    )
-    server.start()
-    return server
 
 
 async def replay_once(url: str) -> tuple[float, int, dict[str, Any]]:
@@ -278,22 +250,21 @@ def replay(server: runner.Server, owner: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from rest_framework_simplejwt.tokens import AccessToken
 
-    token = AccessToken.for_user(get_user_model()(id=owner))
-    url = f"ws://127.0.0.1:{server.port}/ws/api/invitation_to_auto_salon/?token={token}&since=0"
     from salon_invitations.models import SalonEvent
     from salon_invitations.policies import get_policy
 
-    # The consumer's query (SalonEventsConsumer._missed), for the plan.
     user = get_user_model().objects.get(pk=owner)
+    url = f"{server.ws_url}/ws/api/invitation_to_auto_salon/?token={AccessToken.for_user(user)}"
+    # The consumer's query (SalonEventsConsumer._missed), for the plan.
     events = SalonEvent.objects.filter(id__gt=0, kind__startswith="invitation.")
     events = get_policy().replayable_events(user, events).order_by("id")
-    query = events.values_list("id", "kind", "data")[: REPLAY_EVENTS + 1]
-    plan = explain(query)
-    db_exec_ms, buffers = db_work(*query.query.sql_with_params())
-    asyncio.run(replay_once(url))  # warm-up: imports, pooled connections
+    query = events.values_list("id", "kind", "data")[: REPLAY_EVENTS + 1].query
+    plan = explain(*query.sql_with_params())
+    db_exec_ms, buffers = db_work(*query.sql_with_params())
+    asyncio.run(replay_once(url + "&since=0"))  # warm-up: imports, pooled connections
     times, cpu0 = [], server.cpu_seconds()
     for _ in range(REPLAY_RUNS):
-        seconds, frames, last = asyncio.run(replay_once(url))
+        seconds, frames, last = asyncio.run(replay_once(url + "&since=0"))
         assert frames == REPLAY_EVENTS and last["type"] == "resumed", (frames, last)
         times.append(seconds)
     return {
@@ -316,15 +287,14 @@ def audit_union(user: Any, since: int = 0) -> Any:
     from salon_invitations.models import SalonEvent
     from salon_invitations.policies import get_policy
 
-    policy = get_policy()
     base = SalonEvent.objects.filter(id__gt=since).order_by("id")
     if user.is_staff or user.is_superuser:
         return base[:PAGE]
-    managed = policy._managed_salon_ids(user)
-    branches = [base.filter(user=user)] + [base.filter(salon_id=s) for s in managed]
-    ids = branches[0].values("id")[:PAGE]
-    if len(branches) > 1:
-        ids = ids.union(*(b.values("id")[:PAGE] for b in branches[1:]))
+    managed = get_policy()._managed_salon_ids(user)
+    ids, *others = [base.filter(user=user), *(base.filter(salon_id=s) for s in managed)]
+    ids = ids.values("id")[:PAGE]
+    if others:
+        ids = ids.union(*(b.values("id")[:PAGE] for b in others))
     return SalonEvent.objects.filter(id__in=ids).order_by("id")[:PAGE]
 
 
@@ -350,36 +320,18 @@ def audit_salon_only(user: Any, salon: int, since: int = 0) -> Any:
     return SalonEvent.objects.filter(id__gt=since, salon_id=salon).order_by("id")[:PAGE]
 
 
-def explain(qs: Any) -> list[str]:
-    return explain_sql(*qs.query.sql_with_params())
-
-
-def explain_sql(statement: str, params: Any = None) -> list[str]:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
-        return [row[0] for row in cursor.fetchall()]
-
-
 def db_work(statement: str, params: Any = None, runs: int = 21) -> tuple[float, int]:
     """Median execution ms of ``runs`` ``EXPLAIN ANALYZE`` and the shared buffers the plan
     touches: the database's own work, far less sensitive to the machine's load than p50."""
-    from django.db import connection
-
-    times, buffers = [], 0
-    with connection.cursor() as cursor:
-        for _ in range(runs):
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params)
-            (plan,) = cursor.fetchone()[0]
-            times.append(plan["Execution Time"])
-            buffers = plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"]
-    return round(statistics.median(times), 3), buffers
+    query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement
+    plans = [sql(query, params)[0][0][0] for _ in range(runs)]
+    buffers = plans[-1]["Plan"]["Shared Hit Blocks"] + plans[-1]["Plan"]["Shared Read Blocks"]
+    return round(statistics.median(p["Execution Time"] for p in plans), 3), buffers
 
 
 def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, Any]:
     """p50/p95 of the first page (``since=0``) per user kind: the ORM query, the candidate
-    shape for managers, and the endpoint itself through the test client."""
+    shapes for managers, and the endpoint itself through the test client."""
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -410,7 +362,7 @@ def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, An
         "user, GET": ("user", get()),
         "staff, GET": ("staff", get()),
     }
-    for _ in range(3):  # warm the caches; the candidate shape must give the same page
+    for _ in range(3):  # warm the caches; the candidate shapes must give the same page
         for user in users["manager"] + users["user"] + users["staff"]:
             assert [e.id for e in audit_or(user)] == [e.id for e in audit_union(user)]
             if user.pk in salon_of:
@@ -422,23 +374,22 @@ def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, An
     for i in range(QUERIES):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             kind, call = series[name]
-            user = users[kind][i % len(users[kind])]
             t = time.perf_counter()
-            rows = call(user)
+            rows = call(users[kind][i % len(users[kind])])
             times[name].append(time.perf_counter() - t)
             counts[name].add(len(rows))
     out: dict[str, Any] = {}
-    for name in names:
-        kind, call = series[name]
-        with CaptureQueriesContext(connection) as ctx:
+    for name, (kind, call) in series.items():
+        with CaptureQueriesContext(connection) as queries:
             call(users[kind][0])
-        (statement,) = [q["sql"] for q in ctx.captured_queries if "salonevent" in q["sql"]][-1:]
+        statement = [q["sql"] for q in queries.captured_queries if "salonevent" in q["sql"]][-1]
+        ordered = sorted(times[name])
         out[name] = {
-            "p50_ms": ms(statistics.median(times[name])),
-            "p95_ms": ms(pct(times[name], 0.95)),
+            "p50_ms": ms(statistics.median(ordered)),
+            "p95_ms": ms(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]),
             "rows_returned": sorted(counts[name]),
-            "queries": len(ctx.captured_queries),
-            "plan": explain_sql(statement),
+            "queries": len(queries),
+            "plan": explain(statement),
         }
         out[name]["db_exec_ms"], out[name]["buffers"] = db_work(statement)
     return out
@@ -447,26 +398,39 @@ def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, An
 # The whole scenario ---------------------------------------------------------------------------
 
 
-def measure(results: dict[str, Any]) -> None:
-    os.environ.update(DJANGO_SETTINGS_MODULE="benchproject.settings", BENCH_NO_POOL="1",
-                      BENCH_DB_NAME=DB_NAME)  # fmt: skip
-    import django
+def run(ctx: Context) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "nproc": os.cpu_count(),
+        "load_before": os.getloadavg(),
+        "config": {
+            "sizes": SIZES,
+            "requests": REQUESTS,
+            "queries": QUERIES,
+            "replay_runs": REPLAY_RUNS,
+            "target_cpu_ratio": CPU_TARGET,
+        },
+    }
+    try:
+        measure(results, runner.django_setup(DB_NAME))
+    finally:
+        runner.close_database(DB_NAME)
+    results["load_after"] = os.getloadavg()
+    return {"eventlog": results}
 
-    django.setup()
+
+def measure(results: dict[str, Any], connection: Any) -> None:
     import seed
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.db import connection
 
     from salon_invitations.conf import app_settings
     from salon_invitations.models import SalonEvent
 
-    call_command("migrate", verbosity=0)
-    per_variant = WARM + REQUESTS + 10
+    needed = 2 * (WARM + REQUESTS + 10)
     layout = seed.seed_base(
         connection,
-        writers=seed.writers_needed(2 * per_variant),
-        approvees=seed.approvees_needed(2 * per_variant),
+        writers=seed.writers_needed(needed),
+        approvees=seed.approvees_needed(needed),
         contention_rounds=0,
     )
     log(f"write cost: {REQUESTS} requests per variant and operation, ABBA")
@@ -477,9 +441,11 @@ def measure(results: dict[str, Any]) -> None:
 
     assert app_settings.REPLAY_LIMIT >= REPLAY_EVENTS, "REPLAY_LIMIT below 1,000"
     template = SalonEvent.objects.filter(kind="invitation.created").latest("id").data
-    replay_salon, replay_owner = add_salon("replay-owner")
-    insert_events(template, 0, REPLAY_EVENTS, salon0=replay_salon, nsalons=1,
-                  user0=layout.pool_first + EVENT_USERS, nusers=REPLAY_EVENTS)  # fmt: skip
+    replay_salon, replay_owner = add_salon(connection, "replay-owner")
+    first_user = layout.pool_first
+    insert_events(
+        template, 0, REPLAY_EVENTS, (replay_salon, 1), (first_user + EVENT_USERS, REPLAY_EVENTS)
+    )
     sql(
         "UPDATE salon_invitations_salonevent SET kind = 'invitation.created' WHERE salon_id = %s",
         [replay_salon],
@@ -487,29 +453,36 @@ def measure(results: dict[str, Any]) -> None:
     # The measured readers' own rows, first in the log, so that their page is full at every
     # size (as seed.py's LIST_SALON_ROWS): 100 in each measured salon, 100 about each
     # measured user; the bulk adds its share on top.
-    insert_events(template, 0, 10 * MEASURED_ROWS, salon0=layout.salon(0), nsalons=10,
-                  user0=layout.pool_first + EVENT_USERS + REPLAY_EVENTS, nusers=1000)  # fmt: skip
-    insert_events(template, 0, 10 * MEASURED_ROWS, salon0=layout.salon(500), nsalons=100,
-                  user0=layout.pool_first, nusers=10)  # fmt: skip
+    others = first_user + EVENT_USERS + REPLAY_EVENTS
+    insert_events(template, 0, 10 * MEASURED_ROWS, (layout.salon(0), 10), (others, 1000))
+    insert_events(template, 0, 10 * MEASURED_ROWS, (layout.salon(500), 100), (first_user, 10))
     User = get_user_model()
-    staff = User.objects.get(pk=layout.requester)
-    staff.is_staff = True
-    staff.save(update_fields=["is_staff"])
+    User.objects.filter(pk=layout.requester).update(is_staff=True)
+    managers = [layout.salon(k) for k in range(10)]
     users = {
-        "manager": [User.objects.get(pk=layout.owner_of(layout.salon(k))) for k in range(10)],
-        "user": [User.objects.get(pk=layout.pool_first + k) for k in range(10)],
-        "staff": [staff],
+        "manager": [User.objects.get(pk=layout.owner_of(salon)) for salon in managers],
+        "user": [User.objects.get(pk=first_user + k) for k in range(10)],
+        "staff": [User.objects.get(pk=layout.requester)],
     }
-    salon_of = {layout.owner_of(layout.salon(k)): layout.salon(k) for k in range(10)}
+    salon_of = {layout.owner_of(salon): salon for salon in managers}
     results["sizes"], done = {}, 0
-    server = daphne()
+    server = runner.Server(
+        "daphne-eventlog",
+        {"BENCH_DB_NAME": DB_NAME},
+        "-m daphne -b 127.0.0.1 -p {port} --verbosity 0 benchproject.asgi:application",
+    )
+    server.start()
     try:
         for size in SIZES:
             t = time.perf_counter()
             for lo in range(done, size, 250_000):
-                insert_events(template, lo, min(size, lo + 250_000),
-                              salon0=layout.salon_first, nsalons=EVENT_SALONS,
-                              user0=layout.pool_first, nusers=EVENT_USERS)  # fmt: skip
+                insert_events(
+                    template,
+                    lo,
+                    min(size, lo + 250_000),
+                    (layout.salon_first, EVENT_SALONS),
+                    (first_user, EVENT_USERS),
+                )
             done = size
             sql("VACUUM ANALYZE salon_invitations_salonevent")
             rows = sql("SELECT count(*) FROM salon_invitations_salonevent")[0][0]
@@ -531,7 +504,7 @@ def measure(results: dict[str, Any]) -> None:
     }
 
 
-# The page's section ------------------------------------------------------------------------
+# The page -------------------------------------------------------------------------------------
 
 
 def plan_summary(plan: list[str]) -> str:
@@ -554,141 +527,117 @@ def growth_cell(entries: list[dict[str, Any]]) -> str:
     return f"DB {db:.1f}×, buffers {buffers:.1f}× ({flat})"
 
 
-def summary(results: dict[str, Any]) -> list[str]:
-    return []
+SECTION = """\
+## Event log
 
+Measured {date} on {nproc} cores shared with other work (load {load_before:.1f} before, \
+{load_after:.1f} after) by `bench/scenarios/eventlog.py`. CPU per request is the Django \
+process's CPU plus its PostgreSQL backend's (`/proc/<pid>/schedstat`), in process with the \
+test client; absolute times are this slow, shared machine's, the ratios are what to read.
 
-def findings(results: dict[str, Any]) -> list[str]:
-    return []
+### Writing the log: create and approve ({requests} requests per variant, one at a time, the \
+variants alternating ABBA)
+
+"Without the log" patches `events.record` and `events.mark_dispatched` in the benchmark \
+process (no row, no `EventOrder` lock, no "dispatched" update; the event gets a fake id). \
+Everything else, the Redis channel layer included, runs in both.
+
+| | CPU ms/request (median) | Python | PostgreSQL | p50 ms | queries/request | events/request |
+|---|---:|---:|---:|---:|---:|---:|
+{write_rows}
+
+{write_ratios}
+
+### Audit list and replay by size of the log
+
+First page (`since=0`, 50 rows + 1) per reader; the rows are spread over {salons:,} salons \
+and {users:,} users, and the measured salons and users have {measured} rows of their own at \
+every size (full pages). p50 / p95 in ms, {queries} queries per series, series interleaved. \
+Replay: a salon owner's socket with `?since=0` and {replay:,} events to send, connect → \
+`resumed`, daphne, median of {replay_runs}. Each cell: p50 / p95 ms in process (ORM or test \
+client); DB = median execution ms of 21 `EXPLAIN ANALYZE` of the statement and the shared \
+buffers it touches; rows on the page. The machine's load changes between sizes, so flatness \
+is judged on DB time and buffers (flat: buffers within {flat}×, DB time within {flat}× or \
+0.1 ms).
+
+*per-branch shape*: the first 51 ids of each branch (`user_id = me`, and `salon_id = s` for \
+each managed salon) by `ORDER BY id LIMIT 51` on the `(user, id)` and `(salon, id)` indexes, \
+then the rows of the first 51 of their union. *salon only*: with `salon=<a salon the reader \
+manages>`, `salon_id = s` without the policy's OR (every row of it is visible anyway).
+
+| | {size_heads} | largest/smallest |
+|---|{size_aligns}---:|
+{size_rows}
+
+Plans at {largest:,} rows:
+
+{plans}
+"""
 
 
 def render(results: dict[str, Any]) -> str:
     results = results.get("eventlog") or {}
     if not results:
         return ""
-    w = results["write"]
-    sizes = list(results["sizes"])
-    first, last = results["sizes"][sizes[0]], results["sizes"][sizes[-1]]
-    lines = [
-        "## Event log",
-        "",
-        f"Measured {results['date']} on {results['nproc']} cores shared with other work "
-        f"(load {results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after) "
-        "by `bench/scenarios/eventlog.py`. CPU per request is the Django process's CPU plus its "
-        "PostgreSQL backend's (`/proc/<pid>/schedstat`), in process with the test client; "
-        "absolute times are this slow, shared machine's, the ratios are what to read.",
-        "",
-        f"### Writing the log: create and approve ({w['requests_per_variant']} requests per "
-        "variant, one at a time, the variants alternating ABBA)",
-        "",
-        '"Without the log" patches `events.record` and `events.mark_dispatched` in the '
-        'benchmark process (no row, no `EventOrder` lock, no "dispatched" update; the '
-        "event gets a fake id). Everything else, the Redis channel layer included, runs in "
-        "both.",
-        "",
-        "| | CPU ms/request (median) | Python | PostgreSQL | p50 ms | queries/request "
-        "| events/request |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+    w, by_size = results["write"], results["sizes"]
+    sizes = list(by_size)
+    write_rows = [
+        row(
+            f"{op}, {'with' if variant == 'log' else 'without'} the log",
+            *(f"{e[k]:.1f}" for k in ("cpu_ms", "app_ms", "db_ms", "latency_p50_ms")),
+            f"{e['queries_per_request']:g}",
+            f"{e['events']:g}",
+        )
+        for op in ("create", "approve")
+        for variant, e in ((v, w[op][v]) for v in ("log", "no log"))
     ]
+    write_ratios = []
     for op in ("create", "approve"):
-        for variant in ("log", "no log"):
-            e = w[op][variant]
-            lines.append(
-                f"| {op}, {'with' if variant == 'log' else 'without'} the log | {e['cpu_ms']:.1f} "
-                f"| {e['app_ms']:.1f} | {e['db_ms']:.1f} | {e['latency_p50_ms']:.1f} "
-                f"| {e['queries_per_request']:g} | {e['events']:g} |"
-            )
-    lines.append("")
-    for op in ("create", "approve"):
-        r = w[op]["ratio"]
-        lines.append(
+        r, added = w[op]["ratio"], w[op]["queries_added_by_log"]
+        write_ratios.append(
             f"- {op}: CPU with/without **{r['cpu']:.3f}×** (means {r['cpu_mean']:.3f}×; by "
-            f"quarter of the run {', '.join(f'{q:.2f}' for q in r['cpu_by_quarter'])}; "
-            f"Python {r['app_cpu']:.3f}×, PostgreSQL "
-            f"{r['db_cpu']:.3f}×) — target ≤ {CPU_TARGET}×: "
-            f"{'**met**' if w[op]['met'] else '**missed**'}. Added statements: "
-            + ", ".join(
-                f"`{q.split(' WHERE')[0].split(' (')[0][:60]}`"
-                for q in w[op]["queries_added_by_log"]
-            )
+            f"quarter of the run {', '.join(f'{q:.2f}' for q in r['cpu_by_quarter'])}; Python "
+            f"{r['app_cpu']:.3f}×, PostgreSQL {r['db_cpu']:.3f}×) — target ≤ {CPU_TARGET}×: "
+            f"{runner.verdict(w[op]['met'])}. Added statements: "
+            + ", ".join(f"`{q.split(' WHERE')[0].split(' (')[0][:60]}`" for q in added)
             + "."
         )
-    lines += [
-        "",
-        "### Audit list and replay by size of the log",
-        "",
-        "First page (`since=0`, 50 rows + 1) per reader; the rows are spread over "
-        f"{EVENT_SALONS:,} salons and {EVENT_USERS:,} users, and the measured salons and "
-        f"users have {MEASURED_ROWS} rows of their own at every size (full pages). "
-        "p50 / p95 in ms, "
-        f"{results['config']['queries']} queries per series, series interleaved. Replay: a "
-        f"salon owner's socket with `?since=0` and {REPLAY_EVENTS:,} events to send, "
-        f"connect → `resumed`, daphne, median of {REPLAY_RUNS}. Each cell: p50 / p95 ms "
-        "in process (ORM or test client); DB = median execution ms of 21 `EXPLAIN ANALYZE` of "
-        "the statement and the shared buffers it touches; rows on the page. The machine's "
-        "load changes between sizes, so flatness is judged on DB time and buffers (flat: "
-        f"buffers within {FLAT_FACTOR}×, DB time within {FLAT_FACTOR}× or 0.1 ms).",
-        "",
-        "*per-branch shape*: the first 51 ids of each branch (`user_id = me`, and "
-        "`salon_id = s` for each managed salon) by `ORDER BY id LIMIT 51` on the `(user, id)` "
-        "and `(salon, id)` indexes, then the rows of the first 51 of their union. *salon "
-        "only*: with `salon=<a salon the reader manages>`, `salon_id = s` without the "
-        "policy's OR (every row of it is visible anyway).",
-        "",
-        "| | " + " | ".join(f"{int(s):,} rows" for s in sizes) + " | largest/smallest |",
-        "|---|" + "---:|" * (len(sizes) + 1),
-    ]
-    for name in first["audit"]:
-        entries = [results["sizes"][s]["audit"][name] for s in sizes]
+    size_rows = []
+    for name in by_size[sizes[0]]["audit"]:
+        entries = [by_size[s]["audit"][name] for s in sizes]
         cells = [
             f"{e['p50_ms']:.1f} / {e['p95_ms']:.1f} · DB {e['db_exec_ms']:.2f}, "
             f"{e['buffers']:,} buf · {max(e['rows_returned'])} rows"
             for e in entries
         ]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {growth_cell(entries)} |")
-    entries = [results["sizes"][s]["replay"] for s in sizes]
+        size_rows.append(row(name, *cells, growth_cell(entries)))
+    entries = [by_size[s]["replay"] for s in sizes]
     cells = [
         f"{e['median_ms']:.0f} ms · server CPU {e['server_cpu_ms_per_replay']:.0f} ms · "
         f"DB {e['db_exec_ms']:.2f}, {e['buffers']:,} buf"
         for e in entries
     ]
-    lines.append(
-        f"| replay of {REPLAY_EVENTS:,} events | "
-        + " | ".join(cells)
-        + f" | {growth_cell(entries)} |"
+    size_rows.append(row(f"replay of {REPLAY_EVENTS:,} events", *cells, growth_cell(entries)))
+    last = by_size[sizes[-1]]
+    plans = [f"- {name}: {plan_summary(entry['plan'])}" for name, entry in last["audit"].items()]
+    return SECTION.format(
+        date=results["date"],
+        nproc=results["nproc"],
+        load_before=results["load_before"][0],
+        load_after=results["load_after"][0],
+        requests=w["requests_per_variant"],
+        write_rows="\n".join(write_rows),
+        write_ratios="\n".join(write_ratios),
+        salons=EVENT_SALONS,
+        users=EVENT_USERS,
+        measured=MEASURED_ROWS,
+        queries=results["config"]["queries"],
+        replay=REPLAY_EVENTS,
+        replay_runs=REPLAY_RUNS,
+        flat=FLAT_FACTOR,
+        size_heads=" | ".join(f"{int(s):,} rows" for s in sizes),
+        size_aligns="---:|" * len(sizes),
+        size_rows="\n".join(size_rows),
+        largest=int(sizes[-1]),
+        plans="\n".join([*plans, f"- replay: {plan_summary(last['replay']['plan'])}"]),
     )
-    lines += ["", f"Plans at {int(sizes[-1]):,} rows:", ""]
-    for name, entry in last["audit"].items():
-        lines.append(f"- {name}: {plan_summary(entry['plan'])}")
-    lines.append(f"- replay: {plan_summary(last['replay']['plan'])}")
-    if results.get("notes"):
-        lines += ["", *results["notes"]]
-    return "\n".join(lines) + "\n"
-
-
-def run(ctx: Context) -> dict[str, Any]:
-    results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "nproc": os.cpu_count(),
-        "load_before": os.getloadavg(),
-        "config": {
-            "sizes": SIZES,
-            "requests": REQUESTS,
-            "queries": QUERIES,
-            "replay_runs": REPLAY_RUNS,
-            "target_cpu_ratio": CPU_TARGET,
-        },
-    }
-    pg_admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    pg_admin(f'CREATE DATABASE "{DB_NAME}"')
-    try:
-        measure(results)
-    finally:
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        if not os.environ.get("BENCH_KEEP_DB"):
-            pg_admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    results["load_after"] = os.getloadavg()
-    return {"eventlog": results}

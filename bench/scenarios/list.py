@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import runner
-from runner import Context, aggregate_rounds, env_float, env_int, fmt, ratio, verdict
+from runner import Context, env_float, env_int, fmt, ratios, row, summarise, verdict
 
 NAME = "list"
 LIST_N = env_int("BENCH_LIST_N", 40 if runner.QUICK else 300)  # per round and series, 1 client
@@ -23,6 +23,13 @@ PROFILE_N = env_int("BENCH_PROFILE_N", 30 if runner.QUICK else 150)
 RATIO_TARGET = 1.25
 SERIES = ("package manager", "baseline manager", "package requester")
 SEQ_SCAN = "Seq Scan on salon_invitations_invitation"
+PACKAGE, BASELINE = "/api/invitations", "/baseline/invitations"
+# The lists whose queries are counted and explained: (name, layout's user, path).
+LISTS = (
+    ("package manager list", "list_manager", PACKAGE),
+    ("package requester list", "requester", PACKAGE),
+    ("baseline manager list", "list_manager", BASELINE),
+)
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -32,9 +39,7 @@ def run(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"scales": {}}
     for scale in [s for s in runner.SCALES if s <= runner.MAIN_SCALE]:
         out["scales"][str(scale)] = entry = measure(ctx, scale)
-    entry["list_concurrent"] = ctx.phase(
-        "list, 8 clients", lambda: list_series(ctx, concurrent=True)
-    )
+    entry["list_concurrent"] = ctx.phase("list, 8 clients", lambda: list_series(ctx, 8))
     runner.log("query counts, in-process profile")
     out["query_counts"] = query_counts(ctx)
     out["in_process"] = profile(ctx)
@@ -44,123 +49,104 @@ def run(ctx: Context) -> dict[str, Any]:
 def measure(ctx: Context, scale: int) -> dict[str, Any]:
     """The list with one client and the EXPLAIN of its queries, at ``scale`` rows."""
     entry: dict[str, Any] = ctx.grow_to(scale)
-    entry["list"] = ctx.phase(f"list {scale}", lambda: list_series(ctx, concurrent=False))
+    entry["list"] = ctx.phase(f"list {scale}", lambda: list_series(ctx, 1))
     runner.log(f"[{scale}] list ratio p50 {entry['list']['ratio']['p50']}")
     entry["explain"] = explain(ctx)
     return entry
 
 
-def list_series(ctx: Context, *, concurrent: bool) -> dict[str, Any]:
+def list_series(ctx: Context, clients: int) -> dict[str, Any]:
+    """The series, interleaved round by round (one client: also the requester's list)."""
     import loadgen
 
     layout = ctx.layout
     series = {
-        "package manager": ("/api/invitations", layout.list_manager),
-        "baseline manager": ("/baseline/invitations", layout.list_manager),
-        "package requester": ("/api/invitations", layout.requester),
+        "package manager": (PACKAGE, layout.list_manager),
+        "baseline manager": (BASELINE, layout.list_manager),
+        "package requester": (PACKAGE, layout.requester),
     }
-    if concurrent:
-        series.pop("package requester")
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in series}
-    samples: dict[str, list[float]] = {name: [] for name in series}
-    names = list(series)
-    for r in range(min(runner.ROUNDS, 3) if concurrent else runner.ROUNDS):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            path, user = series[name]
-
-            def make(i: int, path: str = path, user: int = user) -> Any:
-                return loadgen.Req("GET", path, user)
-
-            n, conc = (LIST_CONC_N, 8) if concurrent else (LIST_N, 1)
-            result, stats = ctx.series(make, n, conc, warm=4, deadline_s=LIST_ROUND_SECONDS)
+    names = list(series)[: 3 if clients == 1 else 2]
+    n, rounds_count = (LIST_N, runner.ROUNDS) if clients == 1 else (LIST_CONC_N, 3)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(min(runner.ROUNDS, rounds_count)):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            request = loadgen.Req("GET", *series[name])
+            result, stats = ctx.series(
+                lambda i, request=request: request,
+                n,
+                clients,
+                warm=4,
+                deadline_s=LIST_ROUND_SECONDS,
+            )
             ctx.check(f"list {name}", result, stats, deadline_ok=True)
             rounds[name].append(stats)
             samples[name].extend(s.latency for s in result.ok)
-    out: dict[str, Any] = {}
-    for name in series:
-        agg = aggregate_rounds(
-            rounds[name],
-            ("p50", "p99", "mean", "server_p50", "server_p99", "rps", "cpu_ms_per_request"),
-        )
-        agg["all_samples"] = loadgen.summary_ms(samples[name])
-        agg["per_round"] = rounds[name]
-        out[name] = agg
-    pkg, base = out["package manager"], out["baseline manager"]
-    out["ratio"] = {
-        "p50": ratio(pkg.get("p50"), base.get("p50")),
-        "p99": ratio(pkg.get("p99"), base.get("p99")),
-        "server_p50": ratio(pkg.get("server_p50"), base.get("server_p50")),
-        "cpu_per_request": ratio(pkg.get("cpu_ms_per_request"), base.get("cpu_ms_per_request")),
-        "rps": ratio(pkg.get("rps"), base.get("rps")),
+    keys = ("p50", "p99", "mean", "server_p50", "server_p99", "rps", "cpu_ms_per_request")
+    out: dict[str, Any] = {
+        name: {**summarise(rounds[name], keys), "all_samples": loadgen.summary_ms(samples[name])}
+        for name in names
     }
+    out["ratio"] = ratios(
+        out["package manager"],
+        out["baseline manager"],
+        p50="p50",
+        p99="p99",
+        server_p50="server_p50",
+        cpu_per_request="cpu_ms_per_request",
+        rps="rps",
+    )
     return out
 
 
 def query_counts(ctx: Context) -> dict[str, Any]:
-    layout = ctx.layout
-    out: dict[str, Any] = {}
-    cases = {
-        "package manager list": (layout.list_manager, "/api/invitations"),
-        "package requester list": (layout.requester, "/api/invitations"),
-        "baseline manager list": (layout.list_manager, "/baseline/invitations"),
-    }
-    for name, (user, path) in cases.items():
-        row = {}
-        for size in (10, 50):
-            status, queries = ctx.capture(user, "get", f"{path}?page_size={size}")
-            assert status == 200, (name, status)
-            row[f"page_size_{size}"] = len(queries)
-        out[name] = row
-    # Writes (one each; they use rows reserved for this).
-    salon = layout.write_salons()[0]
-    writer = layout.writer_first + layout.writers - 1
-    status, queries = ctx.capture(
-        writer, "post", "/api/invitations", {"salon": salon, "role": "seller"}
-    )
-    out["package create"] = {"status": status, "queries": len(queries), "sql": queries}
-    status, queries = ctx.capture(
-        writer - 1, "post", "/baseline/invitations", {"salon": salon, "role": "seller"}
-    )
-    out["baseline create"] = {"status": status, "queries": len(queries), "sql": queries}
     import seed
     from django.db import connection
 
+    layout = ctx.layout
+    out: dict[str, Any] = {}
+    for name, user, path in LISTS:
+        out[name] = {}
+        for size in (10, 50):
+            status, queries = ctx.capture(getattr(layout, user), "get", f"{path}?page_size={size}")
+            assert status == 200, (name, status)
+            out[name][f"page_size_{size}"] = len(queries)
+    # Writes (one each; they use rows reserved for this).
+    salons = layout.write_salons()
+    writer = layout.writer_first + layout.writers - 1
     ((inv_id, _u, _s),) = seed.seed_pending(
-        connection, users=[writer], salons=[layout.write_salons()[1]], role="member"
+        connection, users=[writer], salons=[salons[1]], role="member"
     )
-    status, queries = ctx.capture(
-        layout.owner_of(layout.write_salons()[1]),
-        "patch",
-        f"/api/invitations/{inv_id}/approved",
-    )
-    out["package approve"] = {"status": status, "queries": len(queries), "sql": queries}
+    body = {"salon": salons[0], "role": "seller"}
+    for name, user, method, path, data in (
+        ("package create", writer, "post", PACKAGE, body),
+        ("baseline create", writer - 1, "post", BASELINE, body),
+        (
+            "package approve",
+            layout.owner_of(salons[1]),
+            "patch",
+            f"{PACKAGE}/{inv_id}/approved",
+            {},
+        ),
+    ):
+        status, queries = ctx.capture(user, method, path, data)
+        out[name] = {"status": status, "queries": len(queries), "sql": queries}
     return out
 
 
 def explain(ctx: Context) -> dict[str, Any]:
-    from django.db import connection
-
-    layout = ctx.layout
-    cases = {
-        "package manager list": (layout.list_manager, "/api/invitations"),
-        "package requester list": (layout.requester, "/api/invitations"),
-        "baseline manager list": (layout.list_manager, "/baseline/invitations"),
-    }
     plans: dict[str, Any] = {}
-    for name, (user, path) in cases.items():
-        status, queries = ctx.capture(user, "get", f"{path}?page_size=50")
+    for name, user, path in LISTS:
+        status, queries = ctx.capture(getattr(ctx.layout, user), "get", f"{path}?page_size=50")
         assert status == 200, (name, status)
-        entry = {}
-        for sql in queries:
-            if "salon_invitations_invitation" not in sql:
-                continue
-            kind = "count" if "COUNT(*)" in sql.upper() else "page"
-            with connection.cursor() as cursor:
-                cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
-                plan = [row[0] for row in cursor.fetchall()]
-            entry[kind] = {"sql": sql, "plan": plan}
-        plans[name] = entry
+        plans[name] = {
+            "count" if "COUNT(*)" in sql.upper() else "page": {
+                "sql": sql,
+                "plan": runner.explain(sql),
+            }
+            for sql in queries
+            if "salon_invitations_invitation" in sql
+        }
     return plans
 
 
@@ -173,8 +159,8 @@ def profile(ctx: Context) -> dict[str, Any]:
 
     layout, out = ctx.layout, {}
     for name, path in (
-        ("package", "/api/invitations"),
-        ("baseline", "/baseline/invitations"),
+        ("package", PACKAGE),
+        ("baseline", BASELINE),
         ("package without filter backends", "/diag/no-filter-backends/invitations"),
     ):
         client = ctx.client(layout.list_manager)
@@ -191,9 +177,9 @@ def profile(ctx: Context) -> dict[str, Any]:
         SALON_INVITATIONS={**settings.SALON_INVITATIONS, "NOTIFICATION_BACKENDS": []}
     )
     for side, path, writer, context in (
-        ("baseline create", "/baseline/invitations", writers[0], contextlib.nullcontext()),
-        ("package create", "/api/invitations", writers[1], contextlib.nullcontext()),
-        ("package create without notification backends", "/api/invitations", writers[2], silent),
+        ("baseline create", BASELINE, writers[0], contextlib.nullcontext()),
+        ("package create", PACKAGE, writers[1], contextlib.nullcontext()),
+        ("package create without notification backends", PACKAGE, writers[2], silent),
     ):
         client, out[side] = ctx.client(writer), {}
 
@@ -223,24 +209,20 @@ def timed(call: Any, n: int, status: int) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def profiled(name: str, entry: dict[str, Any]) -> Iterator[None]:
-    """pyinstrument over the block, if installed: ``results/<name>.txt``, noted in ``entry``."""
-    try:
-        from pyinstrument import Profiler
-    except ImportError:
+    """pyinstrument over the block: ``results/<name>.txt``, noted in ``entry``."""
+    from pyinstrument import Profiler
+
+    with Profiler(interval=0.0002) as profiler:
         yield
-        return
-    profiler = Profiler(interval=0.0002)
-    profiler.start()
-    try:
-        yield
-    finally:
-        profiler.stop()
     target = runner.RESULTS_DIR / f"{'quick-' if runner.QUICK else ''}{name}.txt"
     target.write_text(profiler.output_text(unicode=False, color=False))
     entry["profile"] = str(target.relative_to(runner.REPO))
 
 
 # The page -------------------------------------------------------------------------------------
+
+KEY_PLAN_NODES = ("Scan", "BitmapOr", "Sort", "SubPlan", "Filter:", "Index Cond", "Execution Time",
+                  "Nested Loop", "Limit", "Gather", "Aggregate", "Rows Removed")  # fmt: skip
 
 
 def plan_uses(plan: list[str]) -> str:
@@ -254,21 +236,13 @@ def plan_uses(plan: list[str]) -> str:
         elif " using " in line and " on salon_invitations_invitation" in line:
             names.add(line.split(" using ", 1)[1].split(" on ", 1)[0])
     names = {n for n in names if n.startswith("salon_inv")}
-    if not names:
-        return "?"
-    return "index scan (" + ", ".join(f"`{n}`" for n in sorted(names)) + ")"
+    return "index scan (" + ", ".join(f"`{n}`" for n in sorted(names)) + ")" if names else "?"
 
 
-def key_lines(plan: list[str]) -> list[str]:
-    return [line for line in plan if any(node in line for node in KEY_PLAN_NODES)]
-
-
-def has_seq_scan(entry: dict[str, Any]) -> bool:
-    return any(SEQ_SCAN in "\n".join(entry[k]["plan"]) for k in ("page", "count"))
-
-
-KEY_PLAN_NODES = ("Scan", "BitmapOr", "Sort", "SubPlan", "Filter:", "Index Cond", "Execution Time",
-                  "Nested Loop", "Limit", "Gather", "Aggregate", "Rows Removed")  # fmt: skip
+def seq_scan(plans: dict[str, Any]) -> bool:
+    """Whether a plan of the package's lists reads the whole table."""
+    lists = ("package manager list", "package requester list")
+    return any(SEQ_SCAN in "\n".join(plans[n][k]["plan"]) for n in lists for k in ("page", "count"))
 
 
 def main_scale(results: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -292,11 +266,8 @@ def summary(results: dict[str, Any]) -> list[str]:
     counts = {k: v for k, v in results["query_counts"].items() if k.endswith("list")}
     counts_flat = all(v["page_size_10"] == v["page_size_50"] for v in counts.values())
     counts_text = "; ".join(
-        f"{name.removesuffix(' list')}: {row['page_size_10']} / {row['page_size_50']}"
-        for name, row in counts.items()
-    )
-    seq = has_seq_scan(plans["package manager list"]) or has_seq_scan(
-        plans["package requester list"]
+        f"{name.removesuffix(' list')}: {c['page_size_10']} / {c['page_size_50']}"
+        for name, c in counts.items()
     )
     return [
         f"| 1 | list, page of 50, package ÷ plain DRF, p50, {int(main):,} rows "
@@ -307,19 +278,15 @@ def summary(results: dict[str, Any]) -> list[str]:
         f"| {verdict(counts_flat)} |",
         "| 1 | EXPLAIN: indexes for the manager's and the requester's list | index scans "
         f"| manager: {plan_uses(plans['package manager list']['page']['plan'])}; requester: "
-        f"{plan_uses(plans['package requester list']['page']['plan'])} | {verdict(not seq)} |",
+        f"{plan_uses(plans['package requester list']['page']['plan'])} "
+        f"| {verdict(not seq_scan(plans))} |",
     ]
 
 
 def findings(results: dict[str, Any]) -> list[str]:
-    if "scales" not in results:
+    if "scales" not in results or not seq_scan(main_scale(results)[1]["explain"]):
         return []
     main, at_main = main_scale(results)
-    plans = at_main["explain"]
-    if not (
-        has_seq_scan(plans["package manager list"]) or has_seq_scan(plans["package requester list"])
-    ):
-        return []
     sizes = sorted(results["scales"], key=int)
     return [
         "**The invitation list reads the whole table.** The plans below show a\n"
@@ -341,7 +308,7 @@ One client, sequential requests:
 {one_client}
 
 Package ÷ baseline: p50 **{p50}×**, p99 {p99}×, server p50 {server_p50}×, Python \
-CPU/request {cpu}×.
+CPU/request {cpu_per_request}×.
 
 Eight concurrent clients:
 
@@ -397,16 +364,18 @@ def render(results: dict[str, Any]) -> str:
     main, at_main = main_scale(results)
     lst, conc, plans = at_main["list"], at_main["list_concurrent"], at_main["explain"]
     qc, ip = results["query_counts"], results["in_process"]
-    ratios = {k: fmt(v, 2) for k, v in lst["ratio"].items()}
     one_client = [
-        f"| {key} | {fmt(s['p50'], 2)} ({fmt(s['p50_min'], 2)}–{fmt(s['p50_max'], 2)}) "
-        f"| {fmt(s['p99'], 2)} | {fmt(s['server_p50'], 2)} "
-        f"| {fmt(s['cpu_ms_per_request'], 2)} | {s['all_samples']['n']} |"
+        row(
+            key,
+            f"{fmt(s['p50'], 2)} ({fmt(s['p50_min'], 2)}–{fmt(s['p50_max'], 2)})",
+            *(fmt(s[k], 2) for k in ("p99", "server_p50", "cpu_ms_per_request")),
+            s["all_samples"]["n"],
+        )
         for key, s in ((key, lst[key]) for key in SERIES)
     ]
     eight_clients = [
-        f"| {key} | {fmt(s['rps'], 0)} | {fmt(s['p50'], 2)} | {fmt(s['p99'], 2)} |"
-        for key, s in ((key, conc[key]) for key in SERIES[:2])
+        row(key, fmt(conc[key]["rps"], 0), fmt(conc[key]["p50"], 2), fmt(conc[key]["p99"], 2))
+        for key in SERIES[:2]
     ]
     plan_text = [
         PLAN.format(
@@ -421,22 +390,21 @@ def render(results: dict[str, Any]) -> str:
     return SECTION.format(
         rows=f"{int(main):,}",
         one_client="\n".join(one_client),
-        p50=ratios["p50"],
-        p99=ratios["p99"],
-        server_p50=ratios["server_p50"],
-        cpu=ratios["cpu_per_request"],
+        **{key: fmt(value, 2) for key, value in lst["ratio"].items() if key != "rps"},
         eight_clients="\n".join(eight_clients),
         rps=fmt(conc["ratio"]["rps"], 2),
         list_queries="\n".join(
-            f"| {name} | {row['page_size_10']} | {row['page_size_50']} |"
-            for name, row in qc.items()
-            if name.endswith("list")
+            row(name, c["page_size_10"], c["page_size_50"])
+            for name, c in qc.items()
+            if "list" in name
         ),
-        write_queries="\n".join(
-            f"| {name} | {row['queries']} |" for name, row in qc.items() if "list" not in name
-        ),
+        write_queries="\n".join(row(n, c["queries"]) for n, c in qc.items() if "list" not in n),
         plans="\n".join(plan_text),
         in_process=fmt(ip["package"]["p50_ms"], 2),
         no_filters=fmt(ip["package without filter backends"]["p50_ms"], 2),
         in_process_baseline=fmt(ip["baseline"]["p50_ms"], 2),
     )
+
+
+def key_lines(plan: list[str]) -> list[str]:
+    return [line for line in plan if any(node in line for node in KEY_PLAN_NODES)]

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import runner
-from runner import Context, fmt, verdict
+from runner import Context, fmt, row, verdict
 
 from scenarios.list import SERIES, growth, measure, plan_uses
 
@@ -52,10 +52,6 @@ def summary(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def findings(results: dict[str, Any]) -> list[str]:
-    return []
-
-
 SECTION = """\
 ## 5. Scale curve
 
@@ -88,30 +84,32 @@ def render(results: dict[str, Any]) -> str:
     main = scales[str(results["config"]["main_scale"])]
     rows = []
     for s in (scales[size] for size in sizes):
-        cells = " | ".join(
-            f"{fmt(s['list'][key]['p50'], 2)} ({fmt(s['list'][key]['p99'], 1)})" for key in SERIES
-        )
+        cells = [f"{fmt(s['list'][k]['p50'], 2)} ({fmt(s['list'][k]['p99'], 1)})" for k in SERIES]
         page, count = (s["explain"]["package manager list"][k]["plan"] for k in ("page", "count"))
-        rows.append(
-            f"| {fmt(s['rows'])} | {cells} | {plan_uses(page)}: "
-            f"{fmt(exec_ms(page), 1)} + {fmt(exec_ms(count), 1)} ms |"
-        )
+        queries = f"{plan_uses(page)}: {fmt(exec_ms(page), 1)} + {fmt(exec_ms(count), 1)} ms"
+        rows.append(row(fmt(s["rows"]), *cells, queries))
 
-    def p50s(p50: dict[str, Any], key: str) -> str:
-        return " / ".join(fmt(p50.get(x, {}).get(key), 1) for x in sizes)
+    def p50s(run: dict[str, Any], key: str) -> str:
+        return " / ".join(fmt(run["list_p50_ms"].get(x, {}).get(key), 1) for x in sizes)
 
-    now = {x: {k: scales[x]["list"][k]["p50"] for k in SERIES} for x in sizes}
-    runs = [*load_history(), {
-        "date": "this run", "commit": results["machine"]["commit"], "list_p50_ms": now,
+    this_run = {
+        "date": "this run",
+        "commit": results["machine"]["commit"],
+        "list_p50_ms": {x: {k: scales[x]["list"][k]["p50"] for k in SERIES} for x in sizes},
         "list_ratio_p50_main": main["list"]["ratio"]["p50"],
         "create_ratio_rps": (results.get("create") or {}).get("ratio", {}).get("rps"),
         "list_plan": plan_uses(main["explain"]["package manager list"]["page"]["plan"]),
-    }]  # fmt: skip
+    }
+    runs = [*load_history(), this_run]
     history = [
-        f"| {run['date']}, commit {run['commit']} | {fmt(run['list_ratio_p50_main'], 2)}× "
-        f"| {p50s(run['list_p50_ms'], 'package manager')} "
-        f"| {p50s(run['list_p50_ms'], 'package requester')} "
-        f"| {fmt(run.get('create_ratio_rps'), 2)}× | {run['list_plan']} |"
+        row(
+            f"{run['date']}, commit {run['commit']}",
+            f"{fmt(run['list_ratio_p50_main'], 2)}×",
+            p50s(run, "package manager"),
+            p50s(run, "package requester"),
+            f"{fmt(run.get('create_ratio_rps'), 2)}×",
+            run["list_plan"],
+        )
         for run in runs
     ]
     changes = [f"Since {r['commit']}: {r['change_after']}." for r in runs if r.get("change_after")]

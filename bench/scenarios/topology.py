@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import runner
-from runner import SERVERS, TOPOLOGY_ROUNDS, Context, aggregate_rounds, env_int, fmt, ratio
+from runner import SERVERS, TOPOLOGY_ROUNDS, Context, env_int, fmt, ratio, summarise
 
 from scenarios import write
 
@@ -40,8 +40,7 @@ def run(ctx: Context) -> dict[str, Any]:
             for series, stats in measured.items():
                 rounds[topology].setdefault(series, []).append(stats)
     out: dict[str, Any] = {
-        t: {s: {**aggregate_rounds(rs, KEYS), "per_round": rs} for s, rs in series.items()}
-        for t, series in rounds.items()
+        t: {s: summarise(rs, KEYS) for s, rs in series.items()} for t, series in rounds.items()
     }
     out["wsgi_over_asgi"] = {
         s: ratio(out["wsgi"][s].get("rps"), out["asgi"][s].get("rps")) for s in out["wsgi"]

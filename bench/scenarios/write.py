@@ -19,15 +19,18 @@ from runner import (
     SILENT_ROUNDS,
     Context,
     LockWaitSampler,
-    aggregate_rounds,
     env_int,
     fmt,
     ratio,
+    ratios,
+    row,
+    summarise,
     verdict,
 )
 
 NAME = "write"
 INVITE_N = env_int("BENCH_INVITE_N", 48 if runner.QUICK else 240)  # per round and phase
+PACKAGE, BASELINE = "/api/invitations", "/baseline/invitations"
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -47,162 +50,125 @@ def run(ctx: Context) -> dict[str, Any]:
     return out
 
 
-KEYS = ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
-
-
-def measured(ctx: Context, what: str, make: Any, n: int, clients: int, offset: int) -> dict:
-    """Statistics of ``n`` requests ``make(offset + i)`` from ``clients`` clients, all ok."""
-    result, stats = ctx.series(make, n, clients, warm=0, offset=offset, deadline_s=120)
-    ctx.check(what, result, stats)
-    return stats
-
-
-def summarised(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    return {**aggregate_rounds(rounds, KEYS), "per_round": rounds}
-
-
 def creates(ctx: Context, rounds_count: int = runner.ROUNDS) -> dict[str, Any]:
+    """16 clients, package and baseline alternating round by round; every create has a
+    (writer, salon) pair of its own."""
     import loadgen
 
     layout, salons = ctx.layout, ctx.layout.write_salons()
 
     def maker(path: str) -> Callable[[int], Any]:
         def make(i: int) -> Any:
-            salon, writer = salons[i % len(salons)], layout.writer_first + i // len(salons)
-            body = {"salon": salon, "role": "seller", "message": "Benchmark request."}
-            return loadgen.Req("POST", path, writer, body)
+            body = {
+                "salon": salons[i % len(salons)],
+                "role": "seller",
+                "message": "Benchmark request.",
+            }
+            return loadgen.Req("POST", path, layout.writer_first + i // len(salons), body)
 
         return make
 
-    sides = {"package": maker("/api/invitations"), "baseline": maker("/baseline/invitations")}
+    sides = {"package": maker(PACKAGE), "baseline": maker(BASELINE)}
     rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for r in range(-1, rounds_count):  # round -1 warms both sides up and is not recorded
         for side in list(sides)[:: 1 if r % 2 == 0 else -1]:
             n = CREATE_WARM_N if r < 0 else CREATE_N
-            stats = measured(ctx, f"create {side}", sides[side], n, 16, ctx.create_counter)
-            ctx.create_counter += n  # every create has a (writer, salon) pair of its own
+            stats = ctx.measured(f"create {side}", sides[side], n, 16, ctx.create_counter)
+            ctx.create_counter += n
             if r >= 0:
                 rounds[side].append(stats)
-    out = {side: summarised(rs) for side, rs in rounds.items()}
-    pkg, base = out["package"], out["baseline"]
-    out["ratio"] = {
-        "rps": ratio(pkg.get("rps"), base.get("rps")),
-        "p50": ratio(pkg.get("p50"), base.get("p50")),
-        "cpu_per_request": ratio(pkg.get("cpu_ms_per_request"), base.get("cpu_ms_per_request")),
-    }
+    out = {side: summarise(rs) for side, rs in rounds.items()}
+    out["ratio"] = ratios(
+        out["package"], out["baseline"], rps="rps", p50="p50", cpu_per_request="cpu_ms_per_request"
+    )
     return out
 
 
 def approvals(ctx: Context) -> dict[str, Any]:
+    """Approvals at each number of clients, over the write salons (consecutive requests in
+    different salons) and all in one salon, sampling the lock waits."""
     import loadgen
     import seed
     from django.db import connection
 
-    layout = ctx.layout
-    salons = layout.write_salons()
+    layout, salons = ctx.layout, ctx.layout.write_salons()
     per_salon = -(-len(APPROVE_LEVELS) * APPROVE_ROUNDS * APPROVE_N // len(salons))
     users = [layout.approvee_first + a for a in range(per_salon)]
     rows = seed.seed_pending(connection, users=users, salons=salons, role="member")
-    # Consecutive requests go to different salons: order by (user, salon).
-    by_pair = sorted(rows, key=lambda row: (row[1], salons.index(row[2])))
-    targets = [(inv, layout.owner_of(salon)) for inv, _user, salon in by_pair]
-    same = layout.same_salon()
-    same_rows = seed.seed_pending(
-        connection,
-        users=[layout.approvee_first + a for a in range(ctx.same_salon_approvals())],
-        salons=[same],
-        role="member",
-    )
-    same_targets = [(inv, layout.owner_of(same)) for inv, _u, _s in same_rows]
+    rows.sort(key=lambda r: (r[1], salons.index(r[2])))
+    users = [layout.approvee_first + a for a in range(ctx.same_salon_approvals())]
+    same = seed.seed_pending(connection, users=users, salons=[layout.same_salon()], role="member")
     connection.close()
-
-    def approve_maker(targets: list[tuple[int, int]]) -> Callable[[int], Any]:
-        def make(i: int) -> Any:
-            inv, owner = targets[i]
-            return loadgen.Req("PATCH", f"/api/invitations/{inv}/approved", owner)
-
-        return make
-
-    out: dict[str, Any] = {"different_salons": {}, "same_salon": {}}
-    cursor = 0
-    for kind, levels, pool in (
-        ("different_salons", APPROVE_LEVELS, targets),
-        ("same_salon", SAME_SALON_LEVELS, same_targets),
+    out: dict[str, Any] = {}
+    for kind, levels, n, pool in (
+        ("different_salons", APPROVE_LEVELS, APPROVE_N, rows),
+        ("same_salon", SAME_SALON_LEVELS, APPROVE_N // 2, same),
     ):
-        cursor = 0
+
+        def make(i: int, pool: list[tuple[int, int, int]] = pool) -> Any:
+            inv, _user, salon = pool[i]
+            return loadgen.Req("PATCH", f"{PACKAGE}/{inv}/approved", layout.owner_of(salon))
+
         per_level: dict[int, list[dict[str, Any]]] = {c: [] for c in levels}
-        n = APPROVE_N if kind == "different_salons" else APPROVE_N // 2
-        for _r in range(APPROVE_ROUNDS):
-            for conc in levels:
+        for r in range(APPROVE_ROUNDS):
+            for k, clients in enumerate(levels):
+                offset = (r * len(levels) + k) * n
                 with LockWaitSampler() as sampler:
-                    stats = measured(
-                        ctx, f"approve {kind} x{conc}", approve_maker(pool), n, conc, cursor
-                    )
-                cursor += n
-                per_level[conc].append({**stats, "lock_waits": sampler.result()})
-        for conc, rounds in per_level.items():
-            waits = [r["lock_waits"] for r in rounds]
-            out[kind][str(conc)] = {
-                **summarised(rounds),
+                    stats = ctx.measured(f"approve {kind} x{clients}", make, n, clients, offset)
+                per_level[clients].append({**stats, "lock_waits": sampler.result()})
+        out[kind] = {
+            str(clients): {
+                **summarise(rounds),
                 "lock_wait_share": round(
-                    statistics.median(w["share_with_lock_waits"] for w in waits), 4
+                    statistics.median(r["lock_waits"]["share_with_lock_waits"] for r in rounds), 4
                 ),
-                "max_backends_waiting": max(w["max_backends_waiting"] for w in waits),
+                "max_backends_waiting": max(
+                    r["lock_waits"]["max_backends_waiting"] for r in rounds
+                ),
             }
-    diff = out["different_salons"]
-    out["scaling_1_to_8"] = ratio(diff["8"].get("rps"), diff["1"].get("rps"))
-    same_levels = out["same_salon"]
-    out["same_salon_scaling_1_to_8"] = ratio(
-        same_levels["8"].get("rps"), same_levels["1"].get("rps")
-    )
+            for clients, rounds in per_level.items()
+        }
+    for name, kind in (("", "different_salons"), ("same_salon_", "same_salon")):
+        out[f"{name}scaling_1_to_8"] = ratio(out[kind]["8"].get("rps"), out[kind]["1"].get("rps"))
     return out
 
 
 def invites(ctx: Context) -> dict[str, Any]:
     """Invites (SPEC §7): create (``POST …/invite`` by salon owners) and accept (``POST
-    …/invite/<token>/accept`` by the invitees), 16 clients over the write salons, beside
-    the request direction's create and approve."""
+    …/invite/<token>/accept`` by the invitees), 16 clients over the write salons."""
     import loadgen
     import seed
     from django.db import connection
 
     from salon_invitations import tokens
 
-    layout = ctx.layout
-    salons = layout.write_salons()
+    layout, salons = ctx.layout, ctx.layout.write_salons()
     per_phase = INVITE_N * (runner.ROUNDS + 1)
     # The invitees of the accept phase: accounts whose addresses the invites are for.
     with connection.cursor() as cursor:
         first = seed._users(cursor, "invitee", per_phase)
-    accept_tokens = []
-    rows = []
-    for k in range(per_phase):
-        token, digest = tokens.new_token()
-        accept_tokens.append((str(token), first + k))
-        rows.append((f"invitee{k}@bench.invalid", salons[k % len(salons)], digest))
+    new = [tokens.new_token() for _ in range(per_phase)]
+    rows = [
+        (f"invitee{k}@bench.invalid", salons[k % len(salons)], d) for k, (_t, d) in enumerate(new)
+    ]
     seed.seed_invites(connection, rows, owner_of=layout.owner_of)
     connection.close()
 
-    def invite_maker(i: int) -> Any:
+    def invite(i: int) -> Any:
         salon = salons[i % len(salons)]
-        return loadgen.Req(
-            "POST",
-            "/api/invitations/invite",
-            layout.owner_of(salon),
-            {"salon": salon, "role": "member", "email": f"guest{i}@bench.invalid"},
-        )
+        body = {"salon": salon, "role": "member", "email": f"guest{i}@bench.invalid"}
+        return loadgen.Req("POST", f"{PACKAGE}/invite", layout.owner_of(salon), body)
 
-    def accept_maker(i: int) -> Any:
-        token, user = accept_tokens[i]
-        return loadgen.Req("POST", f"/api/invitations/invite/{token}/accept", user)
+    def accept(i: int) -> Any:
+        return loadgen.Req("POST", f"{PACKAGE}/invite/{new[i][0]}/accept", first + i)
 
     out: dict[str, Any] = {}
-    for name, make in (("invite", invite_maker), ("accept", accept_maker)):
+    for name, make in (("invite", invite), ("accept", accept)):
         rounds = [
-            measured(ctx, name, make, INVITE_N, 16, (r + 1) * INVITE_N)
+            ctx.measured(name, make, INVITE_N, 16, (r + 1) * INVITE_N)
             for r in range(-1, runner.ROUNDS)  # round -1 warms up and is not recorded
         ]
-        out[name] = summarised(rounds[1:])
+        out[name] = summarise(rounds[1:])
     return out
 
 
@@ -356,8 +322,12 @@ def render(results: dict[str, Any]) -> str:
     invites, m = results["invites"], results["machine"]
     cpu1 = diff["1"]["cpu_ms_per_request"]
     create_rows = [
-        f"| {side} | {rps_spread(s)} | {fmt(s['p50'], 2)} | {fmt(s['p99'], 2)} "
-        f"| {fmt(s['server_p50'], 2)} | {fmt(s['cpu_ms_per_request'], 2)} |"
+        row(
+            side,
+            rps_spread(s),
+            *(fmt(s[k], 2) for k in ("p50", "p99", "server_p50")),
+            fmt(s["cpu_ms_per_request"], 2),
+        )
         for side, s in (
             ("package", create["package"]),
             ("baseline", create["baseline"]),
@@ -365,19 +335,23 @@ def render(results: dict[str, Any]) -> str:
             ("baseline (same servers)", silent["baseline"]),
         )
     ]
-    approve_rows = []
-    for level, d in sorted(diff.items(), key=lambda item: int(item[0])):
-        s = same.get(level)
-        one = f"{fmt(s['rps'], 0)} | {fmt(100 * s['lock_wait_share'], 1)}%" if s else "– | –"
-        approve_rows.append(
-            f"| {level} | {fmt(d['rps'], 0)} | {fmt(d['p50'], 2)} | {fmt(d['p99'], 2)} "
-            f"| {fmt(d['cpu_ms_per_request'], 1)} | {fmt(100 * d['lock_wait_share'], 1)}% "
-            f"| {one} |"
+    approve_rows = [
+        row(
+            level,
+            fmt(d["rps"], 0),
+            fmt(d["p50"], 2),
+            fmt(d["p99"], 2),
+            fmt(d["cpu_ms_per_request"], 1),
+            f"{fmt(100 * d['lock_wait_share'], 1)}%",
+            *((fmt(s["rps"], 0), f"{fmt(100 * s['lock_wait_share'], 1)}%") if s else ("–", "–")),
         )
+        for level, d, s in ((k, diff[k], same.get(k)) for k in sorted(diff, key=int))
+    ]
     invite_rows = [
-        f"| {name} | {rps_spread(row)} | {fmt(row['p50'], 2)} | {fmt(row['p99'], 2)} "
-        f"| {fmt(row['cpu_ms_per_request'], 1)} |"
-        for name, row in (
+        row(
+            name, rps_spread(s), fmt(s["p50"], 2), fmt(s["p99"], 2), fmt(s["cpu_ms_per_request"], 1)
+        )
+        for name, s in (
             ("invite (create)", invites["invite"]),
             ("request (create)", create["package"]),
             ("accept an invite", invites["accept"]),
