@@ -119,3 +119,24 @@ def test_an_api_request_reads_the_caller_s_roles_once(django_assert_num_queries)
     with django_assert_num_queries(2):
         response = client.get(f"/api/invitation_to_auto_salon/{invitation.pk}")
     assert response.status_code == 200, response.content
+
+
+def test_known_roles_answer_only_for_their_user_and_salon(django_assert_num_queries):
+    """``current_roles(known=…)``: roles a service has just read under the lock."""
+    from salon_invitations.policies import current_roles
+
+    manager, other = make_user(), make_user()
+    salon, elsewhere = make_salon(), make_salon()
+    add_member(salon, manager, "admin")
+    add_member(elsewhere, manager, "admin")
+    policy = get_policy()
+    with current_roles(known={(manager.pk, salon.pk): "seller"}):
+        with django_assert_num_queries(0):
+            # As read under the lock (a demotion the database has, say), not as remembered.
+            assert not policy.can_invite(manager, salon, "mechanic")
+        with django_assert_num_queries(1):
+            assert policy.can_invite(manager, elsewhere, "seller")
+        with django_assert_num_queries(1):
+            assert not policy.can_invite(other, salon, "seller")
+    with current_roles(known={(manager.pk, salon.pk): None}):
+        assert not policy.can_invite(manager, salon, "seller")

@@ -148,14 +148,25 @@ def remembered_roles() -> Iterator[None]:
         _remembered.reset(token)
 
 
+#: (user pk, salon pk) -> role name (or None: no membership), read under the salon's lock.
+_known: ContextVar[dict[tuple[Any, Any], str | None] | None] = ContextVar(
+    "salon_invitations_known_roles", default=None
+)
+
+
 @contextmanager
-def current_roles() -> Iterator[None]:
+def current_roles(known: dict[tuple[Any, Any], str | None] | None = None) -> Iterator[None]:
     """Within the block the policy reads roles from the database again, even inside
-    :func:`remembered_roles` (the services' re-checks under the salon's lock use it)."""
-    token = _remembered.set(None)
+    :func:`remembered_roles` (the services' re-checks under the salon's lock use it).
+
+    ``known`` holds roles the caller has just read under the salon's lock, as
+    ``{(user pk, salon pk): role name or None}``: :class:`RolePolicy` answers a question
+    about one of those users in that salon from it instead of asking again."""
+    token, known_token = _remembered.set(None), _known.set(known)
     try:
         yield
     finally:
+        _known.reset(known_token)
         _remembered.reset(token)
 
 
@@ -195,6 +206,10 @@ class RolePolicy(BasePolicy):
     def _role_in(self, user: Any, salon_id: Any) -> roles.Role | None:
         if not user.is_authenticated:
             return None
+        known = _known.get()
+        if known is not None and (user.pk, salon_id) in known:
+            name = known[(user.pk, salon_id)]
+            return roles.get_role(name) if name else None
         remembered = _remembered.get()
         if remembered is not None:
             name = self._roles_of(user, remembered).get(salon_id)

@@ -65,7 +65,12 @@ MSG_NO_SUCH_SALON = _("There is no salon with this id.")
 Authorize = Callable[[Any], bool] | None
 
 
-def authorize(check: Authorize, obj: Any, message: Any = MSG_NOT_ALLOWED) -> None:
+def authorize(
+    check: Authorize,
+    obj: Any,
+    message: Any = MSG_NOT_ALLOWED,
+    known: dict[tuple[Any, Any], str | None] | None = None,
+) -> None:
     """Ask ``check`` about ``obj`` now that the salon is locked.
 
     The views ask the policy before the lock, to answer quickly; between that and the lock a
@@ -74,7 +79,7 @@ def authorize(check: Authorize, obj: Any, message: Any = MSG_NOT_ALLOWED) -> Non
     """
     if check is None:
         return
-    with current_roles():  # never from roles remembered before the lock
+    with current_roles(known):  # never from roles remembered before the lock
         allowed = check(obj)
     if not allowed:
         raise NotAllowed(message)
@@ -130,6 +135,8 @@ class Standing:
     pending: bool = False
     #: The user's account is active (read only when asked for).
     active: bool = True
+    #: The acting user's role in the salon (read only when asked for; None: not a member).
+    actor_role: str | None = None
 
 
 def standing(
@@ -139,8 +146,10 @@ def standing(
     *,
     pending: bool = False,
     active: bool = False,
+    actor: Any = None,
 ) -> Standing:
-    """The user's :class:`Standing` in the salon, in one statement of scalar sub-queries.
+    """The user's :class:`Standing` in the salon, in one statement of scalar sub-queries
+    (with ``actor``, a user's pk, also that user's role there, for :func:`authorize`).
 
     Call it after the salon's lock: a statement of its own sees what the transactions that
     held the lock before committed (one fused into the locking ``SELECT`` would not, in
@@ -165,6 +174,10 @@ def standing(
         )
     if active:
         checks["active"] = Exists(active_users().filter(pk=user_id))
+    if actor is not None:
+        checks["actor_role"] = Subquery(
+            memberships.filter(user_id=actor).order_by().values("role")[:1]
+        )
     row = (
         get_salon_model()
         ._default_manager.filter(pk=salon_id)
@@ -178,6 +191,7 @@ def standing(
         full=role is not None and no_room(role, row.get("holders", 0)),
         pending=row.get("pending", False),
         active=row.get("active", True),
+        actor_role=row.get("actor_role"),
     )
 
 

@@ -152,9 +152,14 @@ def approve_invitation(
     conflict: Conflict | None = None
     with transaction.atomic(), events.batched():
         current = lock_pending_request(invitation)
-        base.authorize(authorize, current)
         role_obj = granted or roles.get_role(current.role)
-        standing = base.standing(current.salon_id, current.user_id, role_obj, active=True)
+        actor_pk = actor.pk if getattr(actor, "is_authenticated", False) else None
+        standing = base.standing(
+            current.salon_id, current.user_id, role_obj, active=True, actor=actor_pk
+        )
+        # The actor's role was read with the rest: the policy's re-check asks no more.
+        known = {(actor_pk, current.salon_id): standing.actor_role} if actor_pk else None
+        base.authorize(authorize, current, known=known)
         if not standing.active:
             raise Conflict(MSG_INACTIVE_USER, code=INACTIVE_USER, instance=current)
         if standing.member:
