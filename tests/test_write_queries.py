@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 INVITATIONS = "/api/invitation_to_auto_salon"
 #: The budgets: statements per request (BEGIN and COMMIT included where reported).
 CREATE_BUDGET = 8
-APPROVE_BUDGET = 12
+APPROVE_BUDGET = 11
 
 
 def _statements(client: APIClient, method: str, url: str, body: dict) -> tuple[int, list[str]]:

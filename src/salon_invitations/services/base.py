@@ -152,9 +152,51 @@ def standing(
     (with ``actor``, a user's pk, also that user's role there, for :func:`authorize`).
 
     Call it after the salon's lock: a statement of its own sees what the transactions that
-    held the lock before committed (one fused into the locking ``SELECT`` would not, in
-    PostgreSQL's READ COMMITTED).
+    held the lock before committed (one fused into the salon's locking ``SELECT`` would not,
+    in PostgreSQL's READ COMMITTED). :func:`lock_with_standing` reads it with a row's lock.
     """
+    checks = _standing_checks(salon_id, user_id, role, pending, active, actor)
+    salons = get_salon_model()._default_manager.filter(pk=salon_id).order_by()
+    return _standing_of(salons.annotate(**checks).values(*checks).get(), role)
+
+
+def lock_with_standing(
+    model: Any,
+    pk: Any,
+    gone: Any,
+    salon_id: Any,
+    user_id: Any,
+    role: roles.Role | None,
+    **asks: Any,
+) -> tuple[Any, Standing]:
+    """Lock one row of the salon (after the salon's lock, like :func:`lock_row`) and read
+    :func:`standing` in the same statement; :class:`Gone` when the row was deleted.
+
+    Sound because the salon is locked already: the statement starts after the transactions
+    that held that lock committed, so its sub-queries see their changes; and the row itself
+    is the latest version once its lock is granted."""
+    checks = _standing_checks(salon_id, user_id, role, **asks)
+    try:
+        locked = (
+            model._default_manager.select_for_update()
+            .order_by()
+            .annotate(**{f"_standing_{k}": v for k, v in checks.items()})
+            .get(pk=pk)
+        )
+    except model.DoesNotExist:
+        raise Gone(gone) from None
+    values = {k: locked.__dict__.pop(f"_standing_{k}") for k in checks}
+    return locked, _standing_of(values, role)
+
+
+def _standing_checks(
+    salon_id: Any,
+    user_id: Any,
+    role: roles.Role | None,
+    pending: bool = False,
+    active: bool = False,
+    actor: Any = None,
+) -> dict[str, Any]:
     memberships = get_membership_model()._default_manager.filter(salon_id=salon_id)
     checks: dict[str, Any] = {"member": Exists(memberships.filter(user_id=user_id))}
     if role is not None and role.limit is not None:
@@ -178,19 +220,15 @@ def standing(
         checks["actor_role"] = Subquery(
             memberships.filter(user_id=actor).order_by().values("role")[:1]
         )
-    row = (
-        get_salon_model()
-        ._default_manager.filter(pk=salon_id)
-        .order_by()
-        .annotate(**checks)
-        .values(*checks)
-        .get()
-    )
+    return checks
+
+
+def _standing_of(row: dict[str, Any], role: roles.Role | None) -> Standing:
     return Standing(
-        member=row["member"],
+        member=bool(row["member"]),
         full=role is not None and no_room(role, row.get("holders", 0)),
-        pending=row.get("pending", False),
-        active=row.get("active", True),
+        pending=bool(row.get("pending", False)),
+        active=bool(row.get("active", True)),
         actor_role=row.get("actor_role"),
     )
 

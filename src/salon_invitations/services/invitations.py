@@ -95,9 +95,20 @@ def lock_pending(invitation: Invitation) -> Invitation:
     """Lock the salon, then the invitation; raise unless it is still pending."""
     base.lock_salon(invitation.salon_id)
     current = base.lock_row(Invitation, invitation.pk, MSG_INVITATION_GONE)
+    refuse_unless_pending(current)
+    return current
+
+
+def refuse_unless_pending(current: Invitation) -> None:
     if not current.is_pending:
         raise Conflict(MSG_ALREADY_DECIDED, code=ALREADY_DECIDED, instance=current)
-    return current
+
+
+def refuse_unless_pending_request(current: Invitation) -> None:
+    """:func:`refuse_unless_pending`, and invites are refused: the invitee decides those."""
+    refuse_unless_pending(current)
+    if current.is_invite:
+        raise Conflict(MSG_NOT_A_REQUEST, code=NOT_A_REQUEST, instance=current)
 
 
 def decide(
@@ -124,9 +135,9 @@ def decide(
 
 def lock_pending_request(invitation: Invitation) -> Invitation:
     """:func:`lock_pending`, refusing invites: those are accepted or declined by the invitee."""
-    current = lock_pending(invitation)
-    if current.is_invite:
-        raise Conflict(MSG_NOT_A_REQUEST, code=NOT_A_REQUEST, instance=current)
+    base.lock_salon(invitation.salon_id)
+    current = base.lock_row(Invitation, invitation.pk, MSG_INVITATION_GONE)
+    refuse_unless_pending_request(current)
     return current
 
 
@@ -151,12 +162,22 @@ def approve_invitation(
     granted = base.requestable_role(role) if role is not None else None
     conflict: Conflict | None = None
     with transaction.atomic(), events.batched():
-        current = lock_pending_request(invitation)
-        role_obj = granted or roles.get_role(current.role)
+        # The salon's lock, then the invitation's with the re-checks in the same statement
+        # (its salon, requester and role never change while it is pending).
+        base.lock_salon(invitation.salon_id)
+        role_obj = granted or roles.get_role(invitation.role)
         actor_pk = actor.pk if getattr(actor, "is_authenticated", False) else None
-        standing = base.standing(
-            current.salon_id, current.user_id, role_obj, active=True, actor=actor_pk
+        current, standing = base.lock_with_standing(
+            Invitation,
+            invitation.pk,
+            MSG_INVITATION_GONE,
+            invitation.salon_id,
+            invitation.user_id,
+            role_obj,
+            active=True,
+            actor=actor_pk,
         )
+        refuse_unless_pending_request(current)
         # The actor's role was read with the rest: the policy's re-check asks no more.
         known = {(actor_pk, current.salon_id): standing.actor_role} if actor_pk else None
         base.authorize(authorize, current, known=known)
