@@ -334,3 +334,33 @@ def test_serializer_class_follows_override_settings():
 
     assert overridden is LoudInvitationSerializer
     assert invitation_serializer_class() is InvitationSerializer
+
+
+def test_the_fields_are_built_once_per_settings_and_copied_per_instance(monkeypatch):
+    from salon_invitations import serializers as module
+
+    builds: list[type] = []
+    build = module._FieldsOnce.build_fields
+
+    def counted(self):
+        builds.append(type(self))
+        return build(self)
+
+    monkeypatch.setattr(module._FieldsOnce, "build_fields", counted)
+    module._BUILT_FIELDS.clear()
+    first, second = InvitationSerializer(), InvitationSerializer()
+    assert list(first.fields) == list(second.fields)
+    assert first.fields["role"] is not second.fields["role"]  # each bound to its serializer
+    assert first.fields["role"].parent is first
+    assert builds == [InvitationSerializer]
+
+    with override_settings(SALON_INVITATIONS={"MESSAGE_MAX_LENGTH": 10}):
+        assert InvitationSerializer().fields["message"].max_length == 10
+    assert InvitationSerializer().fields["message"].max_length == 1000
+    assert builds == [InvitationSerializer] * 3
+
+    class Mine(InvitationSerializer):
+        pass
+
+    assert Mine().fields and Mine().fields  # built as usual, each time
+    assert builds[3:] == [Mine, Mine]

@@ -158,8 +158,13 @@ class AppSettings:
     def invitation_ttl(self) -> timedelta | None:
         return self.raw("INVITATION_TTL")
 
+    #: Incremented on every :meth:`reload`: what is built from the settings (a serializer's
+    #: fields) is built again when it changes.
+    generation = 0
+
     def reload(self) -> None:
         self._cache.clear()
+        self.generation += 1
         from salon_invitations import roles
 
         roles.get_roles.cache_clear()

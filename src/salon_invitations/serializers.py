@@ -6,6 +6,7 @@ The classes the views use are configurable (``INVITATION_SERIALIZER``, ``SALON_S
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -85,6 +86,29 @@ def _text_field() -> serializers.CharField:
     )
 
 
+#: serializer class -> (settings generation, its fields), see :class:`_FieldsOnce`.
+_BUILT_FIELDS: dict[type, tuple[int, dict[str, serializers.Field]]] = {}
+
+
+class _FieldsOnce:
+    """Builds the fields of this very class once per settings generation (``ModelSerializer``
+    introspects the model on every instance: a sizeable part of a list request); each instance
+    gets copies, since DRF binds fields to their serializer. Subclasses build theirs as usual:
+    theirs may depend on the request."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        if type(self) not in _FIELDS_ONCE:
+            return self.build_fields()
+        built = _BUILT_FIELDS.get(type(self))
+        if built is None or built[0] != app_settings.generation:
+            built = (app_settings.generation, self.build_fields())
+            _BUILT_FIELDS[type(self)] = built
+        return copy.deepcopy(built[1])
+
+    def build_fields(self) -> dict[str, serializers.Field]:
+        return super().get_fields()  # type: ignore[misc]
+
+
 def _with_role_and_message(fields: dict[str, serializers.Field]) -> dict[str, serializers.Field]:
     # Built per serializer: the role table and the message limit are settings, read when used.
     fields["role"] = serializers.ChoiceField(
@@ -94,7 +118,7 @@ def _with_role_and_message(fields: dict[str, serializers.Field]) -> dict[str, se
     return fields
 
 
-class InvitationSerializer(serializers.ModelSerializer):
+class InvitationSerializer(_FieldsOnce, serializers.ModelSerializer):
     """An invitation. Clients write ``salon``, ``role`` and ``message`` only."""
 
     salon = _SalonReference()
@@ -135,8 +159,8 @@ class InvitationSerializer(serializers.ModelSerializer):
             "expires_at",
         )
 
-    def get_fields(self) -> dict[str, serializers.Field]:
-        return _with_role_and_message(super().get_fields())
+    def build_fields(self) -> dict[str, serializers.Field]:
+        return _with_role_and_message(super().build_fields())
 
 
 class InviteSerializer(serializers.ModelSerializer):
@@ -363,3 +387,7 @@ class SalonEventQuerySerializer(serializers.Serializer):
         except (ValidationError, ValueError, TypeError) as exc:
             raise serializers.ValidationError(_("A salon id.")) from exc
         return pk
+
+
+#: The classes whose fields :class:`_FieldsOnce` builds once.
+_FIELDS_ONCE = frozenset({InvitationSerializer})
