@@ -236,15 +236,14 @@ def summary(results: dict[str, Any]) -> list[str]:
 FINDING = """\
 **A create costs the servers {cpu} ms of Python CPU, the baseline's {baseline_cpu} ms** \
 ({cpu_ratio}×; requests/s {rps_ratio}×, a noisier number).
-   The package's create does more than an insert: it locks the salon row, checks
-   membership, the role's limit and duplicates in one statement ({queries} statements with \
-the transaction's and authentication's, against {baseline_queries}), and after commit \
-computes the recipients, serialises the invitation and sends it to each over Redis. On servers without notification
-   backends a create costs {silent_cpu} ms, so the notifications are about {share}% of it
-   (requests/s {silent_rps_ratio}× the baseline there). In-process medians: package \
-{in_process} ms, without backends {in_process_silent} ms,
-   baseline {in_process_baseline} ms (in-process each `async_to_sync` starts an event loop \
-and a Redis
+   The package's create does more than an insert: it locks the salon row, checks membership,
+   the role's limit and duplicates in one statement ({queries} statements with the
+   transaction's and authentication's, against {baseline_queries}), and after commit computes
+   the recipients, serialises the invitation and sends it to each over Redis. On servers
+   without notification backends a create costs {silent_cpu} ms, so the notifications are
+   about {share}% of it (requests/s {silent_rps_ratio}× the baseline there). In-process
+   medians: package {in_process} ms, without backends {in_process_silent} ms, baseline
+   {in_process_baseline} ms (in-process each `async_to_sync` starts an event loop and a Redis
    connection, which overstates the notifications; profile:
    `bench/results/profile-create-package.txt`)."""
 
