@@ -112,10 +112,10 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{directory.resolve() / 'db.sqlite3'}"
 
 
-def manage(*args: str, env: dict[str, str], timeout: float = MANAGE_TIMEOUT) -> Completed:
-    """Run ``python manage.py *args`` in ``example_project/``."""
+def run_python(*args: str, env: dict[str, str], timeout: float) -> Completed:
+    """Run ``python *args`` in ``example_project/`` and wait for it (bounded)."""
     process = subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=EXAMPLE_DIR,
         env=env,
         capture_output=True,
@@ -124,6 +124,11 @@ def manage(*args: str, env: dict[str, str], timeout: float = MANAGE_TIMEOUT) -> 
         check=False,
     )
     return Completed(args, process.returncode, process.stdout, process.stderr)
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = MANAGE_TIMEOUT) -> Completed:
+    """Run ``python manage.py *args`` in ``example_project/``."""
+    return run_python("manage.py", *args, env=env, timeout=timeout)
 
 
 @dataclass
@@ -135,7 +140,7 @@ class Completed:
 
     def __str__(self) -> str:
         return (
-            f"manage.py {' '.join(self.args)} exited {self.returncode}\n"
+            f"python {' '.join(self.args)} exited {self.returncode}\n"
             f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
         )
 

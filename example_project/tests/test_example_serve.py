@@ -27,6 +27,7 @@ from .support import (
     PASSWORD,
     SERVER_START_TIMEOUT,
     SUBPROCESS_WARNINGS,
+    Completed,
     bearer,
     form_csrf,
     free_port,
@@ -36,6 +37,7 @@ from .support import (
     manage,
     new_salon,
     project_env,
+    run_python,
     services_configuration,
     sign_up,
     sqlite_url,
@@ -116,16 +118,8 @@ def start_serve(env: dict[str, str], log_dir: Path, *names: str, ws_port: int = 
     return Serving(process, port, ws_port, log_path)
 
 
-def run_serve(env: dict[str, str], *names: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "serve.py", *names],
-        cwd=EXAMPLE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=False,
-    )
+def run_serve(env: dict[str, str], *names: str) -> Completed:
+    return run_python("serve.py", *names, env=env, timeout=WAIT)
 
 
 def test_the_procfile_serves_http_by_wsgi_and_websockets_by_asgi() -> None:

@@ -139,23 +139,16 @@ class Standing:
     actor_role: str | None = None
 
 
-def standing(
-    salon_id: Any,
-    user_id: Any,
-    role: roles.Role | None,
-    *,
-    pending: bool = False,
-    active: bool = False,
-    actor: Any = None,
-) -> Standing:
-    """The user's :class:`Standing` in the salon, in one statement of scalar sub-queries
-    (with ``actor``, a user's pk, also that user's role there, for :func:`authorize`).
+def standing(salon_id: Any, user_id: Any, role: roles.Role | None, **asks: Any) -> Standing:
+    """The user's :class:`Standing` in the salon, in one statement of scalar sub-queries.
+    ``asks``: ``pending=True`` and ``active=True`` read those too; ``actor=<user pk>`` that
+    user's role there, for :func:`authorize`.
 
     Call it after the salon's lock: a statement of its own sees what the transactions that
     held the lock before committed (one fused into the salon's locking ``SELECT`` would not,
     in PostgreSQL's READ COMMITTED). :func:`lock_with_standing` reads it with a row's lock.
     """
-    checks = _standing_checks(salon_id, user_id, role, pending, active, actor)
+    checks = _standing_checks(salon_id, user_id, role, **asks)
     salons = get_salon_model()._default_manager.filter(pk=salon_id).order_by()
     return _standing_of(salons.annotate(**checks).values(*checks).get(), role)
 
