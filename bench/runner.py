@@ -13,8 +13,10 @@ Environment (all optional):
     BENCH_ROUNDS=5         repetitions of each measurement
     BENCH_LIST_N, BENCH_LIST_CONC_N, BENCH_CREATE_N, BENCH_INVITE_N, BENCH_APPROVE_N,
     BENCH_APPROVE_ROUNDS, BENCH_CONTENTION_ROUNDS, BENCH_SILENT_ROUNDS, BENCH_PROFILE_N
-    BENCH_FANOUT_CONNECTIONS=1000, BENCH_FANOUT_EVENTS=400 (per stream),
-    BENCH_FANOUT_RATES=10,25 (events/s of each stream; the first is the headline)
+    BENCH_FANOUT_SOCKETS=1000,5000, BENCH_FANOUT_EVENTS=400 (per stream),
+    BENCH_FANOUT_RATES=10,25 (events/s of each stream; the first is the headline),
+    BENCH_FANOUT_LAYERS=core,pubsub (RedisChannelLayer, RedisPubSubChannelLayer),
+    BENCH_FANOUT_CLIENTS=2 (WebSocket client processes)
     BENCH_DB_NAME=salon_bench, PGHOST/PGPORT/PGUSER/PGPASSWORD
     BENCH_REDIS_URL=redis://127.0.0.1:6379/9
     BENCH_CHANNEL_PREFIX=salonbench   the channel layer's key and pub/sub channel prefix

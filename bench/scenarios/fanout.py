@@ -49,8 +49,8 @@ def run(ctx: Context) -> dict[str, Any]:
 
     def measure(layer: str) -> None:
         for sockets in FANOUT_SOCKETS:
-            name = f"fan-out, {LAYERS[layer]}, {sockets} sockets"
-            sessions[f"{layer} {sockets}"] = ctx.phase(name, lambda s=sockets: session(ctx, s))
+            key = f"{layer} {sockets}"
+            sessions[key] = ctx.phase(phase_name(key), lambda s=sockets: session(ctx, s))
 
     for layer in FANOUT_LAYERS:
         if layer == "core":  # the main servers' layer
@@ -67,6 +67,12 @@ def run(ctx: Context) -> dict[str, Any]:
     runner.log("idle connections with the default Redis pool settings")
     out["default_pool_idle"] = default_pool(ctx)
     return out
+
+
+def phase_name(key: str) -> str:
+    """The phase (of ``results["other_cores"]``) of the session ``"<layer> <sockets>"``."""
+    layer, sockets = key.split()
+    return f"fan-out, {LAYERS[layer]}, {sockets} sockets"
 
 
 def fanout_users(
@@ -393,8 +399,8 @@ LAYER_FINDING = """\
    pub/sub against {p99_core} ms; the servers used {cpu_pubsub} against {cpu_core} cores, Redis
    {redis_pubsub} against {redis_core}. With pub/sub each process subscribes once to each group
    of its sockets and Redis pushes an event to the processes that have a recipient; with
-   `RedisChannelLayer` each `group_send` reads the group's members and writes a message to a
-   list per channel, which each process then pops. Which to choose when:
+   `RedisChannelLayer` each `group_send` reads the group's members in Redis, then stores a
+   message for each process that has one, which the process pops. Which to choose when:
    [Installation](installation.md#which-redis-channel-layer)."""
 
 
@@ -505,6 +511,8 @@ the WebSocket clients (the clients keep up while theirs stays well under one cor
 | to non-recipients | CPU: servers / Redis / clients |
 |-------|--------:|---------:|---------:|------:|------:|------:|------:|
 {layer_rows}
+
+Connecting took {connect}; the machine's other processes used {others} cores meanwhile.
 """
 STRESS = (
     " When events come faster than the two processes serve them, requests queue and the event "
@@ -564,6 +572,15 @@ def render(results: dict[str, Any]) -> str:
         sizes=" and ".join(fmt(n) for n in results["config"].get("fanout_sockets", [])),
         users=fmt(fan.get("users", fan["connections"])),
         clients=results["config"].get("fanout_clients", 1),
+        connect="; ".join(
+            f"{LAYERS[key.split()[0]]} {fmt(int(key.split()[1]))}: "
+            f"{fmt(sess['connect_seconds'], 1)} s"
+            for key, sess in results.get("fanout_sessions", {}).items()
+        ),
+        others=" / ".join(
+            fmt(results.get("other_cores", {}).get(phase_name(key)), 2)
+            for key in results.get("fanout_sessions", {})
+        ),
         layer_rows="\n".join(
             f"| `{LAYERS[la]}` | {fmt(n)} | {fmt(r['rate'], 0)} | {fmt(r['frames_per_s'], 1)} "
             f"| {fmt(r['latency_from_response_ms'].get('p50'), 1)} / "
