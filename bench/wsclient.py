@@ -265,9 +265,9 @@ class ClientPool:
         ]
 
     def cpu_seconds(self) -> float:
-        from runner import _proc_cpu_seconds
+        from runner import proc_cpu_seconds
 
-        return sum(_proc_cpu_seconds(p.pid) for p in self.processes)
+        return sum(proc_cpu_seconds(p.pid) for p in self.processes)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

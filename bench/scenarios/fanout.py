@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 import runner
-from runner import Context, env_float, env_int, fmt, verdict
+from runner import Context, env_float, env_int, fmt, row, verdict
 
 NAME = "fanout"
 #: BENCH_CHANNEL_LAYER of the servers -> the layer's class (channels_redis.core / .pubsub)
@@ -582,12 +582,17 @@ def render(results: dict[str, Any]) -> str:
             for key in results.get("fanout_sessions", {})
         ),
         layer_rows="\n".join(
-            f"| `{LAYERS[la]}` | {fmt(n)} | {fmt(r['rate'], 0)} | {fmt(r['frames_per_s'], 1)} "
-            f"| {fmt(r['latency_from_response_ms'].get('p50'), 1)} / "
-            f"{fmt(r['latency_from_response_ms'].get('p99'), 1)} | {fmt(r['missing'])} "
-            f"| **{r['non_recipient_frames']}** | "
-            + " / ".join(fmt(r["cpu_cores"][k], 2) for k in ("servers", "redis", "clients"))
-            + " |"
+            row(
+                f"`{LAYERS[la]}`",
+                fmt(n),
+                fmt(r["rate"], 0),
+                fmt(r["frames_per_s"], 1),
+                f"{fmt(r['latency_from_response_ms'].get('p50'), 1)} / "
+                f"{fmt(r['latency_from_response_ms'].get('p99'), 1)}",
+                fmt(r["missing"]),
+                f"**{r['non_recipient_frames']}**",
+                " / ".join(fmt(r["cpu_cores"][k], 2) for k in ("servers", "redis", "clients")),
+            )
             for la, n, r in layer_rows(results)
         ),
     )
