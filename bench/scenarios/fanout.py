@@ -401,7 +401,7 @@ LAYER_FINDING = """\
    of its sockets and Redis pushes an event to the processes that have a recipient; with
    `RedisChannelLayer` each `group_send` reads the group's members in Redis, then stores a
    message for each process that has one, which the process pops. Which to choose when:
-   [Installation](installation.md#which-redis-channel-layer)."""
+   [Deployment](deployment.md#which-redis-channel-layer)."""
 
 
 def layer_finding(results: dict[str, Any]) -> list[str]:

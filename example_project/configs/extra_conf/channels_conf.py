@@ -1,7 +1,7 @@
 """Channels: a Redis channel layer when ``REDIS_URL`` is set, the in-memory layer otherwise.
 
 ``CHANNEL_LAYER=pubsub`` picks ``RedisPubSubChannelLayer`` instead of ``RedisChannelLayer``
-(docs/installation.md, "Which Redis channel layer"). The in-memory layer only reaches sockets
+(docs/deployment.md, "Which Redis channel layer"). The in-memory layer only reaches sockets
 of the same process: fine for ``runserver`` and one ``daphne``; run several server processes
 only with Redis.
 """
