@@ -13,10 +13,13 @@ Environment (all optional):
     BENCH_ROUNDS=5         repetitions of each measurement
     BENCH_LIST_N, BENCH_LIST_CONC_N, BENCH_CREATE_N, BENCH_INVITE_N, BENCH_APPROVE_N,
     BENCH_APPROVE_ROUNDS, BENCH_CONTENTION_ROUNDS, BENCH_SILENT_ROUNDS, BENCH_PROFILE_N
-    BENCH_FANOUT_CONNECTIONS=1000, BENCH_FANOUT_EVENTS=400 (per stream),
-    BENCH_FANOUT_RATES=10,25 (events/s of each stream; the first is the headline)
+    BENCH_FANOUT_SOCKETS=1000,5000, BENCH_FANOUT_EVENTS=400 (per stream),
+    BENCH_FANOUT_RATES=10,25 (events/s of each stream; the first is the headline),
+    BENCH_FANOUT_LAYERS=core,pubsub (RedisChannelLayer, RedisPubSubChannelLayer),
+    BENCH_FANOUT_CLIENTS=2 (WebSocket client processes)
     BENCH_DB_NAME=salon_bench, PGHOST/PGPORT/PGUSER/PGPASSWORD
     BENCH_REDIS_URL=redis://127.0.0.1:6379/9
+    BENCH_CHANNEL_PREFIX=salonbench   the channel layer's key and pub/sub channel prefix
     BENCH_KEEP_DB=1        keep the database afterwards
     BENCH_WRITE_DOCS=1     also write docs/ after a quick run
 """
@@ -65,6 +68,9 @@ MAIN_SCALE = env_int("BENCH_MAIN_SCALE", 20_000 if QUICK else 100_000)
 ROUNDS = env_int("BENCH_ROUNDS", 2 if QUICK else 5)
 DB_NAME = os.environ.get("BENCH_DB_NAME", "salon_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+# Of the channel layer's Redis keys and pub/sub channels. Pub/sub channels are shared by every
+# database of a Redis server: benchmarks sharing one need prefixes of their own.
+CHANNEL_PREFIX = os.environ.get("BENCH_CHANNEL_PREFIX", "salonbench")
 SERVERS = 2
 #: Rounds of the topology scenario (each: both topologies, lists and creates).
 TOPOLOGY_ROUNDS = env_int("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 3)
@@ -83,6 +89,7 @@ KEYS = ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
 
 os.environ["BENCH_DB_NAME"] = DB_NAME
 os.environ["BENCH_REDIS_URL"] = REDIS_URL
+os.environ["BENCH_CHANNEL_PREFIX"] = CHANNEL_PREFIX
 
 
 class Scenario(Protocol):
@@ -95,6 +102,15 @@ class Scenario(Protocol):
 
     def run(self, ctx: Context) -> dict[str, Any]: ...
     def render(self, results: dict[str, Any]) -> str: ...
+
+
+def raise_nofile() -> None:
+    """Raise the open-files limit to the hard limit; child processes inherit it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def log(message: str) -> None:
@@ -130,11 +146,11 @@ def drop_database(name: str = DB_NAME, *, create: bool = False) -> None:
 
 
 def redis_cleanup() -> int:
-    """Delete the channel layer's keys (prefix ``salonbench``) and nothing else."""
+    """Delete the channel layer's keys (prefix ``CHANNEL_PREFIX``) and nothing else."""
     import redis
 
     with redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
-        keys = list(client.scan_iter(match="salonbench*", count=1000))
+        keys = list(client.scan_iter(match=f"{CHANNEL_PREFIX}*", count=1000))
         for lo in range(0, len(keys), 500):
             client.delete(*keys[lo : lo + 500])
         return len(keys)
@@ -727,6 +743,7 @@ def run(scenarios: list[ModuleType]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    raise_nofile()  # for thousands of sockets, here, in the servers and the clients
     names = [s.NAME for s in scenarios]
     log(f"{'quick' if QUICK else 'full'} run of {', '.join(names)}; main scale {MAIN_SCALE}")
     config = {

@@ -62,6 +62,20 @@ async def connect_all(
     """Open one connection per user, alternating between the servers, ``batch`` at a time.
     Returns the connections, the seconds it took, and the errors."""
     conns = [Conn(user=u, server=i % len(ws_bases)) for i, u in enumerate(users)]
+    return await open_conns(conns, ws_bases, tokens, path=path, batch=batch, timeout_s=timeout_s)
+
+
+async def open_conns(
+    conns: Sequence[Conn],
+    ws_bases: Sequence[str],
+    tokens: dict[int, str],
+    *,
+    path: str,
+    batch: int = 50,
+    timeout_s: float = 120.0,
+) -> tuple[list[Conn], float, list[str]]:
+    """Open ``conns``, ``batch`` at a time: those connected, the seconds it took, the
+    errors."""
     errors: list[str] = []
     deadline = time.perf_counter() + timeout_s
     start = time.perf_counter()
@@ -85,7 +99,15 @@ async def connect_all(
     return [c for c in conns if c.ws is not None], time.perf_counter() - start, errors
 
 
-async def close_all(conns: Sequence[Conn], timeout_s: float = 30.0) -> None:
+async def close_all(
+    conns: Sequence[Conn], timeout_s: float = 30.0, *, batch: int | None = None
+) -> None:
+    """Close ``conns``: all at once, or ``batch`` at a time."""
+    if batch is not None:
+        for lo in range(0, len(conns), batch):
+            await close_all(conns[lo : lo + batch], timeout_s)
+        return
+
     async def close_one(conn: Conn) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(conn.ws.close(), 5)
@@ -155,3 +177,102 @@ def analyse(events: Sequence[Event], conns: Sequence[Conn]) -> dict[str, Any]:
         "from_response_by_kind": by_kind,
         "before_response": sum(1 for v in from_response if v < 0),
     }
+
+
+# Sockets in processes of their own ------------------------------------------------------------
+
+
+def _serve(pipe: Any, plan: list[tuple[int, int]], tokens: dict[int, str], *args: Any) -> None:
+    """A client process: open the sockets of ``plan`` ((user, server) pairs), then answer the
+    parent's commands until "close"."""
+    ws_bases, path = args
+
+    async def main() -> None:
+        conns = [Conn(user=u, server=s) for u, s in plan]
+        connected, seconds, errors = await open_conns(
+            conns, ws_bases, tokens, path=path, timeout_s=120.0 + len(conns) / 20
+        )
+        pipe.send((len(connected), seconds, errors[:5], len(errors)))
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, pipe.recv)
+            if command == "reset":
+                for conn in connected:
+                    conn.frames = []
+                pipe.send(None)
+            elif command == "count":
+                pipe.send(sum(len(c.frames) for c in connected))
+            elif command == "alive":
+                pipe.send(sum(1 for c in connected if c.reader and not c.reader.done()))
+            elif command == "collect":
+                pipe.send([(c.user, c.server, c.frames) for c in connected])
+            else:
+                await close_all(connected, batch=200)
+                pipe.send(None)
+                return
+
+    asyncio.run(main())
+
+
+class ClientPool:
+    """``len(users)`` sockets (user ``users[i]`` on server ``i % servers``) spread over
+    ``processes`` client processes, so that reading thousands of sockets does not queue
+    behind the load generator's event loop. Frames carry ``perf_counter()``, which is
+    CLOCK_MONOTONIC on Linux: one clock for every process of the machine."""
+
+    def __init__(
+        self,
+        ws_bases: Sequence[str],
+        users: Sequence[int],
+        tokens: dict[int, str],
+        *,
+        path: str,
+        processes: int,
+    ) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.users = list(users)
+        plan = [(u, i % len(ws_bases)) for i, u in enumerate(users)]
+        self.pipes, self.processes = [], []
+        for k in range(processes):
+            parent, child = context.Pipe()
+            share = plan[k::processes]
+            mine = {u: tokens[u] for u, _s in share}
+            process = context.Process(
+                target=_serve, args=(child, share, mine, list(ws_bases), path), daemon=True
+            )
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+        opened = [pipe.recv() for pipe in self.pipes]  # each answers once it has connected
+        self.connections = sum(o[0] for o in opened)
+        self.connect_seconds = max(o[1] for o in opened)
+        self.errors = [e for o in opened for e in o[2]]
+        self.error_count = sum(o[3] for o in opened)
+        self.per_server = [sum(1 for _u, s in plan if s == i) for i in range(len(ws_bases))]
+
+    def ask(self, command: str) -> list[Any]:
+        for pipe in self.pipes:
+            pipe.send(command)
+        return [pipe.recv() for pipe in self.pipes]
+
+    def collect(self) -> list[Conn]:
+        return [
+            Conn(user=u, server=s, frames=frames)
+            for answer in self.ask("collect")
+            for u, s, frames in answer
+        ]
+
+    def cpu_seconds(self) -> float:
+        from runner import proc_cpu_seconds
+
+        return sum(proc_cpu_seconds(p.pid) for p in self.processes)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask("close")
+        for process in self.processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()

@@ -107,14 +107,21 @@ REST_FRAMEWORK = {
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_URL = "/static/"
 
-if os.environ.get("SALON_TEST_CHANNEL_LAYER") == "redis":
+#: ``SALON_TEST_CHANNEL_LAYER`` -> the channels-redis layer; anything else: in memory.
+REDIS_LAYERS = {
+    "redis": "channels_redis.core.RedisChannelLayer",
+    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+if os.environ.get("SALON_TEST_CHANNEL_LAYER") in REDIS_LAYERS:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": REDIS_LAYERS[os.environ["SALON_TEST_CHANNEL_LAYER"]],
             "CONFIG": {
                 "hosts": [os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")],
                 # One key space per test run, so concurrent runs on one Redis never hear each
-                # other; the multi-process test hands its servers one shared prefix.
+                # other (pub/sub channels are shared by every database of a Redis server: the
+                # prefix separates those too); the multi-process test hands its servers one
+                # shared prefix.
                 "prefix": os.environ.get("SALON_TEST_CHANNEL_PREFIX")
                 or f"salon-tests-{os.getpid()}",
             },

@@ -2,7 +2,8 @@
 
 Every state change goes through the services in a worker thread (``database_sync_to_async``)
 and commits, so events leave through ``transaction.on_commit`` exactly as in production. The
-channel layer is the in-memory one, or Redis with ``SALON_TEST_CHANNEL_LAYER=redis``.
+channel layer is the in-memory one, or Redis with ``SALON_TEST_CHANNEL_LAYER=redis`` (or
+``redis-pubsub``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -460,10 +462,18 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(cast):
 
 
 async def group_members(group: str) -> set[str]:
-    """The channel names in ``group`` on the configured layer (in-memory or Redis)."""
+    """The channel names in ``group`` on the configured layer (in-memory, Redis, or Redis
+    pub/sub, where a group is this process's channels and its subscription in Redis)."""
     layer = get_channel_layer()
     if isinstance(layer, InMemoryChannelLayer):
         return set(layer.groups.get(group, {}))
+    if isinstance(layer, RedisPubSubChannelLayer):
+        local = layer._get_layer()
+        name = local._get_group_channel_name(group)
+        members = set(local.groups.get(name, ()))
+        # Subscribed in Redis exactly while the group has a member here.
+        assert (name in local._get_shard(name)._subscribed_to) == bool(members)
+        return members
     redis = layer.connection(layer.consistent_hash(group))
     return {name.decode() for name in await redis.zrange(layer._group_key(group), 0, -1)}
 

@@ -113,7 +113,8 @@ def servers(transactional_db, tmp_path, request) -> Iterator[list[Server]]:
         "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
         "SALON_TEST_DATABASE": database,
         name_variable: connection.settings_dict["NAME"],
-        "SALON_TEST_CHANNEL_LAYER": "redis",
+        # The layer of this run (the pub/sub one, or by default RedisChannelLayer).
+        "SALON_TEST_CHANNEL_LAYER": os.environ.get("SALON_TEST_CHANNEL_LAYER") or "redis",
         "SALON_TEST_CHANNEL_PREFIX": prefix,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }

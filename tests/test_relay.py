@@ -8,6 +8,7 @@ delivery) are dropped before they run, as they would be with the process.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -163,17 +164,20 @@ def test_a_channel_layer_that_was_down_gets_the_frames_from_the_relay(
     settings.CHANNEL_LAYERS = working_layer
     monkeypatch.setattr(notifications, "_layer_down_until", 0.0)
     layer = get_channel_layer()
-    channels = {
-        stream: async_to_sync(layer.new_channel)() for stream in ("invitation", "membership")
-    }
-    for stream, channel in channels.items():
-        async_to_sync(layer.group_add)(group_name(stream, requester.pk), channel)
 
-    assert relay(now=after_grace(rows)) == 2
+    async def listen_while_relaying() -> tuple[int, list[dict[str, Any]]]:
+        """Listen in one event loop, as a consumer does: the pub/sub layer's channels and
+        subscriptions live only as long as the loop that made them."""
+        streams = ("invitation", "membership")
+        channels = [await layer.new_channel() for _stream in streams]
+        for stream, channel in zip(streams, channels, strict=True):
+            await layer.group_add(group_name(stream, requester.pk), channel)
+        relayed = await sync_to_async(relay)(now=after_grace(rows))
+        return relayed, [await asyncio.wait_for(layer.receive(c), 5) for c in channels]
 
-    for stream, row in zip(("invitation", "membership"), rows, strict=True):
-        message = async_to_sync(layer.receive)(channels[stream])
-        assert message == {"type": "salon_invitations.event", "frame": row.frame}
+    relayed, messages = async_to_sync(listen_while_relaying)()
+    assert relayed == 2
+    assert messages == [{"type": "salon_invitations.event", "frame": row.frame} for row in rows]
     assert all(row.dispatched_at is not None for row in log(id__gt=before))
     assert len(mailoutbox) == 1
     assert len(hook_server.hits) == 2

@@ -3,7 +3,8 @@ side, on PostgreSQL with psycopg's pool and the Redis channel layer.
 
 Everything the two sides share (authentication, pagination, renderer, middleware) is set here
 once, so the measured difference is the package's own work. Read from the environment by
-``bench/run.py``: ``BENCH_DATABASE_URL`` parts (``BENCH_PG*``), ``BENCH_REDIS_URL``.
+``bench/run.py``: ``BENCH_DATABASE_URL`` parts (``BENCH_PG*``), ``BENCH_REDIS_URL``,
+``BENCH_CHANNEL_PREFIX``; ``BENCH_CHANNEL_LAYER=pubsub`` picks ``RedisPubSubChannelLayer``.
 """
 
 from __future__ import annotations
@@ -67,13 +68,21 @@ if os.environ.get("BENCH_REDIS_DEFAULT_POOL"):
     REDIS_HOST: object = REDIS_URL
 else:
     REDIS_HOST = {"address": REDIS_URL, "socket_timeout": 15, "max_connections": 2000}
+# A prefix of its own: run.py removes exactly these keys at the end.
+CHANNEL_PREFIX = os.environ.get("BENCH_CHANNEL_PREFIX", "salonbench")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # A prefix of its own: run.py removes exactly these keys at the end.
-        "CONFIG": {"hosts": [REDIS_HOST], "prefix": "salonbench", "capacity": 1000},
+        "CONFIG": {"hosts": [REDIS_HOST], "prefix": CHANNEL_PREFIX, "capacity": 1000},
     }
 }
+if os.environ.get("BENCH_CHANNEL_LAYER") == "pubsub":
+    # Redis pub/sub: each process subscribes to its sockets' groups and reads them on one
+    # connection without blocking reads, so the defaults of redis-py suit it.
+    CHANNEL_LAYERS["default"] = {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
+    }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["benchproject.auth.BenchUserHeaderAuthentication"],

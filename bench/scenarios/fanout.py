@@ -1,54 +1,92 @@
 # ruff: noqa: RUF001 - the page uses typographic characters (times, dashes) on purpose
-"""Fan-out over WebSockets: 1,000 authenticated connections, streams of creates and approvals
-at fixed rates, receipt latency, delivery to recipients only, memory per idle connection, and
-the same idle connections with the channel layer's default Redis pool."""
+"""Fan-out over WebSockets: both channels-redis layers at two socket counts, streams of
+creates and approvals at fixed rates, receipt latency, frames/s, delivery to recipients only,
+CPU, memory per idle connection, and idle connections with the default Redis pool."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
+from collections import Counter
 from typing import Any
 
 import runner
-from runner import SERVERS, Context, env_float, env_int, fmt, verdict
+from runner import Context, env_float, env_int, fmt, row, verdict
 
 NAME = "fanout"
-FANOUT_CONNECTIONS = env_int("BENCH_FANOUT_CONNECTIONS", 200 if runner.QUICK else 1000)
+#: BENCH_CHANNEL_LAYER of the servers -> the layer's class (channels_redis.core / .pubsub)
+LAYERS = {"core": "RedisChannelLayer", "pubsub": "RedisPubSubChannelLayer"}
+FANOUT_LAYERS = os.environ.get("BENCH_FANOUT_LAYERS", "core,pubsub").split(",")
+FANOUT_SOCKETS = [
+    int(x)
+    for x in os.environ.get("BENCH_FANOUT_SOCKETS", "200,500" if runner.QUICK else "1000,5000")
+    .split(",")
+]  # fmt: skip
 FANOUT_EVENTS = env_int("BENCH_FANOUT_EVENTS", 60 if runner.QUICK else 400)  # per stream
 FANOUT_RATES = [float(x) for x in os.environ.get("BENCH_FANOUT_RATES", "10,25").split(",")]
 FANOUT_IDLE_SECONDS = env_float("BENCH_FANOUT_IDLE", 4.0 if runner.QUICK else 20.0)
+FANOUT_CLIENTS = env_int("BENCH_FANOUT_CLIENTS", 2)  # WebSocket client processes
 P99_TARGET_MS = 100.0
+PATH = "/ws/api/invitation_to_auto_salon/"
 EXAMPLE_CONF = runner.REPO / "example_project" / "configs" / "extra_conf" / "channels_conf.py"
+#: The (salon, requester) pairs the run's streams have used.
+_ASKED: set[tuple[int, int]] = set()
 
 
 def run(ctx: Context) -> dict[str, Any]:
     ctx.grow_to(runner.MAIN_SCALE)
     ctx.results["config"].update(
-        fanout_connections=FANOUT_CONNECTIONS,
+        fanout_layers=FANOUT_LAYERS,
+        fanout_sockets=FANOUT_SOCKETS,
         fanout_events=FANOUT_EVENTS,
         fanout_rates=FANOUT_RATES,
         fanout_idle_seconds=FANOUT_IDLE_SECONDS,
+        fanout_clients=FANOUT_CLIENTS,
     )
-    out = {"fanout": ctx.phase("fan-out", lambda: streams(ctx))}
-    runner.log(f"fan-out p99 {out['fanout']['latency_from_response_ms']}")
+    sessions: dict[str, Any] = {}
+
+    def measure(layer: str) -> None:
+        for sockets in FANOUT_SOCKETS:
+            key = f"{layer} {sockets}"
+            sessions[key] = ctx.phase(phase_name(key), lambda s=sockets: session(ctx, s))
+
+    for layer in FANOUT_LAYERS:
+        if layer == "core":  # the main servers' layer
+            measure(layer)
+        else:
+            ctx.with_servers(
+                f"-{layer}", {"BENCH_CHANNEL_LAYER": layer}, lambda la=layer: measure(la)
+            )
+    out: dict[str, Any] = {"fanout_sessions": sessions}
+    headline = sessions.get(f"{FANOUT_LAYERS[0]} {FANOUT_SOCKETS[0]}")
+    if headline:
+        out["fanout"] = headline
+        runner.log(f"fan-out p99 {headline['latency_from_response_ms']}")
     runner.log("idle connections with the default Redis pool settings")
     out["default_pool_idle"] = default_pool(ctx)
     return out
 
 
+def phase_name(key: str) -> str:
+    """The phase (of ``results["other_cores"]``) of the session ``"<layer> <sockets>"``."""
+    layer, sockets = key.split()
+    return f"fan-out, {LAYERS[layer]}, {sockets} sockets"
+
+
 def fanout_users(
-    ctx: Context,
+    ctx: Context, sockets: int
 ) -> tuple[list[int], dict[int, tuple[int, int, list[int]]], dict[int, str]]:
-    """The connecting users (per salon: owner, admin, requesters), the salons' members
-    and a real simplejwt access token for each user."""
+    """The connecting users (per salon: owner, admin, requesters; one per socket up to the
+    seeded 1,000), the salons' members and a real simplejwt access token for each user."""
     import seed
     from django.contrib.auth import get_user_model
     from rest_framework_simplejwt.tokens import AccessToken
 
     layout = ctx.layout
     per_salon = 2 + seed.FANOUT_REQUESTERS_PER_SALON
-    nsalons = max(1, min(seed.FANOUT_SALONS, FANOUT_CONNECTIONS // per_salon))
+    nsalons = max(1, min(seed.FANOUT_SALONS, sockets // per_salon))
     users: list[int] = []
     members: dict[int, tuple[int, int, list[int]]] = {}
     for k, salon in enumerate(layout.fanout_salons()[:nsalons]):
@@ -66,12 +104,12 @@ def idle_check(ctx: Context, servers: Any, idle_s: float) -> dict[str, Any]:
     still open, disconnect all at once; count the servers' logged errors."""
     import wsclient
 
-    users, _members, tokens = fanout_users(ctx)
+    users, _members, tokens = fanout_users(ctx, FANOUT_SOCKETS[0])
     errors_before = servers.log_text().count("Exception in ASGI application")
 
     async def scenario() -> dict[str, Any]:
         conns, _connect_s, errors = await wsclient.connect_all(
-            servers.ws_urls, users, tokens, path="/ws/api/invitation_to_auto_salon/"
+            servers.ws_urls, users, tokens, path=PATH
         )
         await asyncio.sleep(idle_s)
         alive = sum(1 for c in conns if c.closed_code is None and c.reader and not c.reader.done())
@@ -101,38 +139,83 @@ def default_pool(ctx: Context) -> dict[str, Any]:
     )
 
 
-def streams(ctx: Context) -> dict[str, Any]:
-    import loadgen
-    import seed
+def redis_cpu_seconds() -> float:
+    import redis
+
+    with redis.Redis.from_url(runner.REDIS_URL, socket_timeout=5) as client:
+        info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def session(ctx: Context, sockets: int) -> dict[str, Any]:
+    """``sockets`` connections (the fan-out users in turn: beyond 1,000 a user has several,
+    as with several tabs or devices) from client processes; idle, then one stream per rate."""
     import wsclient
 
-    users, members, tokens = fanout_users(ctx)
-    salons = list(members)
-    nsalons = len(salons)
-    per_salon = seed.FANOUT_REQUESTERS_PER_SALON
+    users, members, tokens = fanout_users(ctx, sockets)
     errors_before = ctx.servers.log_text().count("Exception in ASGI application")
-    creates = FANOUT_EVENTS // 2
-    if creates * len(FANOUT_RATES) > nsalons * per_salon:
+    rss_before = ctx.servers.rss_kib()
+    pool = wsclient.ClientPool(
+        ctx.servers.ws_urls,
+        [users[i % len(users)] for i in range(sockets)],
+        tokens,
+        path=PATH,
+        processes=FANOUT_CLIENTS,
+    )
+    try:
+        time.sleep(FANOUT_IDLE_SECONDS)
+        rss_after = ctx.servers.rss_kib()
+        alive = sum(pool.ask("alive"))
+        streams = {str(rate): run_stream(ctx, pool, members, rate) for rate in FANOUT_RATES}
+    finally:
+        pool.close()
+        time.sleep(2.0)
+        runner.redis_cleanup()
+    raw = {
+        "connections": pool.connections,
+        "users": len(users),
+        "connections_alive_after_idle": alive,
+        "connections_per_server": pool.per_server,
+        "connect_seconds": round(pool.connect_seconds, 2),
+        "connect_errors": pool.errors,
+        "connect_error_count": pool.error_count,
+        "rss_kib_before": rss_before,
+        "rss_kib_after": rss_after,
+        "streams": streams,
+        "idle_seconds": FANOUT_IDLE_SECONDS,
+        "server_exceptions": ctx.servers.log_text().count("Exception in ASGI application")
+        - errors_before,
+    }
+    delta = sum(rss_after) - sum(rss_before)
+    raw["memory_per_connection_kib"] = round(delta / max(1, pool.connections), 1)
+    # The first rate is the headline; every stream is kept under "streams".
+    raw.update(streams[str(FANOUT_RATES[0])])
+    return raw
+
+
+def run_stream(
+    ctx: Context, pool: Any, members: dict[int, tuple[int, int, list[int]]], rate: float
+) -> dict[str, Any]:
+    """Creates (a requester asks), then approvals (the owner decides), at ``rate`` events/s,
+    at most 8 in flight; then who received which frame when."""
+    import loadgen
+    import wsclient
+
+    salons = list(members)
+    fans = [fan for _owner, _admin, group in members.values() for fan in group]
+    pairs = (
+        (salons[c % len(salons)], fans[c // len(salons)]) for c in range(len(salons) * len(fans))
+    )
+    # (salon, requester): a pair asks once in the run (then the requester is a member)
+    plan = list(itertools.islice((p for p in pairs if p not in _ASKED), FANOUT_EVENTS // 2))
+    if len(plan) < FANOUT_EVENTS // 2:
         raise RuntimeError("not enough fan-out requesters for the requested events")
+    _ASKED.update(plan)
+    events: list[wsclient.Event] = []
+    http_errors: list[str] = []
 
-    def plan_for(stream: int) -> list[tuple[int, int]]:
-        """(salon, requester) of each create of one stream, cycling through the salons;
-        every stream uses requesters of its own."""
-        plan = []
-        for e in range(stream * creates, (stream + 1) * creates):
-            salon = salons[e % nsalons]
-            plan.append((salon, members[salon][2][(e // nsalons) % per_salon]))
-        return plan
-
-    async def run_stream(conns: list[Any], rate: float, stream: int) -> dict[str, Any]:
-        """Creates (a requester asks), then approvals (the owner decides), at ``rate``
-        events/s, at most 8 in flight."""
-        plan = plan_for(stream)
-        for conn in conns:
-            conn.frames = []
+    async def stream() -> None:
         clients = loadgen.Clients(ctx.servers.base_urls, connections=8)
-        events: list[wsclient.Event] = []
-        http_errors: list[str] = []
         sem = asyncio.Semaphore(8)
 
         async def fire(
@@ -166,7 +249,6 @@ def streams(ctx: Context) -> dict[str, Any]:
                 tasks.append(asyncio.create_task(fire(i, *call)))
             return await asyncio.wait_for(asyncio.gather(*tasks), 300)
 
-        begin = time.perf_counter()
         try:
             created = await paced(
                 [
@@ -192,74 +274,42 @@ def streams(ctx: Context) -> dict[str, Any]:
             )  # fmt: skip
         finally:
             await clients.aclose()
-        duration = time.perf_counter() - begin
-        # Wait (bounded) for the last frames.
-        deadline = time.perf_counter() + 10
-        expected = sum(1 for e in events for c in conns if c.user in e.recipients)
-        while time.perf_counter() < deadline:
-            if sum(len(c.frames) for c in conns) >= expected:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)  # frames to non-recipients would have arrived by now
-        analysis = wsclient.analyse(events, conns)
-        out: dict[str, Any] = {
-            "rate": rate,
-            "events": len(events),
-            "seconds": round(duration, 2),
-            "http_errors": http_errors[:5],
-            "http_error_count": len(http_errors),
-            "http_ms": loadgen.summary_ms([e.done - e.sent for e in events]),
-        }
-        for key in ("from_response", "from_request"):
-            out[f"latency_{key}_ms"] = loadgen.summary_ms(analysis.pop(key))
-        for kind, values in analysis.pop("from_response_by_kind").items():
-            out[f"latency_from_response_ms {kind}"] = loadgen.summary_ms(values)
-        out.update(analysis)
-        return out
 
-    async def scenario() -> dict[str, Any]:
-        rss_before = ctx.servers.rss_kib()
-        conns, connect_s, errors = await wsclient.connect_all(
-            ctx.servers.ws_urls, users, tokens, path="/ws/api/invitation_to_auto_salon/"
-        )
-        try:
-            await asyncio.sleep(FANOUT_IDLE_SECONDS)  # idle
-            rss_after = ctx.servers.rss_kib()
-            alive = sum(
-                1 for c in conns if c.closed_code is None and c.reader and not c.reader.done()
-            )
-            streams = {}
-            for stream, rate in enumerate(FANOUT_RATES):
-                streams[str(rate)] = await run_stream(conns, rate, stream)
-            per_server = [sum(1 for c in conns if c.server == i) for i in range(SERVERS)]
-        finally:
-            await wsclient.close_all(conns)
-            await asyncio.sleep(2.0)
-        return {
-            "connections": len(conns),
-            "connections_alive_after_idle": alive,
-            "connections_per_server": per_server,
-            "connect_seconds": round(connect_s, 2),
-            "connect_errors": errors[:5],
-            "connect_error_count": len(errors),
-            "rss_kib_before": rss_before,
-            "rss_kib_after": rss_after,
-            "streams": streams,
-        }
-
-    raw = ctx.run_async(scenario())
-    raw["idle_seconds"] = FANOUT_IDLE_SECONDS
-    raw["server_exceptions"] = (
-        ctx.servers.log_text().count("Exception in ASGI application") - errors_before
-    )
-    delta = sum(raw["rss_kib_after"]) - sum(raw["rss_kib_before"])
-    raw["memory_per_connection_kib"] = round(delta / max(1, raw["connections"]), 1)
-    # The first rate is the headline; every stream is kept under "streams".
-    raw.update(raw["streams"][str(FANOUT_RATES[0])])
-    return raw
-
-
-# The whole run --------------------------------------------------------------------------
+    pool.ask("reset")
+    cpu0 = (ctx.servers.cpu(), redis_cpu_seconds(), pool.cpu_seconds())
+    begin = time.perf_counter()
+    ctx.run_async(stream())
+    duration = time.perf_counter() - begin
+    # Wait (bounded) for the last frames; frames to non-recipients would have come meanwhile.
+    deadline = time.perf_counter() + 10
+    sockets_of = Counter(pool.users)
+    expected = sum(sockets_of[user] for e in events for user in e.recipients)
+    while time.perf_counter() < deadline and sum(pool.ask("count")) < expected:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    wall = time.perf_counter() - begin
+    cpu1 = (ctx.servers.cpu(), redis_cpu_seconds(), pool.cpu_seconds())
+    analysis = wsclient.analyse(events, pool.collect())
+    out: dict[str, Any] = {
+        "rate": rate,
+        "events": len(events),
+        "seconds": round(duration, 2),
+        "frames_per_s": round(analysis["delivered"] / duration, 1),
+        # Cores busy on average from the first request to the last frame (and 1 s more).
+        "cpu_cores": {
+            who: round((after - before) / wall, 2)
+            for who, before, after in zip(("servers", "redis", "clients"), cpu0, cpu1, strict=True)
+        },
+        "http_errors": http_errors[:5],
+        "http_error_count": len(http_errors),
+        "http_ms": loadgen.summary_ms([e.done - e.sent for e in events]),
+    }
+    for key in ("from_response", "from_request"):
+        out[f"latency_{key}_ms"] = loadgen.summary_ms(analysis.pop(key))
+    for kind, values in analysis.pop("from_response_by_kind").items():
+        out[f"latency_from_response_ms {kind}"] = loadgen.summary_ms(values)
+    out.update(analysis)
+    return out
 
 
 # The page -------------------------------------------------------------------------------------
@@ -288,10 +338,27 @@ def summary(results: dict[str, Any]) -> list[str]:
             f"| 4 | the same at {fmt(float(rate), 0)} events/s | – | p99 "
             f"{fmt(sl.get('p99'), 1)} ms (p50 {fmt(sl.get('p50'), 1)} ms) | |"
         )
+    table = layer_rows(results)
+    if len(table) > 1:
+        rows.append(
+            "| 4 | p99 by channel layer, sockets × events/s (section 4) | – | "
+            + "; ".join(
+                f"{LAYERS[layer]}: "
+                + ", ".join(
+                    f"{fmt(n)} × {fmt(r['rate'], 0)}/s "
+                    f"{fmt(r['latency_from_response_ms'].get('p99'), 0)} ms"
+                    for la, n, r in table
+                    if la == layer
+                )
+                for layer in dict.fromkeys(la for la, _n, _r in table)
+            )
+            + " | |"
+        )
+    wrong = sum(r["non_recipient_frames"] for _la, _n, r in table)
+    missing = sum(r["missing"] for _la, _n, r in table)
     rows.append(
-        f"| 4 | frames delivered to non-recipients | 0 | {fan['non_recipient_frames']} "
-        f"(missing deliveries: {fan['missing']}) "
-        f"| {verdict(fan['non_recipient_frames'] == 0 and fan['missing'] == 0)} |"
+        f"| 4 | frames delivered to non-recipients, every layer and size | 0 | {wrong} "
+        f"(missing deliveries: {fmt(missing)}) | {verdict(wrong == 0 and missing == 0)} |"
     )
     rows.append(
         "| 4 | memory per idle connection, server RSS | – "
@@ -317,7 +384,63 @@ logged {exceptions} exception(s).
    {example}"""
 
 
+def layer_rows(results: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
+    """(layer, sockets, stream) of every measured configuration, in the run's order."""
+    return [
+        (key.split()[0], int(key.split()[1]), stream)
+        for key, sess in (results.get("fanout_sessions") or {}).items()
+        for stream in sess["streams"].values()
+    ]
+
+
+LAYER_FINDING = """\
+**RedisPubSubChannelLayer {verb} RedisChannelLayer at {sockets} sockets.** At {rate} events/s
+   ({frames} frames/s) the p99 from the HTTP response to the frame was {p99_pubsub} ms with
+   pub/sub against {p99_core} ms; the servers used {cpu_pubsub} against {cpu_core} cores, Redis
+   {redis_pubsub} against {redis_core}. With pub/sub each process subscribes once to each group
+   of its sockets and Redis pushes an event to the processes that have a recipient; with
+   `RedisChannelLayer` each `group_send` reads the group's members in Redis, then stores a
+   message for each process that has one, which the process pops. Which to choose when:
+   [Deployment](deployment.md#which-redis-channel-layer)."""
+
+
+def layer_finding(results: dict[str, Any]) -> list[str]:
+    by = {(la, n, r["rate"]): r for la, n, r in layer_rows(results)}
+    sockets = max((n for _la, n, _r in by), default=0)
+    rate = max((r for _la, _n, r in by), default=0)
+    core, pubsub = by.get(("core", sockets, rate)), by.get(("pubsub", sockets, rate))
+    if not core or not pubsub:
+        return []
+    p99 = {
+        k: r["latency_from_response_ms"].get("p99") or 0 for k, r in (("c", core), ("p", pubsub))
+    }
+    cpu = {
+        k: r["cpu_cores"]["servers"] + r["cpu_cores"]["redis"]
+        for k, r in (("c", core), ("p", pubsub))
+    }
+    better = p99["p"] <= p99["c"] and cpu["p"] <= cpu["c"]
+    worse = p99["p"] > p99["c"] and cpu["p"] > cpu["c"]
+    return [
+        LAYER_FINDING.format(
+            verb="outran" if better else "fell behind" if worse else "traded with",
+            sockets=fmt(sockets),
+            rate=fmt(rate, 0),
+            frames=fmt(pubsub["frames_per_s"], 0),
+            p99_pubsub=fmt(p99["p"], 1),
+            p99_core=fmt(p99["c"], 1),
+            cpu_pubsub=fmt(pubsub["cpu_cores"]["servers"], 2),
+            cpu_core=fmt(core["cpu_cores"]["servers"], 2),
+            redis_pubsub=fmt(pubsub["cpu_cores"]["redis"], 2),
+            redis_core=fmt(core["cpu_cores"]["redis"], 2),
+        )
+    ]
+
+
 def findings(results: dict[str, Any]) -> list[str]:
+    return pool_finding(results) + layer_finding(results)
+
+
+def pool_finding(results: dict[str, Any]) -> list[str]:
     fan, pool = results.get("fanout"), results.get("default_pool_idle")
     if not fan or (
         pool["alive_after_idle"] == pool["connections"] and not pool["server_exceptions"]
@@ -371,6 +494,25 @@ permessage-deflate, and the channel layer's bookkeeping).
 With the channel layer's default Redis pool (see Findings), {pool_alive} of {pool_connections} \
 connections were open after {pool_idle_s} s idle and the servers logged {pool_exceptions} \
 exception(s), most while disconnecting.
+{short_sessions}
+### The two Redis channel layers
+
+`RedisChannelLayer` (`channels_redis.core`, the servers' layer above) against \
+`RedisPubSubChannelLayer` (`channels_redis.pubsub`, `"hosts": [REDIS_URL]`), each with \
+{sizes} sockets and the same streams. The salons have {users} users; with more sockets than \
+that, a user has several (tabs, devices), and each event reaches that many more. The \
+sockets are opened from {clients} client processes of their own (an event loop each, the \
+sockets split evenly), \
+the HTTP requests from the benchmark's process; all read one monotonic clock. CPU is in cores \
+busy on average from the stream's first request to its last frame: the servers, Redis, and \
+the WebSocket clients (the clients keep up while theirs stays well under one core per process).
+
+| layer | sockets | events/s | frames/s | receipt − response p50 / p99 ms | missing \
+| to non-recipients | CPU: servers / Redis / clients |
+|-------|--------:|---------:|---------:|------:|------:|------:|------:|
+{layer_rows}
+
+Connecting took {connect}; the machine's other processes used {others} cores meanwhile.
 """
 STRESS = (
     " When events come faster than the two processes serve them, requests queue and the event "
@@ -420,4 +562,37 @@ def render(results: dict[str, Any]) -> str:
         pool_connections=fmt(pool["connections"]),
         pool_idle_s=fmt(pool["idle_seconds"], 0),
         pool_exceptions=fmt(pool["server_exceptions"]),
+        short_sessions="".join(
+            f"\n{LAYERS[key.split()[0]]}, {key.split()[1]} sockets: only "
+            f"{fmt(sess['connections'])} connected ({sess['connect_error_count']} errors: "
+            f"{sess['connect_errors'][:1]}).\n"
+            for key, sess in results.get("fanout_sessions", {}).items()
+            if sess["connections"] < int(key.split()[1])
+        ),
+        sizes=" and ".join(fmt(n) for n in results["config"].get("fanout_sockets", [])),
+        users=fmt(fan.get("users", fan["connections"])),
+        clients=results["config"].get("fanout_clients", 1),
+        connect="; ".join(
+            f"{LAYERS[key.split()[0]]} {fmt(int(key.split()[1]))}: "
+            f"{fmt(sess['connect_seconds'], 1)} s"
+            for key, sess in results.get("fanout_sessions", {}).items()
+        ),
+        others=" / ".join(
+            fmt(results.get("other_cores", {}).get(phase_name(key)), 2)
+            for key in results.get("fanout_sessions", {})
+        ),
+        layer_rows="\n".join(
+            row(
+                f"`{LAYERS[la]}`",
+                fmt(n),
+                fmt(r["rate"], 0),
+                fmt(r["frames_per_s"], 1),
+                f"{fmt(r['latency_from_response_ms'].get('p50'), 1)} / "
+                f"{fmt(r['latency_from_response_ms'].get('p99'), 1)}",
+                fmt(r["missing"]),
+                f"**{r['non_recipient_frames']}**",
+                " / ".join(fmt(r["cpu_cores"][k], 2) for k in ("servers", "redis", "clients")),
+            )
+            for la, n, r in layer_rows(results)
+        ),
     )

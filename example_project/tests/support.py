@@ -47,6 +47,7 @@ PROJECT_VARIABLES = frozenset(
         "DB_POOL_TIMEOUT",
         "ASGI_THREADS",
         "REDIS_URL",
+        "CHANNEL_LAYER",
         "EMAIL_HOST",
         "EMAIL_HOST_USER",
         "EMAIL_HOST_PASSWORD",

@@ -46,6 +46,61 @@ def database_options(database_url: str, **variables: str) -> dict:
     return json.loads(manage("shell", "-c", DATABASE_OPTIONS, env=env).ok().stdout.splitlines()[-1])
 
 
+CHANNEL_LAYERS = (
+    "import json; from django.conf import settings; "
+    "print(json.dumps(settings.CHANNEL_LAYERS['default']))"
+)
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, {"BACKEND": "channels.layers.InMemoryChannelLayer"}),
+        (
+            {"REDIS_URL": "redis://redis.example.com:6379/3"},
+            {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": [
+                        {
+                            "address": "redis://redis.example.com:6379/3",
+                            "socket_timeout": 15,
+                            "max_connections": 2000,
+                        }
+                    ]
+                },
+            },
+        ),
+        (
+            {"REDIS_URL": "redis://redis.example.com:6379/3", "CHANNEL_LAYER": "pubsub"},
+            {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": ["redis://redis.example.com:6379/3"], "prefix": "asgi-db3:"},
+            },
+        ),
+        (
+            {"REDIS_URL": "redis://redis.example.com", "CHANNEL_LAYER": "pubsub"},
+            {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": ["redis://redis.example.com"], "prefix": "asgi-db0:"},
+            },
+        ),
+    ],
+)
+def test_channel_layer_from_the_environment(variables: dict[str, str], expected: dict) -> None:
+    """``REDIS_URL`` picks RedisChannelLayer, and ``CHANNEL_LAYER=pubsub`` the pub/sub layer,
+    whose prefix names the Redis database (pub/sub channels are shared by all of them)."""
+    env = project_env(**variables)
+    result = manage("shell", "-c", CHANNEL_LAYERS, env=env).ok()
+    assert json.loads(result.stdout.splitlines()[-1]) == expected
+
+
+def test_an_unknown_channel_layer_is_refused() -> None:
+    result = manage("check", env=project_env(REDIS_URL="redis://r:6379/0", CHANNEL_LAYER="kafka"))
+    assert result.returncode != 0, str(result)
+    assert "CHANNEL_LAYER must be redis or pubsub, not 'kafka'" in result.stderr
+
+
 def test_check_without_environment() -> None:
     result = manage("check", "--fail-level", "WARNING", env=project_env()).ok()
     assert "System check identified no issues" in result.stdout

@@ -1,12 +1,37 @@
-"""Channels: ``RedisChannelLayer`` when ``REDIS_URL`` is set, the in-memory layer otherwise.
+"""Channels: a Redis channel layer when ``REDIS_URL`` is set, the in-memory layer otherwise.
 
-The in-memory layer only reaches sockets of the same process: fine for ``runserver`` and one
-``daphne``; run several server processes only with Redis.
+``CHANNEL_LAYER=pubsub`` picks ``RedisPubSubChannelLayer`` instead of ``RedisChannelLayer``
+(docs/deployment.md, "Which Redis channel layer"). The in-memory layer only reaches sockets
+of the same process: fine for ``runserver`` and one ``daphne``; run several server processes
+only with Redis.
 """
 
-from configs.extra_conf import REDIS_URL
+from django.core.exceptions import ImproperlyConfigured
 
-if REDIS_URL:
+from configs.extra_conf import REDIS_URL, env_str
+
+#: ``redis`` (``channels_redis.core.RedisChannelLayer``) or ``pubsub``
+CHANNEL_LAYER = env_str("CHANNEL_LAYER", "redis")
+if CHANNEL_LAYER not in ("redis", "pubsub"):
+    raise ImproperlyConfigured(f"CHANNEL_LAYER must be redis or pubsub, not {CHANNEL_LAYER!r}")
+
+if REDIS_URL and CHANNEL_LAYER == "pubsub":
+    from redis.connection import parse_url
+
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # Pub/sub reads without blocking, on one connection per process: redis-py's
+            # defaults suit it. Its channels are shared by every database of the Redis
+            # server, so the prefix names the database: sites on different databases of one
+            # Redis stay apart, as they do with RedisChannelLayer.
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": f"asgi-db{parse_url(REDIS_URL).get('db', 0)}:",
+            },
+        }
+    }
+elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
