@@ -15,6 +15,8 @@ Environment (all optional):
     BENCH_APPROVE_ROUNDS, BENCH_CONTENTION_ROUNDS, BENCH_SILENT_ROUNDS, BENCH_PROFILE_N
     BENCH_FANOUT_CONNECTIONS=1000, BENCH_FANOUT_EVENTS=400 (per stream),
     BENCH_FANOUT_RATES=10,25 (events/s of each stream; the first is the headline)
+    BENCH_STORM_SOCKETS=2000, BENCH_STORM_WINDOW=1 (seconds they open within),
+    BENCH_STORM_CLIENTS=2 (client processes), BENCH_STORM_ROUNDS (BENCH_ROUNDS)
     BENCH_DB_NAME=salon_bench, PGHOST/PGPORT/PGUSER/PGPASSWORD
     BENCH_REDIS_URL=redis://127.0.0.1:6379/9
     BENCH_KEEP_DB=1        keep the database afterwards
@@ -276,6 +278,9 @@ class Server:
         "-m uvicorn benchproject.asgi:application --host 127.0.0.1 --port {port} "
         "--no-access-log --log-level warning --lifespan off --backlog 4096 --ws websockets"
     )
+    # daphne with its defaults but for the address: a listen backlog of 50 (Twisted's) and
+    # a 5 s handshake timeout (``--websocket_connect_timeout``).
+    DAPHNE = "-m daphne -b 127.0.0.1 -p {port} benchproject.asgi:application"
 
     def __init__(
         self, name: str, env: dict[str, str] | None = None, command: str = UVICORN
@@ -355,8 +360,15 @@ class Server:
 
 
 class ServerSet:
-    def __init__(self, count: int, tag: str = "", env: dict[str, str] | None = None) -> None:
-        self.servers = [Server(f"uvicorn{tag}-{i}", env) for i in range(count)]
+    def __init__(
+        self,
+        count: int,
+        tag: str = "",
+        env: dict[str, str] | None = None,
+        command: str = Server.UVICORN,
+    ) -> None:
+        kind = command.split()[1]  # "-m <module> ...": uvicorn, daphne
+        self.servers = [Server(f"{kind}{tag}-{i}", env, command) for i in range(count)]
 
     def start(self) -> None:
         for server in self.servers:
@@ -550,10 +562,16 @@ class Context:
             bad = [s.body for s in result.samples if s.status >= 300][:3]
             raise RuntimeError(f"{what}: {stats['statuses']} {bad} {result.errors[:3]}")
 
-    def with_servers(self, tag: str, env: dict[str, str], action: Callable[[], Any]) -> Any:
-        """Run ``action`` against a second set of servers started with ``env`` (the main set
-        is stopped meanwhile)."""
-        servers = ServerSet(SERVERS, tag, env)
+    def with_servers(
+        self,
+        tag: str,
+        env: dict[str, str],
+        action: Callable[[], Any],
+        command: str = Server.UVICORN,
+    ) -> Any:
+        """Run ``action`` against a second set of servers started with ``env`` (and
+        ``command``; the main set is stopped meanwhile)."""
+        servers = ServerSet(SERVERS, tag, env, command)
         self.extra_servers.append(servers)
         main = self.servers
         main.stop()
@@ -699,7 +717,7 @@ def run(scenarios: list[ModuleType]) -> int:
     one scenario can be measured again without the others."""
     RESULTS_DIR.mkdir(exist_ok=True)
     LOG_DIR.mkdir(exist_ok=True)
-    for old in LOG_DIR.glob("uvicorn*.log"):
+    for old in LOG_DIR.glob("*.log"):
         old.unlink()
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -4,7 +4,7 @@ Each is a module with ``NAME``, ``run(ctx) -> dict`` and the page's ``summary``,
 and ``render`` (see ``runner.Scenario``). Adding a scenario: write its module, list it here.
 """
 
-from scenarios import contention, eventlog, fanout, scale, write
+from scenarios import contention, eventlog, fanout, scale, storm, write
 from scenarios import list as list_
 
-SCENARIOS = [list_, write, contention, fanout, scale, eventlog]
+SCENARIOS = [list_, write, contention, fanout, scale, storm, eventlog]
