@@ -306,7 +306,7 @@ class Server:
         env.pop("BENCH_NO_POOL", None)
         env.update(self.extra_env)
         extra = ""
-        if self.command == self.UVICORN:
+        if self.command.startswith("-m uvicorn "):
             with contextlib.suppress(ImportError):
                 import uvloop  # noqa: F401
 
