@@ -17,6 +17,9 @@ Environment (all optional):
     BENCH_FANOUT_RATES=10,25 (events/s of each stream; the first is the headline),
     BENCH_FANOUT_LAYERS=core,pubsub (RedisChannelLayer, RedisPubSubChannelLayer),
     BENCH_FANOUT_CLIENTS=2 (WebSocket client processes)
+    BENCH_STORM_SOCKETS=2000, BENCH_STORM_WINDOW=1 (seconds they open within),
+    BENCH_STORM_CLIENTS=2 (client processes), BENCH_STORM_ROUNDS (BENCH_ROUNDS)
+    BENCH_TOPOLOGY_N=600 (requests per series and round), BENCH_TOPOLOGY_ROUNDS=3
     BENCH_DB_NAME=salon_bench, PGHOST/PGPORT/PGUSER/PGPASSWORD
     BENCH_REDIS_URL=redis://127.0.0.1:6379/9
     BENCH_CHANNEL_PREFIX=salonbench   the channel layer's key and pub/sub channel prefix
@@ -261,6 +264,9 @@ class Server:
         "-m uvicorn benchproject.asgi:application --host 127.0.0.1 --port {port} "
         "--no-access-log --log-level warning --lifespan off --backlog 4096 --ws websockets"
     )
+    # daphne with its defaults but for the address: a listen backlog of 50 (Twisted's) and
+    # a 5 s handshake timeout (``--websocket_connect_timeout``).
+    DAPHNE = "-m daphne -b 127.0.0.1 -p {port} benchproject.asgi:application"
 
     def __init__(
         self, name: str, env: dict[str, str] | None = None, command: str = UVICORN
@@ -270,7 +276,7 @@ class Server:
         self.log_path = LOG_DIR / f"{name}.log"
         self.extra_env = env or {}
         self.command = command
-        if command == self.UVICORN:  # the fastest event loop and HTTP parser installed
+        if command.startswith("-m uvicorn "):  # the fastest event loop and HTTP parser
             for option, module in (("--loop", "uvloop"), ("--http", "httptools")):
                 if find_spec(module):
                     self.command += f" {option} {module}"
@@ -351,7 +357,7 @@ class ServerSet:
         env: dict[str, str] | None = None,
         command: str = Server.UVICORN,
     ) -> None:
-        kind = command.split()[1]  # "-m <module> ..."
+        kind = command.split()[1]  # "-m <module> ...": uvicorn, daphne
         self.servers = [Server(f"{kind}{tag}-{i}", env, command) for i in range(count)]
 
     def start(self) -> None:
@@ -735,7 +741,7 @@ def run(scenarios: list[ModuleType]) -> int:
     """Run ``scenarios`` in order; their keys replace the same keys of the saved results, so
     one scenario can be measured again without the others."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    for old in LOG_DIR.glob("uvicorn*.log"):
+    for old in LOG_DIR.glob("*.log"):
         old.unlink()
 
     def on_signal(signum: int, _frame: Any) -> None:

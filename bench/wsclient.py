@@ -276,3 +276,77 @@ class ClientPool:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
+
+
+@dataclass
+class Attempt:
+    """One socket of a connection storm. Times are ``time.monotonic()`` (CLOCK_MONOTONIC,
+    the same in every process of the machine) minus the storm's start."""
+
+    server: int
+    due: float  # when it was planned to open
+    started: float = 0.0  # when the client began the TCP connection
+    opened: float | None = None  # the server's 101 received: the consumer accepted
+    first: float | None = None  # the first frame received
+    outcome: str = "ok"
+
+
+async def storm(
+    plan: Sequence[tuple[int, float, str]],
+    start_at: float,
+    *,
+    first_frame: str,
+    open_timeout: float,
+    frame_timeout: float,
+    hold_s: float = 1.0,
+) -> list[Attempt]:
+    """Open one socket per ``(server index, due, url)`` of ``plan`` at ``start_at + due``
+    (monotonic clock); each waits for the consumer's accept and then for its first frame,
+    which must be of type ``first_frame``. Every socket stays open until all have an outcome
+    (and ``hold_s`` more), then all are closed."""
+    attempts = [Attempt(server=server, due=due) for server, due, _url in plan]
+    sockets: list[Any] = []
+
+    async def one(attempt: Attempt, url: str) -> None:
+        await asyncio.sleep(max(0.0, start_at + attempt.due - time.monotonic()))
+        attempt.started = time.monotonic() - start_at
+        try:
+            ws = await websockets.connect(
+                url, open_timeout=open_timeout, ping_interval=None, close_timeout=2,
+                max_queue=None,
+            )  # fmt: skip
+        except websockets.InvalidStatus as exc:
+            attempt.outcome = f"HTTP {exc.response.status_code} instead of 101"
+            return
+        except websockets.InvalidMessage:
+            attempt.outcome = "connection closed without an HTTP response"
+            return
+        except TimeoutError:
+            attempt.outcome = f"no 101 within {open_timeout:.0f} s"
+            return
+        except Exception as exc:
+            attempt.outcome = f"before 101: {type(exc).__name__}"
+            return
+        attempt.opened = time.monotonic() - start_at
+        sockets.append(ws)
+        try:
+            message = await asyncio.wait_for(ws.recv(), frame_timeout)
+        except websockets.ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else 1006
+            attempt.outcome = f"closed {code} after 101"
+            return
+        except TimeoutError:
+            attempt.outcome = f"no frame within {frame_timeout:.0f} s"
+            return
+        attempt.first = time.monotonic() - start_at
+        try:
+            kind = json.loads(message).get("type")
+        except (ValueError, AttributeError):
+            kind = "invalid"
+        if kind != first_frame:
+            attempt.outcome = f"first frame {kind}"
+
+    await asyncio.gather(*(one(a, url) for a, (_s, _d, url) in zip(attempts, plan, strict=True)))
+    await asyncio.sleep(hold_s)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return attempts

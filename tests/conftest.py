@@ -96,6 +96,24 @@ def pytest_runtest_call(item):
 
 
 @pytest.fixture
+def queries_in_every_thread(monkeypatch):
+    """The SQL of every statement run while the test runs, in whichever thread (Django's
+    ``CaptureQueriesContext`` sees one thread's connection only; a WebSocket handshake's
+    lookup runs in a worker thread)."""
+    from django.db.backends.utils import CursorWrapper
+
+    statements: list[str] = []
+    execute = CursorWrapper._execute
+
+    def recording(self, sql, params, *ignored_wrappers):
+        statements.append(sql)  # list.append is atomic: threads may share the list
+        return execute(self, sql, params, *ignored_wrappers)
+
+    monkeypatch.setattr(CursorWrapper, "_execute", recording)
+    return statements
+
+
+@pytest.fixture
 def owner(db):
     return factories.make_user("owner")
 

@@ -30,7 +30,7 @@ application = JWTAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
 PATH = "/api/invitation_to_auto_salon/"
 
 
-async def test_blacklisted_token_is_refused():
+async def test_blacklisted_token_is_refused(queries_in_every_thread):
     from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
     assert apps.is_installed("rest_framework_simplejwt.token_blacklist")
@@ -50,14 +50,19 @@ async def test_blacklisted_token_is_refused():
     await database_sync_to_async(blacklist)()
 
     refused = WebsocketCommunicator(application, f"{PATH}?token={blacklisted}")
+    queries_in_every_thread.clear()
     assert await refused.connect() == (True, None)
     assert await refused.receive_output(timeout=1) == {"type": "websocket.close", "code": 4401}
     await refused.disconnect()
+    # The user and the blacklist in one statement.
+    assert len(queries_in_every_thread) == 1, queries_in_every_thread
 
     # The same user's other token still connects: the refusal is the blacklist's doing.
     accepted = WebsocketCommunicator(application, f"{PATH}?token={kept}")
+    queries_in_every_thread.clear()
     try:
         assert await accepted.connect() == (True, None)
         assert await accepted.receive_nothing(timeout=0.1)
+        assert len(queries_in_every_thread) == 1, queries_in_every_thread
     finally:
         await accepted.disconnect()

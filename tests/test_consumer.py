@@ -293,6 +293,53 @@ async def test_invalid_token_wins_over_a_valid_session(cast):
     await assert_refused(communicator)
 
 
+async def test_a_handshake_with_a_token_costs_one_query_even_beside_a_session(
+    cast, queries_in_every_thread
+):
+    """The user, in one statement; the session of the cookie that comes with it (another
+    user's here) is not read: the token wins anyway."""
+
+    def login() -> str:
+        client = Client()
+        client.force_login(cast.owner)
+        return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    session = await database_sync_to_async(login)()
+    cookie = f"{settings.SESSION_COOKIE_NAME}={session}".encode()
+    communicator = WebsocketCommunicator(
+        application,
+        f"{INVITATIONS}?token={token_for(cast.requester)}",
+        headers=[(b"cookie", cookie)],
+    )
+    queries_in_every_thread.clear()
+    connected, _ = await communicator.connect()
+    try:
+        assert connected is True
+        assert await communicator.receive_nothing(timeout=0.1)  # accepted, not closed
+        assert len(queries_in_every_thread) == 1, queries_in_every_thread
+        table = get_user_model()._meta.db_table
+        assert table in queries_in_every_thread[0]
+        # The token's user, not the session's: the requester hears of their own request.
+        shown = await database_sync_to_async(_change)(cast, "created", None)
+        assert without_id(await communicator.receive_json_from(timeout=2)) == {
+            "type": "invitation.created",
+            "invitation": shown,
+        }
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.parametrize("make_token", BAD_TOKENS, ids=lambda f: f.__name__.strip("_"))
+async def test_a_refused_token_costs_one_query_at_most(make_token, queries_in_every_thread):
+    user = await database_sync_to_async(factories.make_user)()
+    token = await database_sync_to_async(make_token)(user)
+    queries_in_every_thread.clear()
+    await assert_refused(WebsocketCommunicator(application, f"{INVITATIONS}?token={token}"))
+    # Expired, malformed or tampered: none; inactive or deleted user: the user's row.
+    expected = 1 if make_token in (_inactive_user, _deleted_user) else 0
+    assert len(queries_in_every_thread) == expected, queries_in_every_thread
+
+
 async def test_blacklisted_token_is_refused():
     """Runs ``tests/jwt_blacklist_case.py`` in a child pytest with the blacklist app installed.
 

@@ -5,7 +5,7 @@ Each is a module with ``NAME``, ``run(ctx) -> dict`` and the page's ``render`` (
 list it here.
 """
 
-from scenarios import contention, eventlog, fanout, scale, topology, write
+from scenarios import contention, eventlog, fanout, scale, storm, topology, write
 from scenarios import list as list_
 
-SCENARIOS = [list_, write, contention, fanout, scale, topology, eventlog]
+SCENARIOS = [list_, write, contention, fanout, scale, storm, topology, eventlog]

@@ -92,7 +92,7 @@ def summary(results: dict[str, Any]) -> list[str]:
     wsgi, asgi, ratios = top["wsgi"], top["asgi"], top["wsgi_over_asgi"]
     faster = all((ratios.get(s) or 0) > 1 for s in ("floor", "package list", "package create"))
     return [
-        "| 6 | HTTP under gunicorn (WSGI) ÷ under uvicorn (ASGI), requests/s, 16 clients "
+        "| 7 | HTTP under gunicorn (WSGI) ÷ under uvicorn (ASGI), requests/s, 16 clients "
         "| production run = the faster "
         f"| floor {fmt(ratios.get('floor'), 2)}×, package list "
         f"{fmt(ratios.get('package list'), 2)}×, package create "
@@ -127,7 +127,7 @@ def findings(results: dict[str, Any]) -> list[str]:
 
 
 SECTION = """\
-## 6. Topology: HTTP under WSGI or ASGI
+## 7. Topology: HTTP under WSGI or ASGI
 
 The same project, settings and data served two ways, one after the other, {rounds} rounds \
 alternating which goes first: **WSGI** is `gunicorn benchproject.wsgi:application` with \

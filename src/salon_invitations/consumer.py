@@ -43,13 +43,13 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db.models import Q
 
 from salon_invitations import events
 from salon_invitations.conf import app_settings
-from salon_invitations.middleware import SCOPE_EXPIRY_KEY, authenticate_token
+from salon_invitations.middleware import SCOPE_EXPIRY_KEY, authenticate_token, database_read
 from salon_invitations.models import SalonEvent
 from salon_invitations.notifications import group_name
 from salon_invitations.parsers import loads
@@ -72,6 +72,19 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         self._expiry: asyncio.TimerHandle | None = None
         #: Ids of the events the last replay sent, so their live frames are not sent again.
         self._replayed: frozenset[int] = frozenset()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its ``close_old_connections`` before every message.
+
+        Channels runs that in the process's one thread-sensitive thread, so every message of
+        every socket (a connect, a frame, a disconnect) would queue there behind the others;
+        in a reconnect storm that is thousands at once. This consumer touches the database
+        only through ``database_read``, which closes stale connections itself.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -143,7 +156,7 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         if after is None:
             await self.send_error("invalid_since", '"since" must be an event id (an integer ≥ 0).')
             return
-        frames, last_id = await database_sync_to_async(self._missed)(after)
+        frames, last_id = await database_read(self._missed)(after)
         if frames is None:
             await self.send_json({"type": "resync_required", "last_id": last_id})
             return
@@ -197,7 +210,7 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("invalid_token", '"token" must be an access token string.')
             return
         try:
-            user, expires_at = await database_sync_to_async(authenticate_token)(raw)
+            user, expires_at = await database_read(authenticate_token)(raw)
         except ImportError:  # pragma: no cover - the jwt extra is not installed
             await self.send_error("invalid_token", "Token authentication is not available.")
             return

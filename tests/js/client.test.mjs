@@ -77,15 +77,66 @@ test("tokenLifetime comes from the token's own iat and exp, whatever our clock s
   assert.equal(tokenLifetime(jwt(undefined)), null);
 });
 
-test("backoffDelay: random between the minimum and a cap that doubles up to the maximum", () => {
-  const options = { minDelay: 500, maxDelay: 30000 };
+test("backoffDelay: random between the minimum and a cap, `spread` at first, doubling up to the maximum", () => {
+  const options = { minDelay: 500, maxDelay: 30000, spread: 5000 };
+  // The first attempt is spread too: between 500 ms and 5 s, not 500 ms for every client.
   assert.equal(backoffDelay(0, { ...options, random: () => 0 }), 500);
-  assert.equal(backoffDelay(0, { ...options, random: () => 1 }), 500);
-  assert.equal(backoffDelay(3, { ...options, random: () => 1 }), 4000);
-  assert.equal(backoffDelay(3, { ...options, random: () => 0.5 }), 2250);
+  assert.equal(backoffDelay(0, { ...options, random: () => 1 }), 5000);
+  assert.equal(backoffDelay(0, { ...options, random: () => 0.5 }), 2750);
+  // 500 × 2^3 = 4000 is still within the spread; 500 × 2^4 = 8000 is past it.
+  assert.equal(backoffDelay(3, { ...options, random: () => 1 }), 5000);
+  assert.equal(backoffDelay(4, { ...options, random: () => 1 }), 8000);
+  assert.equal(backoffDelay(4, { ...options, random: () => 0.5 }), 4250);
   assert.equal(backoffDelay(50, { ...options, random: () => 1 }), 30000);
-  const spread = new Set(Array.from({ length: 50 }, () => backoffDelay(6, options)));
-  assert.ok(spread.size > 40, "delays are spread, not the same for every client");
+  // The defaults are the same numbers.
+  assert.equal(backoffDelay(0, { random: () => 1 }), 5000);
+  // A spread below the minimum leaves the plain doubling from the minimum.
+  assert.equal(backoffDelay(0, { ...options, spread: 0, random: () => 1 }), 500);
+  assert.equal(backoffDelay(2, { ...options, spread: 0, random: () => 1 }), 2000);
+  for (const attempt of [0, 6]) {
+    const delays = new Set(Array.from({ length: 50 }, () => backoffDelay(attempt, options)));
+    assert.ok(delays.size > 40, `attempt ${attempt}: delays are spread, not the same for every client`);
+  }
+});
+
+test("after a server restart, the clients' first reconnects are spread, not all at once", async () => {
+  // 200 clients on open sockets; the server goes away (1012 service restart, 1001 going away,
+  // or a dropped connection, 1006) and closes them all in the same instant.
+  let seed = 7;
+  const random = () => {
+    seed = (seed * 48271) % 2147483647; // a seeded generator: the test is the same every run
+    return seed / 2147483647;
+  };
+  const clients = Array.from({ length: 200 }, () =>
+    client({ random, minDelay: 500, spread: 5000, resumeEvery: 0 }),
+  );
+  const delays = [];
+  for (const events of clients) {
+    events.on("state", (state, details) => {
+      if (state === "waiting") delays.push(details.delay);
+    });
+    events.start();
+  }
+  await settle();
+  assert.equal(FakeSocket.all.length, 200);
+  for (const socket of FakeSocket.all) socket.open();
+  mock.timers.tick(60_000); // up long enough that the back-off starts afresh
+  FakeSocket.all.forEach((socket, i) => socket.close([1012, 1001, 1006][i % 3]));
+  assert.equal(delays.length, 200);
+  assert.ok(Math.min(...delays) >= 500, "nobody comes back before the minimum");
+  assert.ok(Math.max(...delays) <= 5000, "everyone is back within the spread");
+  // Spread over the window: every second of it gets a share, none more than a third.
+  const perSecond = [0, 0, 0, 0, 0];
+  for (const delay of delays) perSecond[Math.min(4, Math.floor(delay / 1000))] += 1;
+  assert.ok(perSecond.every((n) => n > 0 && n < 200 / 3), `per second: ${perSecond}`);
+  // And they do reconnect at those times: half a second in, nobody has; 5 s in, everyone has.
+  mock.timers.tick(499);
+  await settle();
+  assert.equal(FakeSocket.all.length, 200);
+  mock.timers.tick(4501);
+  await settle();
+  assert.equal(FakeSocket.all.length, 400);
+  for (const events of clients) events.stop();
 });
 
 test("connects with the bearer subprotocol pair and resumes after `since`", async () => {
@@ -134,9 +185,9 @@ test("reconnects after a close with back-off, a new token and the last id", asyn
   first.open();
   first.receive({ id: 7, type: "invitation.created", invitation: { id: 1 } });
   first.close(1006);
-  // attempt 0: between 500 ms and 500 ms; random() = 0.5 -> 500.
-  assert.deepEqual(states.at(-1), ["waiting", 500]);
-  mock.timers.tick(499);
+  // attempt 0: between 500 ms and the 5 s spread; random() = 0.5 -> 2750.
+  assert.deepEqual(states.at(-1), ["waiting", 2750]);
+  mock.timers.tick(2749);
   await settle();
   assert.equal(FakeSocket.all.length, 1);
   mock.timers.tick(1);
@@ -145,13 +196,22 @@ test("reconnects after a close with back-off, a new token and the last id", asyn
   assert.equal(tokens, 2);
   const second = FakeSocket.all[1];
   assert.equal(second.url.searchParams.get("since"), "7");
-  // A second failure in a row waits longer (cap 1000 ms, random 0.5 -> 750).
+  // Failures in a row keep the 5 s cap until 500 ms × 2^attempt passes it, then double it.
   second.close(1006);
-  assert.deepEqual(states.at(-1), ["waiting", 750]);
+  assert.deepEqual(states.at(-1), ["waiting", 2750]);
+  // (random 0.5: caps 5000, 5000, 5000, 8000, 16000, 30000 -> the delays below).
+  const delays = [states.at(-1)[1]];
+  for (let attempt = 2; attempt < 7; attempt += 1) {
+    mock.timers.tick(delays.at(-1));
+    await settle();
+    FakeSocket.all.at(-1).close(1006);
+    delays.push(states.at(-1)[1]);
+  }
+  assert.deepEqual(delays, [2750, 2750, 2750, 4250, 8250, 15250]);
   events.stop();
   mock.timers.tick(60000);
   await settle();
-  assert.equal(FakeSocket.all.length, 2, "a stopped client does not reconnect");
+  assert.equal(FakeSocket.all.length, 7, "a stopped client does not reconnect");
 });
 
 test("sends a fresh token before the current one expires", async () => {
@@ -230,7 +290,7 @@ test("resumes every minute, and replaces a socket that does not answer", async (
   // No answer within 10 s: the socket is taken for dead and a new one opened.
   mock.timers.tick(10000);
   assert.equal(socket.readyState, 3);
-  mock.timers.tick(1000);
+  mock.timers.tick(5000); // the reconnect's back-off: within the 5 s spread
   await settle();
   assert.equal(FakeSocket.all.length, 2);
   assert.equal(FakeSocket.all[1].url.searchParams.get("since"), "15");
@@ -264,7 +324,7 @@ test("a refused token is replaced at once; no token at all stops the client", as
   assert.deepEqual(errors, ["invalid_token"]);
   assert.equal(socket.readyState, 3);
   signedIn = false;
-  mock.timers.tick(1000);
+  mock.timers.tick(5000);
   await settle();
   assert.equal(events.state, "signed_out");
   assert.equal(FakeSocket.all.length, 1);

@@ -12,8 +12,10 @@
 // - authenticates with the ["bearer", <access>] subprotocol pair, and sends a fresh access token
 //   ({"action": "authenticate"}) before the current one expires (timed from the token's own
 //   iat and exp, so a browser clock that is off does not matter);
-// - reconnects after any close but its own, waiting a random time up to a cap that doubles with
-//   each failed attempt ("full jitter"), so that clients cut off together come back spread out;
+// - reconnects after any close but its own, waiting a random time up to a cap ("full jitter"):
+//   the first reconnect too is spread over a few seconds (``spread``), and the cap doubles with
+//   each failed attempt beyond that, so that clients cut off together (a deploy restarting the
+//   servers) come back spread out rather than in one burst;
 // - resumes from the last event id it saw, on every reconnect (?since=) and also every minute
 //   and whenever the page becomes visible again (events can be lost on a live socket when a
 //   server is restarting), and never delivers an event id twice;
@@ -47,9 +49,15 @@ function tokenClaim(token, name) {
 }
 
 /** Milliseconds to wait before reconnect attempt ``attempt`` (0, 1, ...): uniformly random
- * between ``minDelay`` and a cap that doubles with each attempt up to ``maxDelay``. */
-export function backoffDelay(attempt, { minDelay = 500, maxDelay = 30000, random = Math.random } = {}) {
-  const cap = Math.min(maxDelay, minDelay * 2 ** Math.min(attempt, 30));
+ * between ``minDelay`` and a cap. The cap is ``spread`` for the first attempts, so that even
+ * the first reconnect of clients cut off at the same moment is spread over that window, and
+ * doubles with each attempt once ``minDelay`` × 2^attempt passes it, up to ``maxDelay``. */
+export function backoffDelay(
+  attempt,
+  { minDelay = 500, maxDelay = 30000, spread = 5000, random = Math.random } = {},
+) {
+  const doubled = minDelay * 2 ** Math.min(attempt, 30);
+  const cap = Math.min(maxDelay, Math.max(spread, doubled));
   return Math.round(minDelay + random() * Math.max(0, cap - minDelay));
 }
 
@@ -63,6 +71,7 @@ export class SalonEventsClient {
    * @param {number|null} [options.since]  resume after this event id on the first connection.
    * @param {number} [options.minDelay=500]  ms, shortest wait before a reconnect.
    * @param {number} [options.maxDelay=30000]  ms, the cap of the back-off.
+   * @param {number} [options.spread=5000]  ms, the window the first reconnects are spread over.
    * @param {number} [options.resumeEvery=60000]  ms between resumes on an open socket (0: never).
    * @param {number} [options.answerTimeout=10000]  ms to wait for ``resumed`` before the socket
    *   is taken for dead and replaced.
@@ -75,6 +84,7 @@ export class SalonEventsClient {
       since: null,
       minDelay: 500,
       maxDelay: 30000,
+      spread: 5000,
       resumeEvery: 60000,
       answerTimeout: 10000,
       refreshMargin: 60,
