@@ -66,7 +66,7 @@ def without_log() -> Any:
 
     fake = itertools.count(10**12)
 
-    def record(event: Any) -> None:
+    def record(event: Any, hook: Any = None) -> None:
         event.id, event.created_at = next(fake), timezone.now()
 
     saved = events.record, events.mark_dispatched
