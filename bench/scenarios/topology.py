@@ -16,9 +16,12 @@ NAME = "topology"
 TOPOLOGY_N = env_int("BENCH_TOPOLOGY_N", 120 if runner.QUICK else 600)  # per series and round
 CLIENTS = 16
 PAGE = 20
+#: As the example project's Procfile: a worker per core, each running requests in 4 threads
+#: (so one waiting for PostgreSQL does not leave its core idle).
+THREADS = 4
 GUNICORN = (
     "-m gunicorn benchproject.wsgi:application --bind 127.0.0.1:{port} "
-    f"--workers {SERVERS} --backlog 4096 --log-level warning"
+    f"--workers {SERVERS} --threads {THREADS} --backlog 4096 --log-level warning"
 )
 LISTS = {
     "floor": "/floor/invitations",
@@ -131,8 +134,9 @@ SECTION = """\
 
 The same project, settings and data served two ways, one after the other, {rounds} rounds \
 alternating which goes first: **WSGI** is `gunicorn benchproject.wsgi:application` with \
-{servers} sync workers, **ASGI** is {servers} `uvicorn benchproject.asgi:application` \
-processes (as everywhere else on this page). {clients} closed-loop clients; lists are a \
+{servers} workers of {threads} threads each (`--threads`: gunicorn's `gthread` workers), \
+**ASGI** is {servers} `uvicorn benchproject.asgi:application` processes (as everywhere else \
+on this page). {clients} closed-loop clients; lists are a \
 manager's page of {page} ({n} requests per series and round); creates as in section 2. \
 The **floor** is the plain-DRF baseline's list written in plain Django \
 (`bench/baseline/floor.py`: the same user lookup, rows and order, a `values()` page and a \
@@ -165,6 +169,7 @@ def render(results: dict[str, Any]) -> str:
     return SECTION.format(
         rounds=cfg.get("topology_rounds", "–"),
         servers=cfg["servers"],
+        threads=THREADS,
         clients=CLIENTS,
         page=PAGE,
         n=cfg.get("topology_requests", "–"),

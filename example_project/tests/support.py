@@ -84,6 +84,7 @@ PROJECT_VARIABLES = frozenset(
         "WS_PORT",
         "SERVE_HOST",
         "WEB_CONCURRENCY",
+        "WEB_THREADS",
     }
 )
 
