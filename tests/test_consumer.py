@@ -262,7 +262,32 @@ def _deleted_user(user: Any) -> str:
     return token
 
 
-BAD_TOKENS = [_expired, _garbage, _tampered, _inactive_user, _deleted_user]
+def _forged(**claims: Any) -> Callable[[Any], str]:
+    """A token signed with the project's key (only its holder can make one) whose claims are
+    not what they must be."""
+
+    def make(user: Any) -> str:
+        token = AccessToken.for_user(user)
+        for name, value in claims.items():
+            token.payload[name] = value
+        return str(token)
+
+    make.__name__ = "_forged_" + "_".join(f"{k}_{v!r}" for k, v in claims.items())
+    return make
+
+
+BAD_TOKENS = [
+    _expired,
+    _garbage,
+    _tampered,
+    _inactive_user,
+    _deleted_user,
+    _forged(user_id="abc"),
+    _forged(user_id={"a": 1}),
+    _forged(user_id=[1]),
+    _forged(exp=1e20),
+    _forged(exp=1e300),
+]
 
 
 @pytest.mark.parametrize("make_token", BAD_TOKENS, ids=lambda f: f.__name__.strip("_"))

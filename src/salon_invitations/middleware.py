@@ -148,6 +148,11 @@ def authenticate_token(raw: str) -> tuple[Any, float | None]:
     except (InvalidToken, TokenError, AuthenticationFailed) as exc:
         logger.info("WebSocket token refused: %s", exc)
         return AnonymousUser(), None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # A correctly signed token whose claims are not what they must be (a user id that is
+        # no id, an expiry past what a date can hold): only the signing key can make one.
+        logger.warning("WebSocket token refused: malformed claims (%s)", exc)
+        return AnonymousUser(), None
 
 
 class JWTAuthMiddleware:
