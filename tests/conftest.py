@@ -100,16 +100,29 @@ def queries_in_every_thread(monkeypatch):
     """The SQL of every statement run while the test runs, in whichever thread (Django's
     ``CaptureQueriesContext`` sees one thread's connection only; a WebSocket handshake's
     lookup runs in a worker thread)."""
+    import threading
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.backends.utils import CursorWrapper
 
     statements: list[str] = []
-    execute = CursorWrapper._execute
+    execute, connect = CursorWrapper._execute, BaseDatabaseWrapper.connect
+    opening = threading.local()
 
     def recording(self, sql, params, *ignored_wrappers):
-        statements.append(sql)  # list.append is atomic: threads may share the list
+        if not getattr(opening, "now", False):  # not a new connection's own set-up
+            statements.append(sql)  # list.append is atomic: threads may share the list
         return execute(self, sql, params, *ignored_wrappers)
 
+    def connecting(self):
+        opening.now = True
+        try:
+            return connect(self)
+        finally:
+            opening.now = False
+
     monkeypatch.setattr(CursorWrapper, "_execute", recording)
+    monkeypatch.setattr(BaseDatabaseWrapper, "connect", connecting)
     return statements
 
 
