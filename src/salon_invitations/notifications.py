@@ -19,8 +19,11 @@ Writing a backend::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -191,6 +194,39 @@ LAYER_PAUSE = 10.0
 _layer_down_until = 0.0
 
 
+_sender: tuple[int, asyncio.AbstractEventLoop] | None = None
+_sender_lock = threading.Lock()
+
+
+def _sender_loop(layer: Any) -> asyncio.AbstractEventLoop | None:
+    """The event loop a synchronous caller sends on: ``None`` for asgiref's (an ASGI server's
+    request thread, whose server loop the layer already uses), else one long-lived loop in a
+    thread of this process's own.
+
+    Outside an ASGI server (a WSGI worker, a Celery task, a management command)
+    ``async_to_sync`` would start a new event loop for every send, and ``channels_redis``,
+    which keeps its connections per loop, would connect to Redis anew each time. Only for
+    layers that keep connections per loop; the in-memory layer's queues belong to the loop
+    that made them, so it keeps asgiref's way.
+    """
+    global _sender
+    if not type(layer).__module__.startswith("channels_redis."):
+        return None
+    from asgiref.sync import SyncToAsync
+
+    server_loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if server_loop is not None and server_loop.is_running():
+        return None
+    with _sender_lock:
+        if _sender is None or _sender[0] != os.getpid() or _sender[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=loop.run_forever, name="salon-invitations-sender", daemon=True
+            ).start()
+            _sender = (os.getpid(), loop)
+        return _sender[1]
+
+
 def send_to_groups(alias: str, groups: list[str], message: dict[str, Any]) -> None:
     """Send ``message`` to ``groups`` of the channel layer ``alias``, waiting at most
     ``QUEUE_TIMEOUT`` seconds. Raises on failure (the caller logs it)."""
@@ -203,8 +239,14 @@ def send_to_groups(alias: str, groups: list[str], message: dict[str, Any]) -> No
     if time.monotonic() < _layer_down_until:
         raise TimeoutError("the channel layer did not answer moments ago; not trying now")
     try:
-        async_to_sync(_group_send_within)(layer, groups, message, app_settings.QUEUE_TIMEOUT)
-    except (TimeoutError, asyncio.TimeoutError):  # the same class from Python 3.11 on
+        timeout = app_settings.QUEUE_TIMEOUT
+        loop = _sender_loop(layer)
+        if loop is None:
+            async_to_sync(_group_send_within)(layer, groups, message, timeout)
+        else:
+            sending = _group_send_within(layer, groups, message, timeout)
+            asyncio.run_coroutine_threadsafe(sending, loop).result(timeout + 1)
+    except (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError):  # one, 3.11+
         _layer_down_until = time.monotonic() + LAYER_PAUSE
         raise
 
