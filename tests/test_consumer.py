@@ -304,14 +304,20 @@ async def test_invalid_token_is_refused(make_token: Callable[[Any], str], transp
     await assert_refused(communicator)
 
 
-async def test_invalid_token_wins_over_a_valid_session(cast):
+async def session_cookie(user: Any) -> bytes:
+    """The ``Cookie`` header of a session logged in as ``user``."""
+
     def login() -> str:
         client = Client()
-        client.force_login(cast.requester)
+        client.force_login(user)
         return client.cookies[settings.SESSION_COOKIE_NAME].value
 
     session = await database_sync_to_async(login)()
-    cookie = f"{settings.SESSION_COOKIE_NAME}={session}".encode()
+    return f"{settings.SESSION_COOKIE_NAME}={session}".encode()
+
+
+async def test_invalid_token_wins_over_a_valid_session(cast):
+    cookie = await session_cookie(cast.requester)
     communicator = WebsocketCommunicator(
         application, f"{INVITATIONS}?token=not-a-jwt", headers=[(b"cookie", cookie)]
     )
@@ -323,14 +329,7 @@ async def test_a_handshake_with_a_token_costs_one_query_even_beside_a_session(
 ):
     """The user, in one statement; the session of the cookie that comes with it (another
     user's here) is not read: the token wins anyway."""
-
-    def login() -> str:
-        client = Client()
-        client.force_login(cast.owner)
-        return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-    session = await database_sync_to_async(login)()
-    cookie = f"{settings.SESSION_COOKIE_NAME}={session}".encode()
+    cookie = await session_cookie(cast.owner)
     communicator = WebsocketCommunicator(
         application,
         f"{INVITATIONS}?token={token_for(cast.requester)}",
