@@ -205,32 +205,39 @@ async def test_bearer_subprotocol_connects_and_is_accepted_as_bearer(cast):
     connected, subprotocol = await communicator.connect()
     try:
         assert (connected, subprotocol) == (True, "bearer")
-        shown = await database_sync_to_async(_change)(cast, "created", None)
-        assert without_id(await communicator.receive_json_from(timeout=2)) == {
-            "type": "invitation.created",
-            "invitation": shown,
-        }
+        await hears_a_request_created(communicator, cast)
     finally:
         await communicator.disconnect()
 
 
-async def test_session_cookie_connects_as_its_user(cast):
+async def session_cookie(user: Any) -> bytes:
+    """The ``Cookie`` header of a session logged in as ``user``."""
+
     def login() -> str:
         client = Client()
-        client.force_login(cast.requester)
+        client.force_login(user)
         return client.cookies[settings.SESSION_COOKIE_NAME].value
 
     session = await database_sync_to_async(login)()
-    cookie = f"{settings.SESSION_COOKIE_NAME}={session}".encode()
+    return f"{settings.SESSION_COOKIE_NAME}={session}".encode()
+
+
+async def hears_a_request_created(communicator: WebsocketCommunicator, cast: Any) -> None:
+    """A request is created in the cast's salon; the socket receives its frame."""
+    shown = await database_sync_to_async(_change)(cast, "created", None)
+    assert without_id(await communicator.receive_json_from(timeout=2)) == {
+        "type": "invitation.created",
+        "invitation": shown,
+    }
+
+
+async def test_session_cookie_connects_as_its_user(cast):
+    cookie = await session_cookie(cast.requester)
     communicator = WebsocketCommunicator(application, INVITATIONS, headers=[(b"cookie", cookie)])
     connected, _ = await communicator.connect()
     try:
         assert connected is True
-        shown = await database_sync_to_async(_change)(cast, "created", None)
-        assert without_id(await communicator.receive_json_from(timeout=2)) == {
-            "type": "invitation.created",
-            "invitation": shown,
-        }
+        await hears_a_request_created(communicator, cast)
     finally:
         await communicator.disconnect()
 
@@ -304,18 +311,6 @@ async def test_invalid_token_is_refused(make_token: Callable[[Any], str], transp
     await assert_refused(communicator)
 
 
-async def session_cookie(user: Any) -> bytes:
-    """The ``Cookie`` header of a session logged in as ``user``."""
-
-    def login() -> str:
-        client = Client()
-        client.force_login(user)
-        return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-    session = await database_sync_to_async(login)()
-    return f"{settings.SESSION_COOKIE_NAME}={session}".encode()
-
-
 async def test_invalid_token_wins_over_a_valid_session(cast):
     cookie = await session_cookie(cast.requester)
     communicator = WebsocketCommunicator(
@@ -344,11 +339,7 @@ async def test_a_handshake_with_a_token_costs_one_query_even_beside_a_session(
         table = get_user_model()._meta.db_table
         assert table in queries_in_every_thread[0]
         # The token's user, not the session's: the requester hears of their own request.
-        shown = await database_sync_to_async(_change)(cast, "created", None)
-        assert without_id(await communicator.receive_json_from(timeout=2)) == {
-            "type": "invitation.created",
-            "invitation": shown,
-        }
+        await hears_a_request_created(communicator, cast)
     finally:
         await communicator.disconnect()
 
