@@ -311,6 +311,24 @@ async def test_invalid_token_is_refused(make_token: Callable[[Any], str], transp
     await assert_refused(communicator)
 
 
+@pytest.mark.parametrize("order", ["bad_last", "good_last"])
+async def test_a_repeated_token_parameter_means_its_last_value(cast, order):
+    # As Django's QueryDict.get answers for a repeated parameter.
+    good = await database_sync_to_async(token_for)(cast.requester)
+    tokens = ["not-a-jwt", good] if order == "good_last" else [good, "not-a-jwt"]
+    path = f"{INVITATIONS}?token={tokens[0]}&token={tokens[1]}"
+    if order == "bad_last":
+        await assert_refused(WebsocketCommunicator(application, path))
+        return
+    communicator = WebsocketCommunicator(application, path)
+    connected, _ = await communicator.connect()
+    try:
+        assert connected
+        await hears_a_request_created(communicator, cast)
+    finally:
+        await communicator.disconnect()
+
+
 async def test_invalid_token_wins_over_a_valid_session(cast):
     cookie = await session_cookie(cast.requester)
     communicator = WebsocketCommunicator(

@@ -41,7 +41,6 @@ import asyncio
 import time
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -49,7 +48,12 @@ from django.db.models import Q
 
 from salon_invitations import events
 from salon_invitations.conf import app_settings
-from salon_invitations.middleware import SCOPE_EXPIRY_KEY, authenticate_token, database_read
+from salon_invitations.middleware import (
+    SCOPE_EXPIRY_KEY,
+    authenticate_token,
+    database_read,
+    query_param,
+)
 from salon_invitations.models import SalonEvent
 from salon_invitations.notifications import group_name
 from salon_invitations.parsers import loads
@@ -99,7 +103,7 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept(subprotocol)
         self._close_at(self.scope.get(SCOPE_EXPIRY_KEY))
-        since = _query_param(self.scope, "since")
+        since = query_param(self.scope, "since")  # "" (blank) is an error, not silence
         if since is not None:
             await self.resume(since)
 
@@ -247,14 +251,6 @@ def _event_id(value: Any) -> int | None:
     if isinstance(value, int) and 0 <= value < 2**63:
         return value
     return None
-
-
-def _query_param(scope: dict[str, Any], name: str) -> str | None:
-    """The last value of ``name`` in the URL; ``""`` when given empty (``?since=``), so a
-    client that asked for a replay with a blank id gets an error, not silence."""
-    query = scope.get("query_string", b"").decode("latin-1")
-    values = parse_qs(query, keep_blank_values=True).get(name)
-    return values[-1] if values else None
 
 
 InvitationConsumer = SalonEventsConsumer

@@ -45,9 +45,15 @@ def token_from_scope(scope: dict[str, Any]) -> str | None:
         index = subprotocols.index("bearer")
         if index + 1 < len(subprotocols):
             return subprotocols[index + 1]
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    values = query.get("token")
-    return values[0] if values else None
+    return query_param(scope, "token") or None
+
+
+def query_param(scope: dict[str, Any], name: str) -> str | None:
+    """The last value of ``name`` in the URL, as Django's ``QueryDict.get`` answers; ``""``
+    when given empty (``?since=``), ``None`` when absent."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    values = parse_qs(query, keep_blank_values=True).get(name)
+    return values[-1] if values else None
 
 
 #: Where the middleware records when the access token expires (a Unix timestamp). The consumer
