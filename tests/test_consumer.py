@@ -269,17 +269,17 @@ def _deleted_user(user: Any) -> str:
     return token
 
 
-def _forged(**claims: Any) -> Callable[[Any], str]:
+def _forged(name: str = "", **claims: Any) -> Callable[[Any], str]:
     """A token signed with the project's key (only its holder can make one) whose claims are
-    not what they must be."""
+    not what they must be; a claim given as a function is computed from the user."""
 
     def make(user: Any) -> str:
         token = AccessToken.for_user(user)
-        for name, value in claims.items():
-            token.payload[name] = value
+        for claim, value in claims.items():
+            token.payload[claim] = value(user) if callable(value) else value
         return str(token)
 
-    make.__name__ = "_forged_" + "_".join(f"{k}_{v!r}" for k, v in claims.items())
+    make.__name__ = "_forged_" + (name or "_".join(f"{k}_{v!r}" for k, v in claims.items()))
     return make
 
 
@@ -292,6 +292,9 @@ BAD_TOKENS = [
     _forged(user_id="abc"),
     _forged(user_id={"a": 1}),
     _forged(user_id=[1]),
+    # Values the database would take for the user's own id.
+    _forged("float_id", user_id=lambda user: user.pk + 0.5),
+    _forged("true_id", user_id=lambda user: True),
     _forged(exp=1e20),
     _forged(exp=1e300),
 ]

@@ -141,6 +141,10 @@ def authenticate_token(raw: str) -> tuple[Any, float | None]:
         return AnonymousUser(), None
     try:
         token = auth.get_validated_token(encoded)
+        user_id = token.get(api_settings.USER_ID_CLAIM)
+        if isinstance(user_id, bool) or not isinstance(user_id, (int, str)):
+            # The database would take 1.5 or true for the user 1.
+            raise TypeError(f"the {api_settings.USER_ID_CLAIM} claim is not an id")
         lookup = _UserLookup(token.get(api_settings.JTI_CLAIM))
         # simplejwt's own checks (no such user, inactive, password changed) on that one row:
         # get_user reads ``self.user_model.objects`` and ``self.user_model.DoesNotExist``.
