@@ -24,10 +24,15 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 import salon_invitations
 from salon_invitations import consumer, services
-from salon_invitations.consumer import CLOSE_UNAUTHENTICATED
+from salon_invitations.consumer import CLOSE_TRY_AGAIN, CLOSE_UNAUTHENTICATED
 from salon_invitations.middleware import JWTAuthMiddlewareStack
 from salon_invitations.models import Invitation
-from salon_invitations.notifications import STREAMS, close_user_sockets, group_name
+from salon_invitations.notifications import (
+    STREAMS,
+    close_session_sockets,
+    close_user_sockets,
+    group_name,
+)
 from salon_invitations.routing import websocket_urlpatterns
 from salon_invitations.signals import SIGNALS
 from tests import factories
@@ -193,8 +198,12 @@ def test_the_documented_error_codes_are_the_codes_the_consumer_sends():
 
 
 def test_the_documented_close_codes_are_the_codes_the_package_closes_with():
-    default = inspect.signature(close_user_sockets).parameters["code"].default
-    assert close_codes() == {CLOSE_UNAUTHENTICATED, default} == {4401}
+    defaults = {
+        inspect.signature(close).parameters["code"].default
+        for close in (close_user_sockets, close_session_sockets)
+    }
+    closes_with = {CLOSE_UNAUTHENTICATED, CLOSE_TRY_AGAIN, *defaults}
+    assert close_codes() == closes_with == {4401, 1013}
 
 
 # Its validators refuse what it does not describe ------------------------------------------------

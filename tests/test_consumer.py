@@ -578,3 +578,40 @@ async def test_socket_leaves_its_group_on_disconnect(cast, path, stream):
         group, {"type": "salon_invitations.event", "frame": {"type": "pong"}}
     )
     assert await group_members(group) == before
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+async def test_a_channel_layer_that_fails_the_join_gets_a_retry_then_a_close_to_retry(
+    cast, monkeypatch, failures
+):
+    """A connection the layer's server dropped fails one join and is retried; a layer that
+    keeps failing gets the socket closed with 1013 (try again later), never an HTTP 500."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    layer = get_channel_layer()
+    real_group_add = layer.group_add
+    left = [failures]
+
+    async def group_add(group: str, channel: str) -> None:
+        if left[0]:
+            left[0] -= 1
+            raise RedisConnectionError("Connection closed by server.")
+        await real_group_add(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", group_add)
+    communicator = WebsocketCommunicator(
+        application,
+        f"{INVITATIONS}?token=" + (await database_sync_to_async(token_for)(cast.requester)),
+    )
+    connected, _ = await communicator.connect()
+    assert connected is True
+    try:
+        if failures == 2:
+            assert await communicator.receive_output(timeout=2) == {
+                "type": "websocket.close",
+                "code": 1013,
+            }
+        else:
+            await hears_a_request_created(communicator, cast)
+    finally:
+        await communicator.disconnect()

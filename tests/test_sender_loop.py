@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
@@ -53,3 +54,36 @@ def test_synchronous_senders_share_one_loop_and_its_redis_connections():
         on_loop(layer.group_discard("sender-loop-test", channel))
     assert received == [0, 1, 2]
     assert notifications._sender_loop(layer) is loop
+
+
+@pytest.mark.skipif(
+    not settings.CHANNEL_LAYERS["default"]["BACKEND"].startswith("channels_redis.core."),
+    reason="needs RedisChannelLayer (SALON_TEST_CHANNEL_LAYER=redis): its pooled connections",
+)
+def test_a_connection_redis_closed_costs_no_event():
+    """Redis closing the pooled connection (a restart, a failover) fails the next command on
+    it; the send is tried once more, on a fresh connection, and the event goes out."""
+    layer = get_channel_layer()
+    loop = notifications._sender_loop(layer)
+
+    def on_loop(coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(10)
+
+    channel = on_loop(layer.new_channel())
+    on_loop(layer.group_add("dropped-connection-test", channel))
+    try:
+        notifications.send_to_groups("default", ["dropped-connection-test"], {"type": "t", "n": 0})
+        assert on_loop(layer.receive(channel))["n"] == 0
+        pooled = on_loop(pooled_connection_id(layer))
+        admin = redis.Redis.from_url(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0])
+        assert admin.client_kill_filter(_id=pooled) == 1
+        admin.close()
+        notifications.send_to_groups("default", ["dropped-connection-test"], {"type": "t", "n": 1})
+        assert on_loop(layer.receive(channel))["n"] == 1
+    finally:
+        on_loop(layer.group_discard("dropped-connection-test", channel))
+
+
+async def pooled_connection_id(layer) -> int:
+    """The Redis client id of the connection the sends use (the pool's one idle connection)."""
+    return await layer.connection(0).client_id()

@@ -2,7 +2,8 @@
 
 A JWT-authenticated socket is closed with 4401 when its access token expires, unless the client
 sent a fresh token (``{"action": "authenticate", "token": ...}``); deactivating or deleting an
-account closes its sockets; inactive accounts hear nothing and cannot be approved.
+account closes its sockets, and logging out those its session opened; inactive accounts hear
+nothing and cannot be approved.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import asyncio
 import time
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from importlib import import_module
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth import get_user_model
+from django.conf import settings
+from django.contrib.auth import get_user_model, logout
+from django.http import HttpRequest
 from rest_framework_simplejwt.tokens import AccessToken
 
 from salon_invitations import services
@@ -24,7 +28,15 @@ from salon_invitations.exceptions import Conflict
 from salon_invitations.models import Invitation
 from salon_invitations.policies import get_policy
 from tests import factories
-from tests.test_consumer import INVITATIONS, REFUSED, ROLES, application, open_socket
+from tests.test_consumer import (
+    INVITATIONS,
+    REFUSED,
+    ROLES,
+    application,
+    assert_refused,
+    open_socket,
+    session_cookie,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -151,6 +163,36 @@ async def test_deactivating_or_deleting_the_account_closes_its_sockets(requester
     assert time.monotonic() - started < 1
     await ping(other)  # somebody else's socket is untouched
     await other.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_logging_out_closes_the_sockets_that_session_opened(requester):
+    cookies = [await session_cookie(requester) for _ in range(2)]  # two browsers
+    by_session = [await connect_with_cookie(cookie) for cookie in cookies]
+    by_token = await connect_with(str(AccessToken.for_user(requester)))
+
+    def log_out(cookie: bytes) -> None:
+        request = HttpRequest()
+        request.session = import_module(settings.SESSION_ENGINE).SessionStore(
+            cookie.decode().split("=", 1)[1]
+        )
+        request.user = requester
+        logout(request)
+
+    await database_sync_to_async(log_out)(cookies[0])
+    await assert_closed(by_session[0], timeout=1)
+    for socket in (by_session[1], by_token):  # the other browser's, and the token's
+        await ping(socket)
+        await socket.disconnect()
+    refused = WebsocketCommunicator(application, INVITATIONS, headers=[(b"cookie", cookies[0])])
+    await assert_refused(refused)  # the session is gone
+
+
+async def connect_with_cookie(cookie: bytes) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, INVITATIONS, headers=[(b"cookie", cookie)])
+    connected, _ = await communicator.connect()
+    assert connected is True
+    return communicator
 
 
 @pytest.mark.asyncio

@@ -38,6 +38,8 @@ One class serves both routes; ``stream`` chooses which events it forwards::
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from datetime import timedelta
 from typing import Any
@@ -55,11 +57,19 @@ from salon_invitations.middleware import (
     query_param,
 )
 from salon_invitations.models import SalonEvent
-from salon_invitations.notifications import group_name
+from salon_invitations.notifications import (
+    group_name,
+    retrying_dropped_connection,
+    session_group,
+)
 from salon_invitations.parsers import loads
 from salon_invitations.policies import get_policy
 
+logger = logging.getLogger("salon_invitations")
+
 CLOSE_UNAUTHENTICATED = 4401
+#: The server could not subscribe the socket (its channel layer did not answer): reconnect.
+CLOSE_TRY_AGAIN = 1013
 #: How much earlier than the resumed-from event an event may have been written and still have
 #: its frame arrive after it (see ``SalonEventsConsumer._missed``).
 OVERTAKING = timedelta(minutes=5)
@@ -76,6 +86,8 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         self._expiry: asyncio.TimerHandle | None = None
         #: Ids of the events the last replay sent, so their live frames are not sent again.
         self._replayed: frozenset[int] = frozenset()
+        #: The channel layer groups this socket joined (its user's; its session's).
+        self._joined: list[str] = []
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its ``close_old_connections`` before every message.
@@ -98,20 +110,39 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.accept(subprotocol)
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.group = group_name(self.stream, user.pk)
         # Join before reading the log, so nothing committed in between is missed.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        groups = [group_name(self.stream, user.pk)]
+        session = self.scope.get("session")
+        session_key = getattr(session, "session_key", None)
+        if SCOPE_EXPIRY_KEY not in self.scope and session_key:
+            groups.append(session_group(session_key))  # by its cookie: closed at logout
+        try:
+            for group in groups:
+                await self._join(group)
+        except Exception as exc:
+            # The channel layer is down: a close the client retries, not an HTTP 500.
+            logger.warning("WebSocket refused: the channel layer did not answer (%r)", exc)
+            await self.accept(subprotocol)
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         await self.accept(subprotocol)
         self._close_at(self.scope.get(SCOPE_EXPIRY_KEY))
         since = query_param(self.scope, "since")  # "" (blank) is an error, not silence
         if since is not None:
             await self.resume(since)
 
+    async def _join(self, group: str) -> None:
+        await retrying_dropped_connection(
+            functools.partial(self.channel_layer.group_add, group, self.channel_name)
+        )
+        self._joined.append(group)
+
     async def disconnect(self, code: int) -> None:
         self._close_at(None)
-        group = getattr(self, "group", None)
-        if group is not None:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in self._joined:
+            await retrying_dropped_connection(
+                functools.partial(self.channel_layer.group_discard, group, self.channel_name)
+            )
 
     def _close_at(self, expires_at: float | None) -> None:
         """(Re)schedule the 4401 close for when the credentials expire; ``None``: never."""
@@ -237,7 +268,8 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(frame)
 
     async def salon_invitations_close(self, message: dict[str, Any]) -> None:
-        """Handler for ``{"type": "salon_invitations.close", "code": 4401}`` (account closed)."""
+        """Handler for ``{"type": "salon_invitations.close", "code": 4401}`` (account closed,
+        session logged out)."""
         self._close_at(None)
         await self.close(code=message.get("code", CLOSE_UNAUTHENTICATED))
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import logging
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -177,8 +179,34 @@ def serialize(event: Event) -> dict[str, Any]:
     return dict(serializer_class(event.instance).data)
 
 
+def _dropped_connection_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+    except ImportError:  # no Redis layer installed
+        return (ConnectionError,)
+    return (ConnectionError, RedisConnectionError)
+
+
+async def retrying_dropped_connection(send: Callable[[], Awaitable[Any]]) -> Any:
+    """``await send()``, once more if the channel layer's connection turned out to be closed.
+
+    A Redis restart or failover closes every pooled connection; each one fails the command
+    that draws it next, and the second try runs on a fresh connection. A second failure is
+    raised."""
+    try:
+        return await send()
+    except _dropped_connection_errors() as exc:
+        logger.info("Channel layer connection dropped (%s); trying once more", exc)
+        return await send()
+
+
 async def _group_send_all(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
-    await asyncio.gather(*(layer.group_send(group, message) for group in groups))
+    await asyncio.gather(
+        *(
+            retrying_dropped_connection(functools.partial(layer.group_send, group, message))
+            for group in groups
+        )
+    )
 
 
 async def _group_send_within(
@@ -330,14 +358,30 @@ class WebhookBackend(BaseBackend):
         outbox.send(pks, mode=app_settings.raw("WEBHOOK_DELIVERY"))
 
 
+def session_group(session_key: str) -> str:
+    """The channel-layer group of the WebSockets a browser session opened (by its cookie, not
+    a token): a digest of the key, which is a credential."""
+    return "salon_invitations.session." + hashlib.sha256(session_key.encode()).hexdigest()[:48]
+
+
+def close_session_sockets(session_key: str, *, code: int = 4401, alias: str = "default") -> None:
+    """Close the WebSockets authenticated by the session ``session_key``, in every server
+    process: sent when the session logs out."""
+    send_to_groups(alias, [session_group(session_key)], _close_message(code))
+
+
+def _close_message(code: int) -> dict[str, Any]:
+    return {"type": "salon_invitations.close", "code": code}
+
+
 def close_user_sockets(user_id: Any, *, code: int = 4401, alias: str = "default") -> None:
     """Close every WebSocket of ``user_id``, in every server process (through the channel layer).
 
     Sent when an account is deactivated or deleted: its open sockets stop at once instead of
     hearing events until they disconnect.
     """
-    message = {"type": "salon_invitations.close", "code": code}
-    send_to_groups(alias, [group_name(stream, user_id) for stream in STREAMS], message)
+    groups = [group_name(stream, user_id) for stream in STREAMS]
+    send_to_groups(alias, groups, _close_message(code))
 
 
 @dataclass(frozen=True)
