@@ -204,6 +204,9 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "example",
+            # A Redis that stalls fails a request within a second (a JSON 503:
+            # configs.exceptions), not after redis-py's default wait.
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
         }
     }
 

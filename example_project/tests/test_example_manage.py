@@ -48,7 +48,8 @@ def database_options(database_url: str, **variables: str) -> dict:
 
 CHANNEL_LAYERS = (
     "import json; from django.conf import settings; "
-    "print(json.dumps(settings.CHANNEL_LAYERS['default']))"
+    "print(json.dumps(settings.CHANNEL_LAYERS['default'], "
+    "default=lambda o: f'{o.__module__}.{o.__qualname__}'))"
 )
 
 
@@ -66,6 +67,7 @@ CHANNEL_LAYERS = (
                             "address": "redis://redis.example.com:6379/3",
                             "socket_timeout": 15,
                             "max_connections": 2000,
+                            "retry_on_error": ["redis.exceptions.ConnectionError"],
                         }
                     ]
                 },
@@ -264,3 +266,23 @@ def test_sqlite_has_no_pool(tmp_path: Path) -> None:
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+
+
+API_ANSWER_WITHOUT_REDIS = (
+    "import json; from django.conf import settings; from rest_framework.settings import "
+    "api_settings; from redis.exceptions import TimeoutError; "
+    "r = api_settings.EXCEPTION_HANDLER(TimeoutError('Timeout reading from socket'), {}); "
+    "print(json.dumps([r.status_code, r['Retry-After'], r.data, "
+    "settings.CACHES['default'].get('OPTIONS')]))"
+)
+
+
+def test_while_redis_does_not_answer_the_api_answers_503_within_a_second() -> None:
+    """The throttles count in Redis: a Redis that stalls makes each request a JSON 503 with
+    Retry-After, within the cache's one-second timeout (not an HTML 500 after five)."""
+    env = project_env(REDIS_URL="redis://redis.example.com:6379/3")
+    result = manage("shell", "-c", API_ANSWER_WITHOUT_REDIS, env=env).ok()
+    status, retry_after, body, cache_options = json.loads(result.stdout.splitlines()[-1])
+    assert (status, retry_after) == (503, "5")
+    assert body["code"] == "service_unavailable" and "Try again" in body["detail"]
+    assert cache_options == {"socket_timeout": 1, "socket_connect_timeout": 1}

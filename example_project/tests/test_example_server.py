@@ -138,6 +138,17 @@ def test_websockets_refuse_foreign_origins_and_anonymous_users(
     except InvalidStatus as exc:
         assert exc.response.status_code in (401, 403)
 
+    # A path no route serves: refused at the handshake, not a 500.
+    for path in ("ws/api/other/", "ws/", "nowhere"):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(
+                f"{server.ws_url}/{path}?token={access}",
+                origin=server.origin,
+                proxy=None,
+                open_timeout=FRAME_TIMEOUT,
+            )
+        assert refused.value.response.status_code == 403, path
+
     # An invalid token is anonymous too.
     with connect(
         f"{server.ws_url}/ws/{INVITATIONS}/?token=not-a-jwt",

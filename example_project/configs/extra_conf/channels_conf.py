@@ -32,14 +32,25 @@ if REDIS_URL and CHANNEL_LAYER == "pubsub":
         }
     }
 elif REDIS_URL:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 gives each connection a 5 s socket timeout and each pool 100
             # connections; channels-redis blocks up to 5 s reading a channel, so idle sockets
             # would time out and mass disconnects would exhaust the pool (docs/benchmarks.md).
+            # A connection Redis closed (a restart, a failover) is retried once on a fresh one,
+            # so an open socket's read of its channel survives it (docs/deployment.md).
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 2000}]
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "max_connections": 2000,
+                        "retry_on_error": [RedisConnectionError],
+                    }
+                ]
             },
         }
     }

@@ -7,7 +7,8 @@ browsable API and Swagger UI work after logging in to the admin.
 Request bodies go through ``salon_invitations.parsers``: JSON nested deeper than 64 levels is a
 400 like any malformed JSON (not a ``RecursionError``), and a body over Django's
 ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MiB) a 413 ``{"detail": ...}`` instead of Django's HTML
-error page. The form parsers keep the browsable API's and Swagger UI's forms working.
+error page. The form parsers keep the browsable API's and Swagger UI's forms working. While
+Redis (the throttles' cache) does not answer, requests get a JSON 503 (``configs.exceptions``).
 
 Throttle rates are per client: ``anon`` by IP, ``user`` by account, and the ``auth`` and
 ``registration`` scopes guard the login and sign-up endpoints. The counts live in Django's
@@ -28,7 +29,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "EXCEPTION_HANDLER": "salon_invitations.parsers.exception_handler",
+    "EXCEPTION_HANDLER": "configs.exceptions.exception_handler",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
