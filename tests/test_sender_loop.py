@@ -6,11 +6,13 @@ instead of opening new ones for every event."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
 from salon_invitations import notifications
@@ -87,3 +89,53 @@ def test_a_connection_redis_closed_costs_no_event():
 async def pooled_connection_id(layer) -> int:
     """The Redis client id of the connection the sends use (the pool's one idle connection)."""
     return await layer.connection(0).client_id()
+
+
+@pytest.mark.skipif(not REDIS, reason="needs Redis (SALON_TEST_CHANNEL_LAYER)")
+@pytest.mark.parametrize("retry_on_error", [False, True])
+def test_the_documented_retry_keeps_a_channel_read_alive_when_redis_drops_it(retry_on_error):
+    """What docs/installation.md says of ``retry_on_error``: without it, the blocking read of a
+    socket's channel ends with an error when Redis closes its connection; with it, the read
+    goes on, on a fresh connection, and gets the next message."""
+    address = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    name = f"retry-test-{os.getpid()}-{retry_on_error}"
+    host = {"address": address, "socket_timeout": 15, "client_name": name}
+    if retry_on_error:
+        host["retry_on_error"] = [redis.exceptions.ConnectionError]
+    reader = RedisChannelLayer(hosts=[host], prefix=name)
+    sender = RedisChannelLayer(hosts=[address], prefix=name)
+    admin = redis.Redis.from_url(address)
+
+    def blocked_reads() -> list[int]:
+        return [
+            int(client["id"])
+            for client in admin.client_list()
+            if client.get("name") == name and client.get("cmd") == "bzpopmin"
+        ]
+
+    async def scenario() -> dict:
+        channel = await reader.new_channel()
+        reading = asyncio.ensure_future(reader.receive(channel))
+        try:
+            for _ in range(250):
+                await asyncio.sleep(0.02)
+                if blocked := blocked_reads():
+                    break
+            assert blocked, "the read never blocked in Redis"
+            for client_id in blocked:
+                admin.client_kill_filter(_id=client_id)
+            await sender.send(channel, {"type": "t", "n": 1})
+            return await asyncio.wait_for(reading, 5)
+        finally:
+            reading.cancel()
+            await reader.close_pools()
+            await sender.close_pools()
+
+    try:
+        if retry_on_error:
+            assert asyncio.run(scenario()) == {"type": "t", "n": 1}
+        else:
+            with pytest.raises(redis.exceptions.ConnectionError):
+                asyncio.run(scenario())
+    finally:
+        admin.close()
