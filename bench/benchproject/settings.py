@@ -27,7 +27,7 @@ INSTALLED_APPS = [
 
 # Only the timing middleware: it adds ``X-Server-Time-Us`` (time spent in Django) to each
 # response, for both sides alike.
-MIDDLEWARE = ["benchproject.middleware.server_timing"]
+MIDDLEWARE = ["benchproject.shared.server_timing"]
 
 ROOT_URLCONF = "benchproject.urls"
 ASGI_APPLICATION = "benchproject.asgi.application"
@@ -85,9 +85,9 @@ if os.environ.get("BENCH_CHANNEL_LAYER") == "pubsub":
     }
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["benchproject.auth.BenchUserHeaderAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["benchproject.shared.BenchUserHeaderAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "benchproject.pagination.BenchPagination",
+    "DEFAULT_PAGINATION_CLASS": "benchproject.shared.BenchPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
