@@ -59,12 +59,9 @@ LOG_DIR = RESULTS_DIR / "logs"
 sys.path.insert(0, str(BENCH_DIR))
 
 
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
-
-
-def env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
+def env(name: str, default: Any) -> Any:
+    """The variable ``name`` as a value of ``default``'s type (``default`` if unset)."""
+    return type(default)(os.environ.get(name) or default)
 
 
 def env_list(name: str, default: str, kind: type = int) -> list[Any]:
@@ -73,24 +70,24 @@ def env_list(name: str, default: str, kind: type = int) -> list[Any]:
 
 QUICK = os.environ.get("BENCH_QUICK", "").strip() not in ("", "0")
 SCALES = sorted(env_list("BENCH_SCALES", "5000,20000,50000" if QUICK else "10000,100000,1000000"))
-MAIN_SCALE = env_int("BENCH_MAIN_SCALE", 20_000 if QUICK else 100_000)
-ROUNDS = env_int("BENCH_ROUNDS", 2 if QUICK else 5)
+MAIN_SCALE = env("BENCH_MAIN_SCALE", 20_000 if QUICK else 100_000)
+ROUNDS = env("BENCH_ROUNDS", 2 if QUICK else 5)
 DB_NAME = os.environ.get("BENCH_DB_NAME", "salon_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 # Of the channel layer's Redis keys and pub/sub channels. Pub/sub channels are shared by every
 # database of a Redis server: benchmarks sharing one need prefixes of their own.
 CHANNEL_PREFIX = os.environ.get("BENCH_CHANNEL_PREFIX", "salonbench")
 SERVERS = 2
-TOPOLOGY_ROUNDS = env_int("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 3)
+TOPOLOGY_ROUNDS = env("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 3)
 # The writes' sizes: the seed reserves users for them before anything runs.
-CREATE_N = env_int("BENCH_CREATE_N", 64 if QUICK else 480)  # per round and side, 16 clients
+CREATE_N = env("BENCH_CREATE_N", 64 if QUICK else 480)  # per round and side, 16 clients
 CREATE_WARM_N = 48  # per side, before the measured rounds
-SILENT_ROUNDS = env_int("BENCH_SILENT_ROUNDS", 1 if QUICK else 3)
+SILENT_ROUNDS = env("BENCH_SILENT_ROUNDS", 1 if QUICK else 3)
 APPROVE_LEVELS = (1, 2, 4, 8, 16)
 SAME_SALON_LEVELS = (1, 8)
-APPROVE_N = env_int("BENCH_APPROVE_N", 32 if QUICK else 240)  # per level and round
-APPROVE_ROUNDS = env_int("BENCH_APPROVE_ROUNDS", 1 if QUICK else 3)
-CONTENTION_ROUNDS = env_int("BENCH_CONTENTION_ROUNDS", 2 if QUICK else 5)
+APPROVE_N = env("BENCH_APPROVE_N", 32 if QUICK else 240)  # per level and round
+APPROVE_ROUNDS = env("BENCH_APPROVE_ROUNDS", 1 if QUICK else 3)
+CONTENTION_ROUNDS = env("BENCH_CONTENTION_ROUNDS", 2 if QUICK else 5)
 # The statistics of a measured series summarised over rounds (see ``summarise``).
 KEYS = ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
 WS_PATH = "/ws/api/invitation_to_auto_salon/"
@@ -454,9 +451,8 @@ class Context:
         return {"rows": size, "seed_seconds": round(seconds, 2)}
 
     def deadlocks(self) -> int:
-        return pg_query("SELECT deadlocks FROM pg_stat_database WHERE datname = %s", [DB_NAME])[0][
-            0
-        ]
+        query = "SELECT deadlocks FROM pg_stat_database WHERE datname = %s"
+        return pg_query(query, [DB_NAME])[0][0]
 
     def client(self, user: int) -> Any:
         from django.test import Client

@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import runner
-from runner import Context, env_int, explain, fill, log, sql
+from runner import Context, explain, fill, log, sql
 
 NAME = "eventlog"
 OWN_DATABASE = True
 DB_NAME = os.environ.get("BENCH_EVENTLOG_DB", f"{runner.DB_NAME}_eventlog")
 DEFAULT_SIZES = "5000,20000,50000" if runner.QUICK else "10000,100000,1000000"
 SIZES = runner.env_list("BENCH_EVENTLOG_SIZES", DEFAULT_SIZES)
-REQUESTS = env_int("BENCH_EVENTLOG_REQUESTS", 100 if runner.QUICK else 600)
+REQUESTS = runner.env("BENCH_EVENTLOG_REQUESTS", 100 if runner.QUICK else 600)
 WARM = 20  # requests per variant and operation before the measured ones
-QUERIES = env_int("BENCH_EVENTLOG_QUERIES", 200)
+QUERIES = runner.env("BENCH_EVENTLOG_QUERIES", 200)
 REPLAY_EVENTS, REPLAY_RUNS = 1000, 5
 MEASURED_ROWS = 100  # of each measured salon and user, at every size
 PAGE = 51  # CursorPagination's page of 50 plus one to know there is a next page

@@ -11,17 +11,17 @@ from collections import Counter
 from typing import Any
 
 import runner
-from runner import Context, env_int, env_list, fill, fill_rows, fmt, verdict
+from runner import Context, env_list, fill, fill_rows, fmt, verdict
 
 NAME = "fanout"
 #: BENCH_CHANNEL_LAYER of the servers -> the layer's class (channels_redis.core / .pubsub)
 LAYERS = {"core": "RedisChannelLayer", "pubsub": "RedisPubSubChannelLayer"}
 FANOUT_LAYERS = env_list("BENCH_FANOUT_LAYERS", "core,pubsub", str)
 FANOUT_SOCKETS = env_list("BENCH_FANOUT_SOCKETS", "200,500" if runner.QUICK else "1000,5000")
-FANOUT_EVENTS = env_int("BENCH_FANOUT_EVENTS", 60 if runner.QUICK else 400)  # per stream
+FANOUT_EVENTS = runner.env("BENCH_FANOUT_EVENTS", 60 if runner.QUICK else 400)  # per stream
 FANOUT_RATES = env_list("BENCH_FANOUT_RATES", "10,25", float)
-FANOUT_IDLE_SECONDS = runner.env_float("BENCH_FANOUT_IDLE", 4.0 if runner.QUICK else 20.0)
-FANOUT_CLIENTS = env_int("BENCH_FANOUT_CLIENTS", 2)  # WebSocket client processes
+FANOUT_IDLE_SECONDS = runner.env("BENCH_FANOUT_IDLE", 4.0 if runner.QUICK else 20.0)
+FANOUT_CLIENTS = runner.env("BENCH_FANOUT_CLIENTS", 2)  # WebSocket client processes
 P99_TARGET_MS = 100.0
 EXAMPLE_CONF = runner.REPO / "example_project" / "configs" / "extra_conf" / "channels_conf.py"
 #: The (salon, requester) pairs the run's streams have used.

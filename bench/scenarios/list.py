@@ -12,13 +12,13 @@ import time
 from typing import Any
 
 import runner
-from runner import Context, env_float, env_int, fill, fill_rows, fmt, ratios, rotated, verdict
+from runner import Context, fill, fill_rows, fmt, ratios, rotated, verdict
 
 NAME = "list"
-LIST_N = env_int("BENCH_LIST_N", 40 if runner.QUICK else 300)  # per round and series, 1 client
-LIST_ROUND_SECONDS = env_float("BENCH_LIST_ROUND_SECONDS", 10.0)  # bound per round and series
-LIST_CONC_N = env_int("BENCH_LIST_CONC_N", 60 if runner.QUICK else 400)  # per round, 8 clients
-PROFILE_N = env_int("BENCH_PROFILE_N", 30 if runner.QUICK else 150)
+LIST_N = runner.env("BENCH_LIST_N", 40 if runner.QUICK else 300)  # per round and series, 1 client
+LIST_ROUND_SECONDS = runner.env("BENCH_LIST_ROUND_SECONDS", 10.0)  # bound per round and series
+LIST_CONC_N = runner.env("BENCH_LIST_CONC_N", 60 if runner.QUICK else 400)  # per round, 8 clients
+PROFILE_N = runner.env("BENCH_PROFILE_N", 30 if runner.QUICK else 150)
 RATIO_TARGET = 1.25
 SERIES = ("package manager", "baseline manager", "package requester")
 SEQ_SCAN = "Seq Scan on salon_invitations_invitation"

@@ -23,13 +23,13 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import runner
-from runner import SERVERS, Context, Server, env_int, fill, fill_rows, verdict
+from runner import SERVERS, Context, Server, fill, fill_rows, verdict
 
 NAME = "storm"
-SOCKETS = env_int("BENCH_STORM_SOCKETS", 400 if runner.QUICK else 2000)
-WINDOW_S = runner.env_float("BENCH_STORM_WINDOW", 1.0)
-CLIENTS = env_int("BENCH_STORM_CLIENTS", 2)
-ROUNDS = env_int("BENCH_STORM_ROUNDS", runner.ROUNDS)
+SOCKETS = runner.env("BENCH_STORM_SOCKETS", 400 if runner.QUICK else 2000)
+WINDOW_S = runner.env("BENCH_STORM_WINDOW", 1.0)
+CLIENTS = runner.env("BENCH_STORM_CLIENTS", 2)
+ROUNDS = runner.env("BENCH_STORM_ROUNDS", runner.ROUNDS)
 OPEN_TIMEOUT_S = 30.0  # the client's; longer than the servers' own, so theirs show
 FRAME_TIMEOUT_S = 30.0
 LEAD_S = 2.0  # between handing the plan to the client processes and the first socket

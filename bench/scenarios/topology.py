@@ -9,12 +9,12 @@ import re
 from typing import Any
 
 import runner
-from runner import SERVERS, Context, env_int, fill, fill_rows, ratio, summarise, verdict
+from runner import SERVERS, Context, fill, fill_rows, ratio, summarise, verdict
 
 from scenarios import write
 
 NAME = "topology"
-TOPOLOGY_N = env_int("BENCH_TOPOLOGY_N", 120 if runner.QUICK else 600)  # per series and round
+TOPOLOGY_N = runner.env("BENCH_TOPOLOGY_N", 120 if runner.QUICK else 600)  # per series and round
 CLIENTS = 16
 PAGE = 20
 #: As the example project's Procfile: a worker per core, each running requests in 4 threads

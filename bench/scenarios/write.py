@@ -11,7 +11,7 @@ import runner
 from runner import APPROVE_N, APPROVE_ROUNDS, Context, fill, fill_rows, ratio, summarise, verdict
 
 NAME = "write"
-INVITE_N = runner.env_int("BENCH_INVITE_N", 48 if runner.QUICK else 240)  # per round and phase
+INVITE_N = runner.env("BENCH_INVITE_N", 48 if runner.QUICK else 240)  # per round and phase
 PACKAGE, BASELINE = "/api/invitations", "/baseline/invitations"
 
 
