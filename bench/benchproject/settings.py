@@ -2,9 +2,9 @@
 side, on PostgreSQL with psycopg's pool and the Redis channel layer.
 
 Everything the two sides share (authentication, pagination, renderer, middleware) is set here
-once, so the measured difference is the package's own work. Read from the environment by
-``bench/run.py``: ``BENCH_DATABASE_URL`` parts (``BENCH_PG*``), ``BENCH_REDIS_URL``,
-``BENCH_CHANNEL_PREFIX``; ``BENCH_CHANNEL_LAYER=pubsub`` picks ``RedisPubSubChannelLayer``.
+once, so the measured difference is the package's own work. From the environment the runner
+sets: ``BENCH_DB_NAME``, ``PG*``, ``BENCH_REDIS_URL``, ``BENCH_CHANNEL_PREFIX``, and per server
+set ``BENCH_CHANNEL_LAYER``, ``BENCH_REDIS_DEFAULT_POOL``, ``BENCH_NO_NOTIFICATIONS``.
 """
 
 from __future__ import annotations
