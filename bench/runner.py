@@ -52,6 +52,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import loadgen
+import seed
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -420,8 +423,6 @@ class Context:
         that needs them)."""
         if self.layout is not None:
             return
-        import seed
-
         connection = django_setup(DB_NAME)
         creates = 2 * (ROUNDS + SILENT_ROUNDS) * CREATE_N + 4 * CREATE_WARM_N + 600
         creates += 4 * TOPOLOGY_ROUNDS * (CREATE_N + CREATE_WARM_N)
@@ -442,7 +443,6 @@ class Context:
 
     def grow_to(self, rows: int) -> dict[str, Any]:
         """Grow the invitation table to ``rows`` (it never shrinks)."""
-        import seed
         from django.db import connection
 
         seconds = seed.grow_bulk(connection, self.layout, rows)
@@ -486,7 +486,6 @@ class Context:
         ``warm`` unmeasured ones, every one successful (with ``deadline_s`` the series may stop
         at that deadline, else at 120 s, an error): the raw result and its statistics
         (percentiles, requests/s, server CPU per request)."""
-        import loadgen
 
         async def go() -> tuple[Any, float]:
             clients = loadgen.Clients(self.servers.urls(), connections=max(concurrency, 2))

@@ -7,15 +7,15 @@ import statistics
 from collections import Counter
 from typing import Any
 
+import loadgen
 import runner
+import seed
 from runner import Context, fill, verdict
 
 NAME = "contention"
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    import seed
-
     ctx.grow_to(runner.MAIN_SCALE)
     layout = ctx.layout
     contenders = [layout.contender_first + c for c in range(seed.CONTENDERS)]
@@ -46,8 +46,6 @@ def run(ctx: Context) -> dict[str, Any]:
 
 def one_round(ctx: Context, salon: int, contenders: list[int]) -> dict[str, Any]:
     """The owner approves each contender's request for ``seller`` in ``salon``, all at once."""
-    import loadgen
-    import seed
     from django.db import connection
 
     owner = ctx.layout.owner_of(salon)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import runner
+import seed
 from runner import Context, explain, fill, log, sql
 
 NAME = "eventlog"
@@ -70,7 +71,6 @@ VARIANTS = {"log": contextlib.nullcontext, "no log": without_log}
 
 
 def write_cost(layout: Any) -> dict[str, Any]:
-    import seed
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -169,8 +169,6 @@ def write_cost(layout: Any) -> dict[str, Any]:
 
 def add_salon(connection: Any, owner_name: str) -> tuple[int, int]:
     """A salon of its own (outside the bulk) and its owner: (salon id, owner id)."""
-    import seed
-
     with connection.cursor() as cursor:
         owner = seed.add_users(cursor, owner_name, 1)
     (salon,) = sql(
@@ -402,7 +400,6 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def measure(results: dict[str, Any], connection: Any) -> None:
-    import seed
     from django.contrib.auth import get_user_model
 
     from salon_invitations.conf import app_settings

@@ -10,7 +10,10 @@ import time
 from collections import Counter
 from typing import Any
 
+import loadgen
 import runner
+import seed
+import wsclient
 from runner import Context, env_list, fill, fill_rows, fmt, verdict
 
 NAME = "fanout"
@@ -72,7 +75,6 @@ def fanout_users(ctx: Context, sockets: int) -> tuple[list[int], dict[int, Any],
     """The connecting users (per salon: owner, admin, requesters; one per socket up to the
     seeded 1,000), each salon's (owner, admin, requesters) and a real simplejwt access token
     for each user."""
-    import seed
     from django.contrib.auth import get_user_model
     from rest_framework_simplejwt.tokens import AccessToken
 
@@ -94,8 +96,6 @@ def default_pool(ctx: Context) -> dict[str, Any]:
     """On servers using the channel layer's default Redis pool: connect every fan-out user,
     stay idle, count the connections still open, disconnect all at once; count the servers'
     logged errors."""
-    import wsclient
-
     users, _members, tokens = fanout_users(ctx, FANOUT_SOCKETS[0])
     errors_before = ctx.servers.log_text().count(runner.ASGI_ERROR)
     pool = wsclient.ClientPool(
@@ -120,8 +120,6 @@ def default_pool(ctx: Context) -> dict[str, Any]:
 def session(ctx: Context, sockets: int) -> dict[str, Any]:
     """``sockets`` connections (the fan-out users in turn: beyond 1,000 a user has several,
     as with several tabs or devices) from client processes; idle, then one stream per rate."""
-    import wsclient
-
     users, members, tokens = fanout_users(ctx, sockets)
     errors_before = ctx.servers.log_text().count(runner.ASGI_ERROR)
     rss_before = ctx.servers.rss_kib()
@@ -169,9 +167,6 @@ def cpu_seconds(ctx: Context, pool: Any) -> tuple[float, float, float]:
 def run_stream(ctx: Context, pool: Any, members: dict[int, Any], rate: float) -> dict[str, Any]:
     """Creates (a requester asks), then approvals (the owner decides), at ``rate`` events/s,
     at most 8 in flight; then who received which frame when."""
-    import loadgen
-    import wsclient
-
     salons = list(members)
     fans = [fan for _owner, _admin, group in members.values() for fan in group]
     pairs = (

@@ -11,7 +11,9 @@ import statistics
 import time
 from typing import Any
 
+import loadgen
 import runner
+import seed
 from runner import Context, fill, fill_rows, fmt, ratios, rotated, verdict
 
 NAME = "list"
@@ -66,8 +68,6 @@ def measure(ctx: Context, scale: int) -> dict[str, Any]:
 
 def list_series(ctx: Context, clients: int) -> dict[str, Any]:
     """The series, interleaved round by round (one client: also the requester's list)."""
-    import loadgen
-
     layout = ctx.layout
     requests = {
         "package manager": loadgen.Req("GET", PACKAGE, layout.list_manager),
@@ -109,7 +109,6 @@ def list_queries(ctx: Context, user: str, path: str, size: int) -> list[str]:
 
 
 def query_counts(ctx: Context) -> dict[str, Any]:
-    import seed
     from django.db import connection, transaction
 
     from salon_invitations import events

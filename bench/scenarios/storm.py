@@ -22,7 +22,9 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+import loadgen
 import runner
+import wsclient
 from runner import SERVERS, Context, Server, fill, fill_rows, verdict
 
 NAME = "storm"
@@ -104,8 +106,6 @@ def _warm(_index: int) -> None:
 def _client_process(plan: list[tuple[int, float, str]], start_at: float) -> tuple[list, float]:
     """In a client process: run its share of the storm; the attempts and the CPU seconds it
     used."""
-    import wsclient
-
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -160,8 +160,6 @@ def measure(ctx: Context, pool: ProcessPoolExecutor, tokens: list[str], since: i
 
 
 def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: float) -> dict:
-    from loadgen import summary_ms
-
     ok = [a for a in attempts if a.outcome == "ok"]
     failed = [a for a in attempts if a.outcome != "ok"]
     per_server = []
@@ -178,8 +176,9 @@ def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: floa
             }
         )
     rates = [s["handshakes_per_s"] for s in per_server if s["handshakes_per_s"]]
-    opened = summary_ms([a.opened - a.started for a in ok])
-    first = summary_ms([a.first - a.started for a in ok])
+    opened = loadgen.summary_ms([a.opened - a.started for a in ok])
+    first = loadgen.summary_ms([a.first - a.started for a in ok])
+    lag = loadgen.summary_ms([max(0.0, a.started - a.due) for a in attempts])
     last_open = max((a.opened for a in ok), default=None)
     starts = [a.started for a in attempts]
     return {
@@ -195,7 +194,7 @@ def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: floa
         "per_server": per_server,
         "handshakes_per_s_per_process": round(sum(rates) / len(rates), 1) if rates else None,
         "server_cpu_ms_per_socket": round(sum(server_cpu) * 1000 / max(1, len(ok)), 3),
-        "start_lag_p99_ms": summary_ms([max(0.0, a.started - a.due) for a in attempts]).get("p99"),
+        "start_lag_p99_ms": lag.get("p99"),
         "offered_s": round(max(starts) - min(starts), 3),
         "client_cores": round(client_cores, 2),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import loadgen
 import runner
 from runner import SERVERS, Context, fill, fill_rows, ratio, summarise, verdict
 
@@ -70,8 +71,6 @@ def under(ctx: Context, topology: str) -> dict[str, dict[str, Any]]:
 
 
 def series(ctx: Context) -> dict[str, dict[str, Any]]:
-    import loadgen
-
     out = {}
     for name, path in LISTS.items():
         request = loadgen.Req("GET", f"{path}?page_size={PAGE}", ctx.layout.list_manager)

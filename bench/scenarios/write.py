@@ -7,7 +7,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+import loadgen
 import runner
+import seed
 from runner import APPROVE_N, APPROVE_ROUNDS, Context, fill, fill_rows, ratio, summarise, verdict
 
 NAME = "write"
@@ -35,8 +37,6 @@ def run(ctx: Context) -> dict[str, Any]:
 def creates(ctx: Context, rounds_count: int = runner.ROUNDS) -> dict[str, Any]:
     """16 clients, package and baseline alternating round by round; every create has a
     (writer, salon) pair of its own."""
-    import loadgen
-
     layout, salons = ctx.layout, ctx.layout.write_salons()
     body = {"role": "seller", "message": "Benchmark request."}
     rounds: dict[str, list[dict[str, Any]]] = {"package": [], "baseline": []}
@@ -63,8 +63,6 @@ def creates(ctx: Context, rounds_count: int = runner.ROUNDS) -> dict[str, Any]:
 def approvals(ctx: Context) -> dict[str, Any]:
     """Approvals at each number of clients, over the write salons (consecutive requests in
     different salons) and all in one salon, sampling the lock waits."""
-    import loadgen
-    import seed
     from django.db import connection
 
     layout, salons = ctx.layout, ctx.layout.write_salons()
@@ -114,8 +112,6 @@ def approvals(ctx: Context) -> dict[str, Any]:
 def invites(ctx: Context) -> dict[str, Any]:
     """Invites (SPEC §7): create (``POST …/invite`` by salon owners) and accept (``POST
     …/invite/<token>/accept`` by the invitees), 16 clients over the write salons."""
-    import loadgen
-    import seed
     from django.db import connection
 
     from salon_invitations import tokens
