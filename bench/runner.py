@@ -180,6 +180,9 @@ def lock_waits(interval: float = 0.005) -> Iterator[dict[str, Any]]:
 # CPU: of a process, of the machine ---------------------------------------------------------
 
 
+_OURS = ("postgres", "redis-server")  # serving the benchmark (and maybe others)
+
+
 def proc_cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -197,10 +200,7 @@ def cpu_snapshot(our_pids: list[int]) -> tuple[float, float, float]:
     ours = sum(proc_cpu_seconds(pid) for pid in our_pids)
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() in (
-                "postgres",
-                "redis-server",
-            ):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() in _OURS:
                 ours += proc_cpu_seconds(int(entry.name))
     return time.monotonic(), busy, ours
 
@@ -332,13 +332,7 @@ class Server:
 class ServerSet:
     """``count`` servers (``command``; see :class:`Server`) the clients alternate between."""
 
-    def __init__(
-        self,
-        count: int,
-        tag: str = "",
-        env: dict[str, str] | None = None,
-        command: str = Server.UVICORN,
-    ):
+    def __init__(self, count: int, tag: str = "", env: Any = None, command: str = Server.UVICORN):
         kind = command.split()[1]  # "-m <module> ...": uvicorn, daphne
         self.servers = [Server(f"{kind}{tag}-{i}", env, command) for i in range(count)]
 
@@ -675,6 +669,9 @@ def machine_info() -> dict[str, Any]:
 # The run -------------------------------------------------------------------------------------
 
 
+RUN_KEYS = ("config", "machine", "load_before", "quick")
+
+
 def results_path() -> Path:
     return RESULTS_DIR / ("quick.json" if QUICK else "results.json")
 
@@ -705,8 +702,9 @@ def run(scenarios: list[ModuleType]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     # For thousands of sockets, here, in the servers and the clients (they inherit it).
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     names = [s.NAME for s in scenarios]
     log(f"{'quick' if QUICK else 'full'} run of {', '.join(names)}; main scale {MAIN_SCALE}")
     config = {
@@ -743,11 +741,7 @@ def run(scenarios: list[ModuleType]) -> int:
     finally:
         ctx.close()
     if ctx.layout is None:  # only scenarios with their own database: no run-wide figures
-        results = {
-            k: v
-            for k, v in results.items()
-            if k not in ("config", "machine", "load_before", "quick")
-        }
+        results = {k: v for k, v in results.items() if k not in RUN_KEYS}
     else:
         results["load_after"] = os.getloadavg()
         results["total_seconds"] = round(time.perf_counter() - started, 1)
