@@ -124,7 +124,7 @@ def write_cost(layout: Any) -> dict[str, Any]:
         assert backend()[0] == pid, "the database connection changed"
         events = SalonEvent.objects.count() - events0
         entry: dict[str, Any] = {}
-        totals = {v: [app + db for app, db, _wall in rows] for v, rows in samples.items()}
+        totals = {v: [app + db for app, db, _wall in m] for v, m in samples.items()}
         for variant, measured in samples.items():
             with VARIANTS[variant](), CaptureQueriesContext(connection) as queries:
                 for _ in range(3):
