@@ -82,6 +82,8 @@ def render_markdown(results: dict[str, Any], image: str) -> str:
 
 def render(results: dict[str, Any], *, write_docs: bool) -> list[Path]:
     """Write the page and its chart: to docs/, or beside a quick run's results."""
+    if "config" not in results:  # only scenarios with a database of their own have run
+        return []
     if write_docs:
         md, png, image = DOCS / "benchmarks.md", CHART, "img/benchmarks.png"
     else:

@@ -462,9 +462,10 @@ STRESS = (
 
 
 def render(results: dict[str, Any]) -> str:
-    fan, pool, cfg = results.get("fanout"), results["default_pool_idle"], results["config"]
+    fan = results.get("fanout")
     if not fan:
         return ""
+    pool, cfg = results["default_pool_idle"], results["config"]
     sessions = {tuple(key.split()): s for key, s in results.get("fanout_sessions", {}).items()}
     p99 = fan["latency_from_response_ms"].get("p99") or 0
     worst = max(st["latency_from_response_ms"].get("p99") or 0 for st in fan["streams"].values())

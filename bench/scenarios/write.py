@@ -216,7 +216,7 @@ FINDING = """\
 
 def findings(results: dict[str, Any]) -> list[str]:
     create, silent = results.get("create"), results.get("create_without_notifications")
-    if not create:
+    if not create or "query_counts" not in results:  # the list scenario counts the queries
         return []
     counts = results["query_counts"]
     cpu, silent_cpu = (r["package"]["cpu_ms_per_request"] for r in (create, silent))
