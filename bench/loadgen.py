@@ -96,16 +96,29 @@ class Clients:
             await client.aclose()
 
 
+async def send(clients: Clients, index: int, req: Req, keep_body: bool = False) -> Sample:
+    """Request ``req`` from the server ``index`` picks (the body kept if ``keep_body`` or an
+    error)."""
+    sent = time.perf_counter()
+    response = await clients.pick(index).request(
+        req.method, req.path, headers={"X-Bench-User": str(req.user)}, json=req.json
+    )
+    await response.aread()
+    done = time.perf_counter()
+    body = None
+    if keep_body or response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text[:200]
+    server_us = int(response.headers.get("x-server-time-us", "0") or 0)
+    return Sample(index, response.status_code, done - sent, server_us, sent, done, body)
+
+
 async def run_closed_loop(
-    clients: Clients,
-    make: Callable[[int], Req],
-    n: int,
-    concurrency: int,
-    *,
-    deadline_s: float = 120.0,
-    keep_body: bool = False,
-    offset: int = 0,
-) -> RunResult:
+    clients: Clients, make: Callable[[int], Req], n: int, concurrency: int, *,
+    deadline_s: float = 120.0, keep_body: bool = False, offset: int = 0,
+) -> RunResult:  # fmt: skip
     """Send ``n`` requests (``make(offset + k)`` for k < n) with ``concurrency`` workers."""
     result = RunResult()
     counter = iter(range(n))
@@ -116,28 +129,10 @@ async def run_closed_loop(
             if time.perf_counter() > stop_at:
                 result.errors.append("deadline")
                 return
-            index = offset + k
-            req = make(index)
-            sent = time.perf_counter()
             try:
-                response = await clients.pick(index).request(
-                    req.method, req.path, headers={"X-Bench-User": str(req.user)}, json=req.json
-                )
-                await response.aread()
+                result.samples.append(await send(clients, offset + k, make(offset + k), keep_body))
             except httpx.HTTPError as exc:
                 result.errors.append(f"{type(exc).__name__}: {exc}")
-                continue
-            done = time.perf_counter()
-            body = None
-            if keep_body or response.status_code >= 400:
-                try:
-                    body = response.json()
-                except ValueError:
-                    body = response.text[:200]
-            server_us = int(response.headers.get("x-server-time-us", "0") or 0)
-            result.samples.append(
-                Sample(index, response.status_code, done - sent, server_us, sent, done, body)
-            )
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -145,6 +140,26 @@ async def run_closed_loop(
     return result
 
 
-async def warm_up(clients: Clients, make: Callable[[int], Req], n: int, concurrency: int) -> None:
-    """Open the connections and warm the servers' caches (results discarded)."""
-    await run_closed_loop(clients, make, n, concurrency, deadline_s=60.0)
+async def run_paced(
+    clients: Clients, reqs: Sequence[Req], rate: float, in_flight: int = 8
+) -> RunResult:
+    """Send ``reqs[i]`` at ``i / rate`` s from the start (open loop), at most ``in_flight`` at
+    a time, keeping the bodies."""
+    result = RunResult()
+    slots = asyncio.Semaphore(in_flight)
+
+    async def one(i: int, req: Req) -> None:
+        async with slots:
+            try:
+                result.samples.append(await send(clients, i, req, keep_body=True))
+            except Exception as exc:
+                result.errors.append(repr(exc))
+
+    start = time.perf_counter()
+    tasks = []
+    for i, req in enumerate(reqs):
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(i, req)))
+    await asyncio.wait_for(asyncio.gather(*tasks), 300)
+    result.wall = time.perf_counter() - start
+    return result

@@ -15,7 +15,7 @@ from string import Template
 from typing import Any
 
 import runner
-from runner import BENCH_DIR, REPO, fmt, row
+from runner import BENCH_DIR, REPO, fill, fmt
 from scenarios import SCENARIOS, scale
 
 DOCS = REPO / "docs"
@@ -23,37 +23,32 @@ CHART = DOCS / "img" / "benchmarks.png"
 RESULTS = BENCH_DIR / "results"
 
 
-MACHINE = (
-    ("date", "{date}"),
-    ("CPU", "{cpu_model}, {nproc} cores (`nproc`)"),
-    ("memory", "{memory_gib} GiB"),
-    ("kernel", "{kernel}"),
-    ("load average (1, 5, 15 min) before / after", "{load_before} / {load_after}"),
-    ("Python", "{python}"),
-    ("Django / DRF", "{django} / {djangorestframework}"),
-    ("channels / channels-redis", "{channels} / {channels_redis}"),
-    (
-        "uvicorn / uvloop / httptools / websockets",
-        "{uvicorn} / {uvloop} / {httptools} / {websockets}",
-    ),
-    ("psycopg", "{psycopg} (with its pool)"),
-    ("PostgreSQL", "{postgresql}"),
-    ("Redis", "{redis}"),
-    ("django-salon-invitations", "{django_salon_invitations}, commit {commit}"),
-    ("duration of the run", "{duration} s"),
-)
+MACHINE = """\
+| date | {date} |
+| CPU | {cpu_model}, {nproc} cores (`nproc`) |
+| memory | {memory_gib} GiB |
+| kernel | {kernel} |
+| load average (1, 5, 15 min) before / after | {load_before} / {load_after} |
+| Python | {python} |
+| Django / DRF | {django} / {djangorestframework} |
+| channels / channels-redis | {channels} / {channels_redis} |
+| uvicorn / uvloop / httptools / websockets | {uvicorn} / {uvloop} / {httptools} / {websockets} |
+| psycopg | {psycopg} (with its pool) |
+| PostgreSQL | {postgresql} |
+| Redis | {redis} |
+| django-salon-invitations | {django_salon_invitations}, commit {commit} |
+| duration of the run | {duration:0} s |"""
 
 
-def machine_rows(results: dict[str, Any]) -> list[str]:
+def machine_rows(results: dict[str, Any]) -> str:
     loads = {
         key: ", ".join(f"{x:.2f}" for x in results[key]) for key in ("load_before", "load_after")
     }
-    values = {**results["machine"], **loads, "duration": fmt(results.get("total_seconds"), 0)}
-    rows = [row(label, text.format(**values)) for label, text in MACHINE]
+    text = fill(MACHINE, **results["machine"], **loads, duration=results.get("total_seconds"))
     if other := results.get("other_cores"):
         busy = ", ".join(f"{name} {fmt(cores, 1)}" for name, cores in other.items())
-        rows.append(row("cores used by other processes, per measurement (estimate)", busy))
-    return rows
+        text += f"\n| cores used by other processes, per measurement (estimate) | {busy} |"
+    return text
 
 
 def part(scenario: Any, name: str, results: dict[str, Any]) -> list[str]:
@@ -77,7 +72,7 @@ def render_markdown(results: dict[str, Any], image: str) -> str:
         summary="\n".join(summary),
         chart=image,
         findings="\n\n".join(f"{n}. {text}" for n, text in enumerate(findings, 1)),
-        machine="\n".join(machine_rows(results)),
+        machine=machine_rows(results),
         rounds=cfg["rounds"],
         list_requests=cfg.get("list_requests_per_round", "–"),
         sections="\n".join(section.rstrip() + "\n" for section in sections if section),
@@ -87,6 +82,8 @@ def render_markdown(results: dict[str, Any], image: str) -> str:
 
 def render(results: dict[str, Any], *, write_docs: bool) -> list[Path]:
     """Write the page and its chart: to docs/, or beside a quick run's results."""
+    if "config" not in results:  # only scenarios with a database of their own have run
+        return []
     if write_docs:
         md, png, image = DOCS / "benchmarks.md", CHART, "img/benchmarks.png"
     else:

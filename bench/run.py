@@ -1,13 +1,6 @@
 #!/usr/bin/env python
 """Runs the benchmark's scenarios and renders the page: ``make bench``, or
-
-    python bench/run.py [scenario ...]     # all by default: list write contention fanout
-                                           # scale eventlog
-
-The scenarios' keys replace the same keys of ``bench/results/results.json`` (a quick run,
-``BENCH_QUICK=1``: ``quick.json``), then ``docs/benchmarks.md`` and its chart are rendered from
-that file (a quick run renders ``bench/results/quick.*`` unless ``BENCH_WRITE_DOCS=1``). A
-scenario with a database of its own (``OWN_DATABASE``) runs in a process of its own. The
+``python bench/run.py [scenario ...]`` (all by default). See ``bench/README.md``; the
 environment variables are listed in ``bench/runner.py``.
 """
 

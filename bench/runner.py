@@ -1,9 +1,7 @@
-# ruff: noqa: RUF001 - the page uses typographic characters (times, dashes) on purpose
-"""What every scenario shares: configuration, PostgreSQL and Redis, the uvicorn servers, CPU
-sampling, the :class:`Context` a scenario runs in, the run itself and the page's helpers.
-
-A scenario is a module of ``bench/scenarios/`` (see :class:`Scenario`) listed in
-``scenarios.SCENARIOS``.
+# ruff: noqa: RUF001, RUF002 - the page uses typographic characters (times, dashes) on purpose
+"""What every scenario shares: configuration, PostgreSQL and Redis, the servers, CPU sampling,
+the :class:`Context` a scenario runs in, the run itself and the page's helpers. A scenario is
+a module of ``bench/scenarios/`` listed in ``scenarios.SCENARIOS`` (see ``bench/README.md``).
 
 Environment (all optional):
 
@@ -20,6 +18,8 @@ Environment (all optional):
     BENCH_STORM_SOCKETS=2000, BENCH_STORM_WINDOW=1 (seconds they open within),
     BENCH_STORM_CLIENTS=2 (client processes), BENCH_STORM_ROUNDS (BENCH_ROUNDS)
     BENCH_TOPOLOGY_N=600 (requests per series and round), BENCH_TOPOLOGY_ROUNDS=3
+    BENCH_EVENTLOG_SIZES=10000,100000,1000000, BENCH_EVENTLOG_REQUESTS=600,
+    BENCH_EVENTLOG_QUERIES=200, BENCH_EVENTLOG_DB=<BENCH_DB_NAME>_eventlog
     BENCH_DB_NAME=salon_bench, PGHOST/PGPORT/PGUSER/PGPASSWORD
     BENCH_REDIS_URL=redis://127.0.0.1:6379/9
     BENCH_CHANNEL_PREFIX=salonbench   the channel layer's key and pub/sub channel prefix
@@ -31,23 +31,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
+import resource
 import signal
 import socket
 import statistics
+import string
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
+
+import loadgen
+import seed
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -56,64 +62,43 @@ LOG_DIR = RESULTS_DIR / "logs"
 sys.path.insert(0, str(BENCH_DIR))
 
 
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
+def env(name: str, default: Any) -> Any:
+    """The variable ``name`` as a value of ``default``'s type (``default`` if unset)."""
+    return type(default)(os.environ.get(name) or default)
 
 
-def env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
+def env_list(name: str, default: str, kind: type = int) -> list[Any]:
+    return [kind(x) for x in os.environ.get(name, default).split(",")]
 
 
 QUICK = os.environ.get("BENCH_QUICK", "").strip() not in ("", "0")
-DEFAULT_SCALES = "5000,20000,50000" if QUICK else "10000,100000,1000000"
-SCALES = sorted(int(x) for x in os.environ.get("BENCH_SCALES", DEFAULT_SCALES).split(","))
-MAIN_SCALE = env_int("BENCH_MAIN_SCALE", 20_000 if QUICK else 100_000)
-ROUNDS = env_int("BENCH_ROUNDS", 2 if QUICK else 5)
+SCALES = sorted(env_list("BENCH_SCALES", "5000,20000,50000" if QUICK else "10000,100000,1000000"))
+MAIN_SCALE = env("BENCH_MAIN_SCALE", 20_000 if QUICK else 100_000)
+ROUNDS = env("BENCH_ROUNDS", 2 if QUICK else 5)
 DB_NAME = os.environ.get("BENCH_DB_NAME", "salon_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 # Of the channel layer's Redis keys and pub/sub channels. Pub/sub channels are shared by every
 # database of a Redis server: benchmarks sharing one need prefixes of their own.
 CHANNEL_PREFIX = os.environ.get("BENCH_CHANNEL_PREFIX", "salonbench")
 SERVERS = 2
-#: Rounds of the topology scenario (each: both topologies, lists and creates).
-TOPOLOGY_ROUNDS = env_int("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 3)
-SERVER_START_TIMEOUT = 60
+TOPOLOGY_ROUNDS = env("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 3)
 # The writes' sizes: the seed reserves users for them before anything runs.
-CREATE_N = env_int("BENCH_CREATE_N", 64 if QUICK else 480)  # per round and side, 16 clients
+CREATE_N = env("BENCH_CREATE_N", 64 if QUICK else 480)  # per round and side, 16 clients
 CREATE_WARM_N = 48  # per side, before the measured rounds
-SILENT_ROUNDS = env_int("BENCH_SILENT_ROUNDS", 1 if QUICK else 3)
+SILENT_ROUNDS = env("BENCH_SILENT_ROUNDS", 1 if QUICK else 3)
 APPROVE_LEVELS = (1, 2, 4, 8, 16)
 SAME_SALON_LEVELS = (1, 8)
-APPROVE_N = env_int("BENCH_APPROVE_N", 32 if QUICK else 240)  # per level and round
-APPROVE_ROUNDS = env_int("BENCH_APPROVE_ROUNDS", 1 if QUICK else 3)
-CONTENTION_ROUNDS = env_int("BENCH_CONTENTION_ROUNDS", 2 if QUICK else 5)
+APPROVE_N = env("BENCH_APPROVE_N", 32 if QUICK else 240)  # per level and round
+APPROVE_ROUNDS = env("BENCH_APPROVE_ROUNDS", 1 if QUICK else 3)
+CONTENTION_ROUNDS = env("BENCH_CONTENTION_ROUNDS", 2 if QUICK else 5)
 # The statistics of a measured series summarised over rounds (see ``summarise``).
 KEYS = ("rps", "p50", "p99", "server_p50", "cpu_ms_per_request")
+WS_PATH = "/ws/api/invitation_to_auto_salon/"
+ASGI_ERROR = "Exception in ASGI application"
 
-os.environ["BENCH_DB_NAME"] = DB_NAME
-os.environ["BENCH_REDIS_URL"] = REDIS_URL
-os.environ["BENCH_CHANNEL_PREFIX"] = CHANNEL_PREFIX
-
-
-class Scenario(Protocol):
-    """A module of ``bench/scenarios/``. ``run`` measures and returns the keys it adds to the
-    results; ``render`` turns the saved results into the scenario's section of the page, and
-    the optional ``summary`` and ``findings`` into rows of the summary table and numbered
-    findings (each may find its keys absent when the scenario did not run)."""
-
-    NAME: str
-
-    def run(self, ctx: Context) -> dict[str, Any]: ...
-    def render(self, results: dict[str, Any]) -> str: ...
-
-
-def raise_nofile() -> None:
-    """Raise the open-files limit to the hard limit; child processes inherit it."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+os.environ.update(
+    BENCH_DB_NAME=DB_NAME, BENCH_REDIS_URL=REDIS_URL, BENCH_CHANNEL_PREFIX=CHANNEL_PREFIX
+)
 
 
 def log(message: str) -> None:
@@ -137,68 +122,65 @@ def pg_query(statement: str, params: Any = None, db: str = DB_NAME) -> list[tupl
         return cursor.fetchall() if cursor.description else []
 
 
-def pg_admin(statement: str) -> None:
-    pg_query(statement, db="postgres")
-
-
-def drop_database(name: str = DB_NAME, *, create: bool = False) -> None:
-    """Drop the database ``name`` (and create it afresh if ``create``)."""
-    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def drop_database(name: str, *, create: bool = False) -> None:
+    pg_query(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', db="postgres")
     if create:
-        pg_admin(f'CREATE DATABASE "{name}"')
+        pg_query(f'CREATE DATABASE "{name}"', db="postgres")
 
 
-def redis_cleanup() -> int:
-    """Delete the channel layer's keys (prefix ``CHANNEL_PREFIX``) and nothing else."""
+def redis_client() -> Any:
     import redis
 
-    with redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5) as client:
+    return redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+
+
+def redis_cleanup() -> None:
+    """Delete the channel layer's keys (prefix ``CHANNEL_PREFIX``) and nothing else."""
+    with redis_client() as client:
         keys = list(client.scan_iter(match=f"{CHANNEL_PREFIX}*", count=1000))
         for lo in range(0, len(keys), 500):
             client.delete(*keys[lo : lo + 500])
-        return len(keys)
 
 
-class LockWaitSampler:
-    """Samples ``pg_stat_activity`` every ``interval`` s in a thread while in the ``with``
-    block: how often a backend of the benchmark database waited for a lock, and how many."""
+@contextlib.contextmanager
+def lock_waits(interval: float = 0.005) -> Iterator[dict[str, Any]]:
+    """Samples ``pg_stat_activity`` every ``interval`` s in a thread while in the block: how
+    often a backend of the benchmark database waited for a lock, and how many (the yielded
+    dict is filled at the block's end)."""
+    import psycopg
 
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval, self.waiting = interval, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    waiting: list[int] = []
+    stop = threading.Event()
 
-    def _run(self) -> None:
-        import psycopg
-
+    def sample() -> None:
         query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = %s"
         with psycopg.connect(dbname=DB_NAME, autocommit=True, **pg_params()) as conn:
             while True:
-                self.waiting.append(conn.execute(query, [DB_NAME, "Lock"]).fetchone()[0])
-                if self._stop.wait(self.interval):
+                waiting.append(conn.execute(query, [DB_NAME, "Lock"]).fetchone()[0])
+                if stop.wait(interval):
                     return
 
-    def __enter__(self) -> LockWaitSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def result(self) -> dict[str, Any]:
-        samples, waiting = len(self.waiting), sum(1 for w in self.waiting if w)
-        return {
-            "samples": samples,
-            "samples_with_lock_waits": waiting,
-            "share_with_lock_waits": round(waiting / samples if samples else 0.0, 4),
-            "max_backends_waiting": max(self.waiting, default=0),
-        }
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    out: dict[str, Any] = {}
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        with_waits = sum(1 for w in waiting if w)
+        out.update(
+            samples=len(waiting),
+            samples_with_lock_waits=with_waits,
+            share_with_lock_waits=round(with_waits / len(waiting) if waiting else 0.0, 4),
+            max_backends_waiting=max(waiting, default=0),
+        )
 
 
 # CPU: of a process, of the machine ---------------------------------------------------------
 
-_OURS = frozenset({"postgres", "redis-server"})  # serving the benchmark (and maybe others)
+
+_OURS = ("postgres", "redis-server")  # serving the benchmark (and maybe others)
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -211,7 +193,7 @@ def proc_cpu_seconds(pid: int) -> float:
 
 def cpu_snapshot(our_pids: list[int]) -> tuple[float, float, float]:
     """(wall time, busy CPU seconds of the whole machine, CPU seconds of the benchmark's
-    processes: this one, its servers, PostgreSQL and Redis)."""
+    processes: ``our_pids``, PostgreSQL and Redis)."""
     with open("/proc/stat") as stat:
         ticks = [int(x) for x in stat.readline().split()[1:]]
     busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
@@ -268,9 +250,7 @@ class Server:
     # a 5 s handshake timeout (``--websocket_connect_timeout``).
     DAPHNE = "-m daphne -b 127.0.0.1 -p {port} benchproject.asgi:application"
 
-    def __init__(
-        self, name: str, env: dict[str, str] | None = None, command: str = UVICORN
-    ) -> None:
+    def __init__(self, name: str, env: dict[str, str] | None = None, command: str = UVICORN):
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = LOG_DIR / f"{name}.log"
@@ -281,13 +261,8 @@ class Server:
                 if find_spec(module):
                     self.command += f" {option} {module}"
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchproject.settings"}
@@ -307,18 +282,21 @@ class Server:
                     stderr=subprocess.STDOUT,
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
-            deadline = time.monotonic() + SERVER_START_TIMEOUT
-            while time.monotonic() < deadline and self.process.poll() is None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and self.alive():
                 if listening(self.port):
                     return
                 time.sleep(0.1)
             self.stop()
-            if "address already in use" not in self.log_path.read_text(errors="replace").lower():
+            if "address already in use" not in self.log_text().lower():
                 break
         raise RuntimeError(f"{self.log_path.stem} did not start; see {self.log_path}")
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.alive():
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
@@ -328,8 +306,7 @@ class Server:
 
     def pids(self) -> list[int]:
         """The server's process and its descendants (gunicorn's workers, say)."""
-        assert self.process is not None
-        pids = [self.process.pid]
+        pids = [self.process.pid] if self.process is not None else []
         for pid in pids:
             for task in Path(f"/proc/{pid}/task").glob("*/children"):
                 with contextlib.suppress(OSError):
@@ -348,15 +325,14 @@ class Server:
     def cpu_seconds(self) -> float:
         return sum(proc_cpu_seconds(pid) for pid in self.pids())
 
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
 
 class ServerSet:
-    def __init__(
-        self,
-        count: int,
-        tag: str = "",
-        env: dict[str, str] | None = None,
-        command: str = Server.UVICORN,
-    ) -> None:
+    """``count`` servers (``command``; see :class:`Server`) the clients alternate between."""
+
+    def __init__(self, count: int, tag: str = "", env: Any = None, command: str = Server.UVICORN):
         kind = command.split()[1]  # "-m <module> ...": uvicorn, daphne
         self.servers = [Server(f"{kind}{tag}-{i}", env, command) for i in range(count)]
 
@@ -370,19 +346,13 @@ class ServerSet:
                 server.stop()
 
     def alive(self) -> bool:
-        return all(s.process is not None and s.process.poll() is None for s in self.servers)
+        return all(s.alive() for s in self.servers)
 
-    @property
-    def base_urls(self) -> list[str]:
-        return [s.base_url for s in self.servers]
+    def urls(self, scheme: str = "http") -> list[str]:
+        return [s.url(scheme) for s in self.servers]
 
-    @property
-    def ws_urls(self) -> list[str]:
-        return [s.ws_url for s in self.servers]
-
-    @property
     def pids(self) -> list[int]:
-        return [pid for s in self.servers if s.process is not None for pid in s.pids()]
+        return [pid for s in self.servers for pid in s.pids()]
 
     def cpu(self) -> float:
         return sum(s.cpu_seconds() for s in self.servers)
@@ -391,8 +361,7 @@ class ServerSet:
         return [s.rss_kib() for s in self.servers]
 
     def log_text(self) -> str:
-        logs = [s.log_path for s in self.servers if s.log_path.exists()]
-        return "".join(path.read_text(errors="replace") for path in logs)
+        return "".join(s.log_text() for s in self.servers)
 
 
 # Statistics ---------------------------------------------------------------------------------
@@ -416,14 +385,20 @@ def summarise(rounds: list[dict[str, Any]], keys: tuple[str, ...] = KEYS) -> dic
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
-    if not a or not b:
-        return None
-    return round(a / b, 3)
+    return round(a / b, 3) if a and b else None
 
 
-def ratios(a: dict[str, Any], b: dict[str, Any], **keys: str) -> dict[str, float | None]:
-    """``{name: a[key] ÷ b[key]}`` for each ``name=key``."""
+def ratios(a: dict[str, Any], b: dict[str, Any], same: str = "", **keys: str) -> dict[str, Any]:
+    """``{name: a[key] ÷ b[key]}`` for each name of ``same`` (space-separated; the key is the
+    name) and each ``name=key``."""
+    keys = {**{name: name for name in same.split()}, **keys}
     return {name: ratio(a.get(key), b.get(key)) for name, key in keys.items()}
+
+
+def rotated(items: list[Any], r: int) -> list[Any]:
+    """``items`` starting at the ``r``-th (round ``r`` of series interleaved round by round)."""
+    k = r % len(items)
+    return items[k:] + items[:k]
 
 
 class Context:
@@ -437,28 +412,24 @@ class Context:
         self.create_counter = 0
         self.deadlocks0 = 0
 
-    # Setup --------------------------------------------------------------------------------
-
     def prepare(self) -> None:
         """Create and seed the database and start the servers (once, for the first scenario
         that needs them)."""
         if self.layout is not None:
             return
-        import seed
-
         connection = django_setup(DB_NAME)
         creates = 2 * (ROUNDS + SILENT_ROUNDS) * CREATE_N + 4 * CREATE_WARM_N + 600
         creates += 4 * TOPOLOGY_ROUNDS * (CREATE_N + CREATE_WARM_N)
         approvals = len(APPROVE_LEVELS) * APPROVE_ROUNDS * APPROVE_N + 10
         self.layout = seed.seed_base(
             connection,
-            writers=seed.writers_needed(creates),
-            approvees=max(seed.approvees_needed(approvals), self.same_salon_approvals()),
+            writers=seed.per_write_salon(creates),
+            approvees=max(seed.per_write_salon(approvals), self.same_salon_approvals()),
             contention_rounds=CONTENTION_ROUNDS,
         )
-        self.results["layout"] = self.layout.as_dict()
+        self.results["layout"] = dataclasses.asdict(self.layout)
         self.servers.start()
-        log(f"servers on {', '.join(self.servers.base_urls)}")
+        log(f"servers on {', '.join(self.servers.urls())}")
         self.deadlocks0 = self.deadlocks()
 
     def same_salon_approvals(self) -> int:
@@ -466,7 +437,6 @@ class Context:
 
     def grow_to(self, rows: int) -> dict[str, Any]:
         """Grow the invitation table to ``rows`` (it never shrinks)."""
-        import seed
         from django.db import connection
 
         seconds = seed.grow_bulk(connection, self.layout, rows)
@@ -477,8 +447,6 @@ class Context:
     def deadlocks(self) -> int:
         query = "SELECT deadlocks FROM pg_stat_database WHERE datname = %s"
         return pg_query(query, [DB_NAME])[0][0]
-
-    # In process ---------------------------------------------------------------------------
 
     def client(self, user: int) -> Any:
         from django.test import Client
@@ -499,35 +467,30 @@ class Context:
                 response = call(path, data or {}, content_type="application/json")
         return response.status_code, [q["sql"] for q in ctx.captured_queries]
 
-    # Over HTTP ----------------------------------------------------------------------------
-
     def run_async(self, coro: Any) -> Any:
         if not self.servers.alive():
             raise RuntimeError("a server process died; see bench/results/logs/")
         return asyncio.run(coro)
 
     def series(
-        self,
-        make: Callable[[int], Any],
-        n: int,
-        concurrency: int,
-        *,
-        warm: int = 10,
-        offset: int = 0,
-        deadline_s: float = 120.0,
-    ) -> tuple[Any, dict[str, Any]]:
-        """``n`` requests made by ``make(i)`` from ``concurrency`` closed-loop clients: the
-        raw result and its statistics (percentiles, requests/s, server CPU per request)."""
-        import loadgen
+        self, what: str, make: Callable[[int], Any], n: int, concurrency: int, *, warm: int = 0,
+        offset: int = 0, deadline_s: float | None = None,
+    ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+        """``n`` requests ``make(offset + i)`` from ``concurrency`` closed-loop clients after
+        ``warm`` unmeasured ones, every one successful (with ``deadline_s`` the series may stop
+        at that deadline, else at 120 s, an error): the raw result and its statistics
+        (percentiles, requests/s, server CPU per request)."""
 
         async def go() -> tuple[Any, float]:
-            clients = loadgen.Clients(self.servers.base_urls, connections=max(concurrency, 2))
+            clients = loadgen.Clients(self.servers.urls(), connections=max(concurrency, 2))
             try:
-                if warm:
-                    await loadgen.warm_up(clients, make, warm, min(concurrency, 4))
+                if warm:  # opens the connections, warms the servers' caches
+                    await loadgen.run_closed_loop(
+                        clients, make, warm, min(concurrency, 4), deadline_s=60
+                    )
                 cpu0 = self.servers.cpu()
                 result = await loadgen.run_closed_loop(
-                    clients, make, n, concurrency, deadline_s=deadline_s, offset=offset
+                    clients, make, n, concurrency, deadline_s=deadline_s or 120, offset=offset
                 )
                 return result, self.servers.cpu() - cpu0
             finally:
@@ -536,7 +499,7 @@ class Context:
         result, cpu = self.run_async(go())
         lat = loadgen.summary_ms([s.latency for s in result.ok])
         server = loadgen.summary_ms([s.server_us / 1e6 for s in result.ok])
-        return result, {
+        stats = {
             "n": len(result.samples),
             "ok": len(result.ok),
             "statuses": result.statuses(),
@@ -547,34 +510,20 @@ class Context:
             "cpu_ms_per_request": round(cpu * 1000 / max(1, len(result.samples)), 3),
             "wall_s": round(result.wall, 3),
         }
-
-    def check(
-        self, what: str, result: Any, stats: dict[str, Any], *, deadline_ok: bool = False
-    ) -> None:
-        """Every request succeeded (and, if ``deadline_ok``, the series may stop at its
-        deadline)."""
-        if stats["ok"] != stats["n"] or result.errors[:1] not in ([], ["deadline"][:deadline_ok]):
+        allowed = [[], ["deadline"]] if deadline_s else [[]]
+        if stats["ok"] != stats["n"] or result.errors[:1] not in allowed:
             bad = [s.body for s in result.samples if s.status >= 300][:3]
             raise RuntimeError(f"{what}: {stats['statuses']} {bad} {result.errors[:3]}")
+        return result, stats
 
-    def measured(
-        self, what: str, make: Any, n: int, clients: int, offset: int = 0
-    ) -> dict[str, Any]:
-        """Statistics of ``n`` requests ``make(offset + i)`` from ``clients`` clients without
-        a warm-up, every one successful."""
-        result, stats = self.series(make, n, clients, warm=0, offset=offset)
-        self.check(what, result, stats)
-        return stats
+    def measured(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The statistics of ``series(*args, **kwargs)``."""
+        return self.series(*args, **kwargs)[1]
 
     def with_servers(
-        self,
-        tag: str,
-        env: dict[str, str],
-        action: Callable[[], Any],
-        *,
-        count: int = SERVERS,
+        self, tag: str, env: dict[str, str], action: Callable[[], Any], *, count: int = SERVERS,
         command: str = Server.UVICORN,
-    ) -> Any:
+    ) -> Any:  # fmt: skip
         """Run ``action`` against a second set of ``count`` servers (``command``) started with
         ``env`` (the main set is stopped meanwhile)."""
         servers = ServerSet(count, tag, env, command)
@@ -590,14 +539,14 @@ class Context:
             servers.stop()
             main.start()
 
-    # Phases -------------------------------------------------------------------------------
-
     def phase(self, name: str, action: Callable[[], Any]) -> Any:
         """Run one measurement, noting how many cores other processes used meanwhile."""
         log(name)
 
         def snapshot() -> tuple[float, float, float]:
-            pids = [os.getpid()] + [p for s in (self.servers, *self.extra_servers) for p in s.pids]
+            pids = [os.getpid()] + [
+                p for s in (self.servers, *self.extra_servers) for p in s.pids()
+            ]
             try:
                 return cpu_snapshot(pids)
             except OSError:
@@ -623,7 +572,7 @@ class Context:
             "in_server_logs": every_log.lower().count("deadlock detected"),
         }
         self.results["server_log_errors"] = logs.count("Traceback")
-        self.results["server_log_exceptions"] = logs.count("Exception in ASGI application")
+        self.results["server_log_exceptions"] = logs.count(ASGI_ERROR)
 
     def close(self) -> None:
         for servers in (self.servers, *self.extra_servers):
@@ -660,32 +609,35 @@ def close_database(db: str) -> None:
             drop_database(db)
 
 
-def explain(statement: str, params: Any = None) -> list[str]:
-    """The lines of ``EXPLAIN (ANALYZE, BUFFERS)`` of ``statement`` on Django's connection."""
+def sql(statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """The rows of ``statement`` on Django's connection."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
-        return [line for (line,) in cursor.fetchall()]
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def explain(statement: str, params: Any = None) -> list[str]:
+    """The lines of ``EXPLAIN (ANALYZE, BUFFERS)`` of ``statement`` on Django's connection."""
+    return [line for (line,) in sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)]
 
 
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import version
 
-    import redis
-
     def first(path: str, prefix: str) -> str:
         lines = Path(path).read_text().splitlines()
         return next(line.split(":", 1)[1].strip() for line in lines if line.startswith(prefix))
 
-    def ask(question: Callable[[], Any]) -> str:
+    def ask(question: Callable[[], Any]) -> Any:
         try:
             return question()
         except Exception:
             return "-"
 
     def redis_version() -> str:
-        with redis.Redis.from_url(REDIS_URL, socket_timeout=5) as client:
+        with redis_client() as client:
             return client.info("server")["redis_version"]
 
     def git(*args: str) -> str:
@@ -749,7 +701,10 @@ def run(scenarios: list[ModuleType]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    raise_nofile()  # for thousands of sockets, here, in the servers and the clients
+    # For thousands of sockets, here, in the servers and the clients (they inherit it).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     names = [s.NAME for s in scenarios]
     log(f"{'quick' if QUICK else 'full'} run of {', '.join(names)}; main scale {MAIN_SCALE}")
     config = {
@@ -824,3 +779,38 @@ def verdict(ok: bool | None) -> str:
 def row(*cells: Any) -> str:
     """A row of a Markdown table."""
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+class _PageFormatter(string.Formatter):
+    """``fill``'s formatting: a missing key or ``None`` shows as "–"; a format spec of digits
+    is ``fmt``'s (``{x:1}``: one decimal, thousands separated), ``%1`` a share in percent."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        try:
+            return super().get_field(field_name, args, kwargs)
+        except (KeyError, IndexError, TypeError):
+            if field_name.split("[")[0] not in kwargs:
+                raise  # a misspelt name; a missing key is a figure the run did not measure
+            return None, field_name
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if value is None:
+            return "–"
+        if format_spec.isdigit():
+            return fmt(value, int(format_spec))
+        if format_spec.startswith("%"):
+            return f"{fmt(100 * value, int(format_spec[1:]))}%"
+        return format(value, format_spec)
+
+
+_PAGE = _PageFormatter()
+
+
+def fill(template: str, /, **values: Any) -> str:
+    """``template.format(**values)`` with the page's formatting (see ``_PageFormatter``)."""
+    return _PAGE.vformat(template, (), values)
+
+
+def fill_rows(template: str, items: Any, **shared: Any) -> str:
+    """One line of ``template`` per dict of ``items`` (its keys, then ``shared``, as values)."""
+    return "\n".join(fill(template, **shared, **item) for item in items)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 SALONS = 1000
@@ -52,25 +52,17 @@ class Layout:
     bulk_rows: int = 0  # bulk invitations inserted so far
     extra: dict[str, Any] = field(default_factory=dict)
 
-    # Salons by index (0-based) -> id.
     def salon(self, index: int) -> int:
+        """The id of the salon of index ``index`` (0-based)."""
         return self.salon_first + index
 
     def owner_of(self, salon_id: int) -> int:
         return self.owner_first + (salon_id - self.salon_first)
 
     @property
-    def list_salon(self) -> int:
-        return self.salon(0)
-
-    @property
     def list_manager(self) -> int:
-        return self.owner_of(self.list_salon)
-
-    @property
-    def bulk_salons(self) -> tuple[int, int]:
-        """(first id, count) of the salons holding the bulk rows: all but the list salon."""
-        return self.salon(1), SALONS - 1
+        """The owner of the measured salon, the first."""
+        return self.owner_of(self.salon(0))
 
     def same_salon(self) -> int:
         return self.salon(600)
@@ -90,11 +82,8 @@ class Layout:
     def fanout_requester(self, k: int, j: int) -> int:
         return self.fan_first + k * FANOUT_REQUESTERS_PER_SALON + j
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-def _users(cursor: Any, prefix: str, count: int) -> int:
+def add_users(cursor: Any, prefix: str, count: int) -> int:
     """Insert ``count`` users named ``prefix<n>``; return the first id (ids are contiguous)."""
     cursor.execute(
         """
@@ -121,14 +110,14 @@ def seed_base(connection: Any, *, writers: int, approvees: int, contention_round
     requester's invitations. No bulk rows yet."""
     layout = Layout(writers=writers, approvees=approvees, contention_rounds=contention_rounds)
     with connection.cursor() as cursor:
-        layout.owner_first = _users(cursor, "owner", SALONS)
-        layout.pool_first = _users(cursor, "pool", POOL_USERS)
-        layout.requester = _users(cursor, "requester", 1)
-        layout.writer_first = _users(cursor, "writer", writers)
-        layout.approvee_first = _users(cursor, "approvee", approvees)
-        layout.admin_first = _users(cursor, "admin", FANOUT_SALONS)
-        layout.fan_first = _users(cursor, "fan", FANOUT_SALONS * FANOUT_REQUESTERS_PER_SALON)
-        layout.contender_first = _users(cursor, "contender", CONTENDERS)
+        layout.owner_first = add_users(cursor, "owner", SALONS)
+        layout.pool_first = add_users(cursor, "pool", POOL_USERS)
+        layout.requester = add_users(cursor, "requester", 1)
+        layout.writer_first = add_users(cursor, "writer", writers)
+        layout.approvee_first = add_users(cursor, "approvee", approvees)
+        layout.admin_first = add_users(cursor, "admin", FANOUT_SALONS)
+        layout.fan_first = add_users(cursor, "fan", FANOUT_SALONS * FANOUT_REQUESTERS_PER_SALON)
+        layout.contender_first = add_users(cursor, "contender", CONTENDERS)
 
         cursor.execute(
             """
@@ -169,7 +158,7 @@ def seed_base(connection: Any, *, writers: int, approvees: int, contention_round
             """,
             {
                 "pool": layout.pool_first,
-                "salon": layout.list_salon,
+                "salon": layout.salon(0),
                 "owner": layout.list_manager,
                 "n": LIST_SALON_ROWS,
             },
@@ -201,7 +190,7 @@ def grow_bulk(connection: Any, layout: Layout, total_rows: int, batch: int = 250
         cursor.execute("SELECT count(*) FROM salon_invitations_invitation")
         present = cursor.fetchone()[0]
         target_bulk = layout.bulk_rows + max(0, total_rows - present)
-        first_salon, nsalons = layout.bulk_salons
+        first_salon, nsalons = layout.salon(1), SALONS - 1  # all but the measured salon
         cursor.execute("SET session_replication_role = replica")
         try:
             lo = layout.bulk_rows
@@ -281,9 +270,6 @@ def table_size(connection: Any) -> int:
         return int(cursor.fetchone()[0])
 
 
-def writers_needed(total_creates: int) -> int:
-    return math.ceil(total_creates / WRITE_SALONS) + 2
-
-
-def approvees_needed(total_approvals: int) -> int:
-    return math.ceil(total_approvals / WRITE_SALONS) + 2
+def per_write_salon(total: int) -> int:
+    """The users each write salon needs for ``total`` creates or approvals."""
+    return math.ceil(total / WRITE_SALONS) + 2

@@ -1,9 +1,10 @@
-"""WebSocket fan-out: many idle connections, a stream of invitation events over HTTP, and who
-received which frame when.
+"""WebSocket clients: sockets held open in client processes of their own (:class:`ClientPool`)
+recording each frame they receive, the analysis of who received which frame when, and the
+connection storm.
 
-Every connection records ``(perf_counter(), type, invitation id)`` for each frame it receives.
-``perf_counter()`` is CLOCK_MONOTONIC, the same clock the HTTP driver uses, so "receipt minus
-HTTP response" is well defined within this one client process.
+Frames and events carry ``time.perf_counter()``, the storm ``time.monotonic()``: both are
+CLOCK_MONOTONIC on Linux, one clock for every process of the machine, so "receipt minus HTTP
+response" is well defined across the client processes and the benchmark's.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import websockets
+from runner import proc_cpu_seconds
 
 
 @dataclass
@@ -24,13 +27,12 @@ class Conn:
     user: int
     server: int  # index of the server process it is connected to
     ws: Any = None
-    frames: list[tuple[float, str, Any]] = field(default_factory=list)
+    frames: list[tuple[float, str, Any]] = field(default_factory=list)  # (time, type, id)
     reader: asyncio.Task[None] | None = None
-    closed_code: int | None = None
 
 
 async def _read(conn: Conn) -> None:
-    try:
+    with contextlib.suppress(Exception):  # a broken connection ends its reader: missing frames
         async for message in conn.ws:
             now = time.perf_counter()
             try:
@@ -42,42 +44,15 @@ async def _read(conn: Conn) -> None:
             conn.frames.append(
                 (now, str(data.get("type")), invitation.get("id") if invitation else None)
             )
-    except websockets.ConnectionClosed as exc:
-        conn.closed_code = exc.code if hasattr(exc, "code") else None
-    except asyncio.CancelledError:
-        raise
-    except Exception:  # a broken connection ends its reader; it shows as missing frames
-        conn.closed_code = -1
-
-
-async def connect_all(
-    ws_bases: Sequence[str],
-    users: Sequence[int],
-    tokens: dict[int, str],
-    *,
-    path: str,
-    batch: int = 50,
-    timeout_s: float = 120.0,
-) -> tuple[list[Conn], float, list[str]]:
-    """Open one connection per user, alternating between the servers, ``batch`` at a time.
-    Returns the connections, the seconds it took, and the errors."""
-    conns = [Conn(user=u, server=i % len(ws_bases)) for i, u in enumerate(users)]
-    return await open_conns(conns, ws_bases, tokens, path=path, batch=batch, timeout_s=timeout_s)
 
 
 async def open_conns(
-    conns: Sequence[Conn],
-    ws_bases: Sequence[str],
-    tokens: dict[int, str],
-    *,
-    path: str,
-    batch: int = 50,
-    timeout_s: float = 120.0,
-) -> tuple[list[Conn], float, list[str]]:
+    conns: Sequence[Conn], ws_bases: Sequence[str], tokens: dict[int, str], path: str,
+    timeout_s: float, batch: int = 50,
+) -> tuple[list[Conn], float, list[str]]:  # fmt: skip
     """Open ``conns``, ``batch`` at a time: those connected, the seconds it took, the
     errors."""
     errors: list[str] = []
-    deadline = time.perf_counter() + timeout_s
     start = time.perf_counter()
 
     async def open_one(conn: Conn) -> None:
@@ -92,106 +67,40 @@ async def open_conns(
         conn.reader = asyncio.create_task(_read(conn))
 
     for lo in range(0, len(conns), batch):
-        if time.perf_counter() > deadline:
+        if time.perf_counter() > start + timeout_s:
             errors.append("connect deadline")
             break
         await asyncio.gather(*(open_one(c) for c in conns[lo : lo + batch]))
     return [c for c in conns if c.ws is not None], time.perf_counter() - start, errors
 
 
-async def close_all(
-    conns: Sequence[Conn], timeout_s: float = 30.0, *, batch: int | None = None
-) -> None:
+async def close_all(conns: Sequence[Conn], batch: int | None, timeout_s: float = 30.0) -> None:
     """Close ``conns``: all at once, or ``batch`` at a time."""
-    if batch is not None:
-        for lo in range(0, len(conns), batch):
-            await close_all(conns[lo : lo + batch], timeout_s)
-        return
 
     async def close_one(conn: Conn) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(conn.ws.close(), 5)
-        if conn.reader is not None:
-            conn.reader.cancel()
-            with contextlib.suppress(BaseException):
-                await conn.reader
+        conn.reader.cancel()
+        with contextlib.suppress(BaseException):
+            await conn.reader
 
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*(close_one(c) for c in conns)), timeout_s)
-
-
-@dataclass
-class Event:
-    kind: str  # "invitation.created" | "invitation.approved"
-    invitation: int
-    recipients: frozenset[int]
-    sent: float
-    done: float
-    status: int
+    size = batch or max(1, len(conns))
+    for lo in range(0, len(conns), size):
+        closing = asyncio.gather(*(close_one(c) for c in conns[lo : lo + size]))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(closing, timeout_s)
 
 
-def analyse(events: Sequence[Event], conns: Sequence[Conn]) -> dict[str, Any]:
-    """Latencies (receipt - HTTP response, and receipt - request sent) at every recipient
-    connection, frames at non-recipients, missing deliveries."""
-    by_key = {(e.kind, e.invitation): e for e in events}
-    wanted: dict[tuple[str, int], set[int]] = {}
-    for i, conn in enumerate(conns):
-        for e in events:
-            if conn.user in e.recipients:
-                wanted.setdefault((e.kind, e.invitation), set()).add(i)
-    from_response: list[float] = []
-    from_request: list[float] = []
-    by_kind: dict[str, list[float]] = {}
-    non_recipient = 0
-    unexpected = 0
-    duplicates = 0
-    got: dict[tuple[str, int], set[int]] = {}
-    for i, conn in enumerate(conns):
-        for t, kind, inv in conn.frames:
-            event = by_key.get((kind, inv))
-            if event is None:
-                unexpected += 1
-                continue
-            if conn.user not in event.recipients:
-                non_recipient += 1
-                continue
-            seen = got.setdefault((kind, inv), set())
-            if i in seen:
-                duplicates += 1
-                continue
-            seen.add(i)
-            by_kind.setdefault(kind, []).append(t - event.done)
-            from_response.append(t - event.done)
-            from_request.append(t - event.sent)
-    expected = sum(len(v) for v in wanted.values())
-    delivered = sum(len(v) for v in got.values())
-    return {
-        "expected_deliveries": expected,
-        "delivered": delivered,
-        "missing": expected - delivered,
-        "non_recipient_frames": non_recipient,
-        "unexpected_frames": unexpected,
-        "duplicate_frames": duplicates,
-        "from_response": from_response,
-        "from_request": from_request,
-        "from_response_by_kind": by_kind,
-        "before_response": sum(1 for v in from_response if v < 0),
-    }
-
-
-# Sockets in processes of their own ------------------------------------------------------------
-
-
-def _serve(pipe: Any, plan: list[tuple[int, int]], tokens: dict[int, str], *args: Any) -> None:
+def _serve(
+    pipe: Any, plan: list[tuple[int, int]], tokens: dict[int, str], ws_bases: list[str], path: str
+) -> None:
     """A client process: open the sockets of ``plan`` ((user, server) pairs), then answer the
-    parent's commands until "close"."""
-    ws_bases, path = args
+    parent's commands until ``("close", batch)``."""
 
     async def main() -> None:
         conns = [Conn(user=u, server=s) for u, s in plan]
-        connected, seconds, errors = await open_conns(
-            conns, ws_bases, tokens, path=path, timeout_s=120.0 + len(conns) / 20
-        )
+        timeout_s = 120.0 + len(conns) / 20
+        connected, seconds, errors = await open_conns(conns, ws_bases, tokens, path, timeout_s)
         pipe.send((len(connected), seconds, errors[:5], len(errors)))
         loop = asyncio.get_running_loop()
         while True:
@@ -207,7 +116,7 @@ def _serve(pipe: Any, plan: list[tuple[int, int]], tokens: dict[int, str], *args
             elif command == "collect":
                 pipe.send([(c.user, c.server, c.frames) for c in connected])
             else:
-                await close_all(connected, batch=200)
+                await close_all(connected, batch=command[1])
                 pipe.send(None)
                 return
 
@@ -217,20 +126,12 @@ def _serve(pipe: Any, plan: list[tuple[int, int]], tokens: dict[int, str], *args
 class ClientPool:
     """``len(users)`` sockets (user ``users[i]`` on server ``i % servers``) spread over
     ``processes`` client processes, so that reading thousands of sockets does not queue
-    behind the load generator's event loop. Frames carry ``perf_counter()``, which is
-    CLOCK_MONOTONIC on Linux: one clock for every process of the machine."""
+    behind the load generator's event loop."""
 
     def __init__(
-        self,
-        ws_bases: Sequence[str],
-        users: Sequence[int],
-        tokens: dict[int, str],
-        *,
-        path: str,
-        processes: int,
-    ) -> None:
-        import multiprocessing
-
+        self, ws_bases: Sequence[str], users: Sequence[int], tokens: dict[int, str], *,
+        path: str, processes: int,
+    ) -> None:  # fmt: skip
         context = multiprocessing.get_context("spawn")
         self.users = list(users)
         plan = [(u, i % len(ws_bases)) for i, u in enumerate(users)]
@@ -252,26 +153,22 @@ class ClientPool:
         self.error_count = sum(o[3] for o in opened)
         self.per_server = [sum(1 for _u, s in plan if s == i) for i in range(len(ws_bases))]
 
-    def ask(self, command: str) -> list[Any]:
+    def ask(self, command: Any) -> list[Any]:
         for pipe in self.pipes:
             pipe.send(command)
         return [pipe.recv() for pipe in self.pipes]
 
     def collect(self) -> list[Conn]:
-        return [
-            Conn(user=u, server=s, frames=frames)
-            for answer in self.ask("collect")
-            for u, s, frames in answer
-        ]
+        answers = self.ask("collect")
+        return [Conn(user=u, server=s, frames=f) for answer in answers for u, s, f in answer]
 
     def cpu_seconds(self) -> float:
-        from runner import proc_cpu_seconds
-
         return sum(proc_cpu_seconds(p.pid) for p in self.processes)
 
-    def close(self) -> None:
+    def close(self, batch: int | None = 200) -> None:
+        """Close the sockets, ``batch`` at a time (``None``: all at once), and the processes."""
         with contextlib.suppress(Exception):
-            self.ask("close")
+            self.ask(("close", batch))
         for process in self.processes:
             process.join(timeout=30)
             if process.is_alive():
@@ -279,74 +176,112 @@ class ClientPool:
 
 
 @dataclass
-class Attempt:
-    """One socket of a connection storm. Times are ``time.monotonic()`` (CLOCK_MONOTONIC,
-    the same in every process of the machine) minus the storm's start."""
+class Event:
+    kind: str  # "invitation.created" | "invitation.approved"
+    invitation: int
+    recipients: frozenset[int]
+    sent: float
+    done: float
+    status: int
+
+
+def analyse(events: Sequence[Event], conns: Sequence[Conn]) -> dict[str, Any]:
+    """Latencies (receipt - HTTP response, and receipt - request sent) at every recipient
+    connection, frames at non-recipients, missing deliveries."""
+    by_key = {(e.kind, e.invitation): e for e in events}
+    expected = sum(1 for conn in conns for e in events if conn.user in e.recipients)
+    from_response: list[float] = []
+    from_request: list[float] = []
+    by_kind: dict[str, list[float]] = {}
+    non_recipient = unexpected = duplicates = 0
+    got: set[tuple[str, int, int]] = set()
+    for i, conn in enumerate(conns):
+        for t, kind, inv in conn.frames:
+            event = by_key.get((kind, inv))
+            if event is None:
+                unexpected += 1
+            elif conn.user not in event.recipients:
+                non_recipient += 1
+            elif (kind, inv, i) in got:
+                duplicates += 1
+            else:
+                got.add((kind, inv, i))
+                by_kind.setdefault(kind, []).append(t - event.done)
+                from_response.append(t - event.done)
+                from_request.append(t - event.sent)
+    return {
+        "expected_deliveries": expected,
+        "delivered": len(got),
+        "missing": expected - len(got),
+        "non_recipient_frames": non_recipient,
+        "unexpected_frames": unexpected,
+        "duplicate_frames": duplicates,
+        "from_response": from_response,
+        "from_request": from_request,
+        "from_response_by_kind": by_kind,
+        "before_response": sum(1 for v in from_response if v < 0),
+    }
+
+
+class Attempt(NamedTuple):
+    """One socket of a connection storm; times in seconds from the storm's start."""
 
     server: int
     due: float  # when it was planned to open
-    started: float = 0.0  # when the client began the TCP connection
-    opened: float | None = None  # the server's 101 received: the consumer accepted
-    first: float | None = None  # the first frame received
-    outcome: str = "ok"
+    started: float  # when the client began the TCP connection
+    opened: float | None  # the server's 101 received: the consumer accepted
+    first: float | None  # the first frame received
+    outcome: str
 
 
 async def storm(
-    plan: Sequence[tuple[int, float, str]],
-    start_at: float,
-    *,
-    first_frame: str,
-    open_timeout: float,
-    frame_timeout: float,
-    hold_s: float = 1.0,
-) -> list[Attempt]:
+    plan: Sequence[tuple[int, float, str]], start_at: float, first_frame: str,
+    open_timeout: float, frame_timeout: float, hold_s: float = 1.0,
+) -> list[Attempt]:  # fmt: skip
     """Open one socket per ``(server index, due, url)`` of ``plan`` at ``start_at + due``
-    (monotonic clock); each waits for the consumer's accept and then for its first frame,
+    (``time.monotonic()``); each waits for the consumer's accept and then for its first frame,
     which must be of type ``first_frame``. Every socket stays open until all have an outcome
     (and ``hold_s`` more), then all are closed."""
-    attempts = [Attempt(server=server, due=due) for server, due, _url in plan]
     sockets: list[Any] = []
 
-    async def one(attempt: Attempt, url: str) -> None:
-        await asyncio.sleep(max(0.0, start_at + attempt.due - time.monotonic()))
-        attempt.started = time.monotonic() - start_at
+    async def one(server: int, due: float, url: str) -> Attempt:
+        await asyncio.sleep(max(0.0, start_at + due - time.monotonic()))
+        started = time.monotonic() - start_at
+
+        def failed(outcome: str, opened: float | None = None) -> Attempt:
+            return Attempt(server, due, started, opened, None, outcome)
+
         try:
             ws = await websockets.connect(
-                url, open_timeout=open_timeout, ping_interval=None, close_timeout=2,
-                max_queue=None,
-            )  # fmt: skip
+                url, open_timeout=open_timeout, ping_interval=None, close_timeout=2, max_queue=None
+            )
         except websockets.InvalidStatus as exc:
-            attempt.outcome = f"HTTP {exc.response.status_code} instead of 101"
-            return
+            return failed(f"HTTP {exc.response.status_code} instead of 101")
         except websockets.InvalidMessage:
-            attempt.outcome = "connection closed without an HTTP response"
-            return
+            return failed("connection closed without an HTTP response")
         except TimeoutError:
-            attempt.outcome = f"no 101 within {open_timeout:.0f} s"
-            return
+            return failed(f"no 101 within {open_timeout:.0f} s")
         except Exception as exc:
-            attempt.outcome = f"before 101: {type(exc).__name__}"
-            return
-        attempt.opened = time.monotonic() - start_at
+            return failed(f"before 101: {type(exc).__name__}")
+        opened = time.monotonic() - start_at
         sockets.append(ws)
         try:
             message = await asyncio.wait_for(ws.recv(), frame_timeout)
         except websockets.ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd is not None else 1006
-            attempt.outcome = f"closed {code} after 101"
-            return
+            return failed(
+                f"closed {exc.rcvd.code if exc.rcvd is not None else 1006} after 101", opened
+            )
         except TimeoutError:
-            attempt.outcome = f"no frame within {frame_timeout:.0f} s"
-            return
-        attempt.first = time.monotonic() - start_at
+            return failed(f"no frame within {frame_timeout:.0f} s", opened)
+        first = time.monotonic() - start_at
         try:
             kind = json.loads(message).get("type")
         except (ValueError, AttributeError):
             kind = "invalid"
-        if kind != first_frame:
-            attempt.outcome = f"first frame {kind}"
+        outcome = "ok" if kind == first_frame else f"first frame {kind}"
+        return Attempt(server, due, started, opened, first, outcome)
 
-    await asyncio.gather(*(one(a, url) for a, (_s, _d, url) in zip(attempts, plan, strict=True)))
+    attempts = await asyncio.gather(*(one(*p) for p in plan))
     await asyncio.sleep(hold_s)
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     return attempts

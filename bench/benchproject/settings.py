@@ -2,9 +2,9 @@
 side, on PostgreSQL with psycopg's pool and the Redis channel layer.
 
 Everything the two sides share (authentication, pagination, renderer, middleware) is set here
-once, so the measured difference is the package's own work. Read from the environment by
-``bench/run.py``: ``BENCH_DATABASE_URL`` parts (``BENCH_PG*``), ``BENCH_REDIS_URL``,
-``BENCH_CHANNEL_PREFIX``; ``BENCH_CHANNEL_LAYER=pubsub`` picks ``RedisPubSubChannelLayer``.
+once, so the measured difference is the package's own work. From the environment the runner
+sets: ``BENCH_DB_NAME``, ``PG*``, ``BENCH_REDIS_URL``, ``BENCH_CHANNEL_PREFIX``, and per server
+set ``BENCH_CHANNEL_LAYER``, ``BENCH_REDIS_DEFAULT_POOL``, ``BENCH_NO_NOTIFICATIONS``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ INSTALLED_APPS = [
 
 # Only the timing middleware: it adds ``X-Server-Time-Us`` (time spent in Django) to each
 # response, for both sides alike.
-MIDDLEWARE = ["benchproject.middleware.server_timing"]
+MIDDLEWARE = ["benchproject.shared.server_timing"]
 
 ROOT_URLCONF = "benchproject.urls"
 ASGI_APPLICATION = "benchproject.asgi.application"
@@ -85,9 +85,9 @@ if os.environ.get("BENCH_CHANNEL_LAYER") == "pubsub":
     }
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["benchproject.auth.BenchUserHeaderAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["benchproject.shared.BenchUserHeaderAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "benchproject.pagination.BenchPagination",
+    "DEFAULT_PAGINATION_CLASS": "benchproject.shared.BenchPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

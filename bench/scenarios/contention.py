@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001 - the page uses typographic characters (times, dashes) on purpose
 """Contention: 50 approvals racing for one single-holder role in one salon, sent at once over
 50 open connections; a fresh salon in each round."""
 
@@ -8,46 +7,45 @@ import statistics
 from collections import Counter
 from typing import Any
 
+import loadgen
 import runner
-from runner import CONTENTION_ROUNDS, Context, LockWaitSampler, fmt, verdict
+import seed
+from runner import Context, fill, verdict
 
 NAME = "contention"
 
 
 def run(ctx: Context) -> dict[str, Any]:
     ctx.grow_to(runner.MAIN_SCALE)
-    out = ctx.phase("contention", lambda: approvals(ctx))
+    layout = ctx.layout
+    contenders = [layout.contender_first + c for c in range(seed.CONTENDERS)]
+
+    def approvals() -> dict[str, Any]:
+        rounds = [
+            one_round(ctx, layout.contention_salon(r), contenders)
+            for r in range(runner.CONTENTION_ROUNDS)
+        ]
+        walls = [r["wall_ms"] for r in rounds]
+        return {
+            "rounds": rounds,
+            "wall_ms_median": round(statistics.median(walls), 1),
+            "wall_ms_max": max(walls),
+            "all_correct": all(
+                r["approved"] == 1
+                and r["role_taken"] == len(contenders) - 1
+                and r["server_errors"] == r["transport_errors"] == 0
+                and r["db_seller_holders"] == 1
+                for r in rounds
+            ),
+        }
+
+    out = ctx.phase("contention", approvals)
     runner.log(f"contention correct: {out['all_correct']}")
     return {"contention": out}
 
 
-def approvals(ctx: Context) -> dict[str, Any]:
-    import seed
-
-    layout = ctx.layout
-    contenders = [layout.contender_first + c for c in range(seed.CONTENDERS)]
-    rounds = [
-        one_round(ctx, layout.contention_salon(r), contenders) for r in range(CONTENTION_ROUNDS)
-    ]
-    walls = [r["wall_ms"] for r in rounds]
-    return {
-        "rounds": rounds,
-        "wall_ms_median": round(statistics.median(walls), 1),
-        "wall_ms_max": max(walls),
-        "all_correct": all(
-            r["approved"] == 1
-            and r["role_taken"] == len(contenders) - 1
-            and r["server_errors"] == r["transport_errors"] == 0
-            and r["db_seller_holders"] == 1
-            for r in rounds
-        ),
-    }
-
-
 def one_round(ctx: Context, salon: int, contenders: list[int]) -> dict[str, Any]:
     """The owner approves each contender's request for ``seller`` in ``salon``, all at once."""
-    import loadgen
-    import seed
     from django.db import connection
 
     owner = ctx.layout.owner_of(salon)
@@ -56,7 +54,7 @@ def one_round(ctx: Context, salon: int, contenders: list[int]) -> dict[str, Any]
     n = len(rows)
 
     async def fire() -> Any:
-        clients = loadgen.Clients(ctx.servers.base_urls, connections=n)
+        clients = loadgen.Clients(ctx.servers.urls(), connections=n)
         try:
             # Open all connections first, so the approvals start together.
             warm = loadgen.Req("GET", "/api/invitations?page_size=1", owner)
@@ -71,17 +69,16 @@ def one_round(ctx: Context, salon: int, contenders: list[int]) -> dict[str, Any]
         finally:
             await clients.aclose()
 
-    with LockWaitSampler(0.002) as sampler:
+    with runner.lock_waits(0.002) as waits:
         result = ctx.run_async(fire())
     samples = result.samples
-    first, last = min(s.sent for s in samples), max(s.done for s in samples)
     codes = [
         f"{s.status} {s.body['code']}"
         if isinstance(s.body, dict) and s.body.get("code")
         else str(s.status)
         for s in samples
     ]
-    db_status = runner.pg_query(
+    invitations = runner.pg_query(
         "SELECT status, count(*) FROM salon_invitations_invitation "
         "WHERE salon_id = %s AND role = 'seller' GROUP BY status",
         [salon],
@@ -96,31 +93,20 @@ def one_round(ctx: Context, salon: int, contenders: list[int]) -> dict[str, Any]
         "role_taken": codes.count("409 role_taken"),
         "server_errors": sum(1 for s in samples if s.status >= 500),
         "transport_errors": len(result.errors),
-        "wall_ms": round((last - first) * 1000, 1),
-        "db_invitations": dict(db_status),
+        "wall_ms": round((max(s.done for s in samples) - min(s.sent for s in samples)) * 1000, 1),
+        "db_invitations": dict(invitations),
         "db_seller_holders": holders,
-        "lock_waits": sampler.result(),
+        "lock_waits": waits,
     }
 
 
 # The page -------------------------------------------------------------------------------------
 
-
-def summary(results: dict[str, Any]) -> list[str]:
-    cont, deadlocks = results.get("contention"), results.get("deadlocks") or {}
-    if not cont:
-        return []
-    dl = deadlocks.get("pg_stat_database")
-    ok = cont["all_correct"] and dl == 0 and not deadlocks.get("in_server_logs")
-    return [
-        "| 3 | 50 concurrent approvals for one single-holder role | 1 approved, 49 "
-        "`role_taken`, no 5xx, no deadlock "
-        f"| {'every' if cont['all_correct'] else '**not every**'} round of "
-        f"{len(cont['rounds'])}; {dl} deadlocks; wall {fmt(cont['wall_ms_median'], 0)} ms "
-        f"| {verdict(ok)} |"
-    ]
-
-
+SUMMARY = """\
+| 3 | 50 concurrent approvals for one single-holder role \
+| 1 approved, 49 `role_taken`, no 5xx, no deadlock \
+| {every} round of {count}; {deadlocks[pg_stat_database]} deadlocks; wall {wall_ms_median:0} ms \
+| {ok} |"""
 SECTION = """\
 ## 3. Contention: 50 approvals racing for one single-holder role
 
@@ -131,24 +117,41 @@ sent at once over 50 open connections. A fresh salon in each round.
 |------:|-----------|---------:|-----------:|----:|------------------:|--------:|
 {rows}
 
-Deadlocks in the whole run: {deadlocks} (`pg_stat_database.deadlocks`), {in_logs} in the server \
-logs. Median wall time of the 50 approvals: {wall} ms; they queue on the salon's row lock.
+Deadlocks in the whole run: {deadlocks[pg_stat_database]} (`pg_stat_database.deadlocks`), \
+{deadlocks[in_server_logs]} in the server logs. Median wall time of the 50 approvals: \
+{wall_ms_median:0} ms; they queue on the salon's row lock.
 """
+ROW = (
+    "| {i} | {codes} | {approved} | {role_taken} | {server_errors} | {db_seller_holders} "
+    "| {wall_ms:0} |"
+)
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    cont, deadlocks = results.get("contention"), results.get("deadlocks") or {}
+    if not cont:
+        return []
+    ok = cont["all_correct"] and deadlocks.get("pg_stat_database") == 0
+    ok = ok and not deadlocks.get("in_server_logs")
+    every = "every" if cont["all_correct"] else "**not every**"
+    return [
+        fill(
+            SUMMARY,
+            **cont,
+            every=every,
+            count=len(cont["rounds"]),
+            deadlocks=deadlocks,
+            ok=verdict(ok),
+        )
+    ]
 
 
 def render(results: dict[str, Any]) -> str:
-    cont, deadlocks = results.get("contention"), results.get("deadlocks") or {}
+    cont = results.get("contention")
     if not cont:
         return ""
     rows = [
-        f"| {i} | {', '.join(f'{k}: {v}' for k, v in sorted(r['responses'].items()))} "
-        f"| {r['approved']} | {r['role_taken']} | {r['server_errors']} "
-        f"| {r['db_seller_holders']} | {fmt(r['wall_ms'], 0)} |"
+        fill(ROW, **r, i=i, codes=", ".join(f"{k}: {v}" for k, v in sorted(r["responses"].items())))
         for i, r in enumerate(cont["rounds"], 1)
     ]
-    return SECTION.format(
-        rows="\n".join(rows),
-        deadlocks=deadlocks.get("pg_stat_database", "–"),
-        in_logs=deadlocks.get("in_server_logs", "–"),
-        wall=fmt(cont["wall_ms_median"], 0),
-    )
+    return fill(SECTION, **cont, rows="\n".join(rows), deadlocks=results.get("deadlocks"))

@@ -1,12 +1,9 @@
 # ruff: noqa: RUF001 - the section uses the multiplication sign on purpose
 """The event log (SPEC §9): what writing it costs a create and an approve (in process, with
 and without the log), the replay of 1,000 events to one socket (daphne), and the audit query
-at 10k-1M rows; the method is described in the section it renders (``SECTION``).
-
-Self-contained (``OWN_DATABASE``; ``run.py`` runs it in a process of its own): the database
-``BENCH_EVENTLOG_DB`` (default ``salon_bench_eventlog``), seeded with ``seed.seed_base``.
-Sizes: ``BENCH_EVENTLOG_SIZES`` (10000,100000,1000000), ``BENCH_EVENTLOG_REQUESTS`` (600 per
-variant and operation), ``BENCH_EVENTLOG_QUERIES`` (200 per series and size).
+at 10k-1M rows; the method is described in the section it renders (``SECTION``). In a database
+of its own (``OWN_DATABASE``: ``run.py`` runs it in a process of its own), seeded with
+``seed.seed_base``; its sizes and name are in ``runner.py``'s list of variables.
 """
 
 from __future__ import annotations
@@ -24,16 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import runner
-from runner import Context, env_int, explain, log, ratios, row
+import seed
+from runner import Context, explain, fill, log, sql
 
 NAME = "eventlog"
 OWN_DATABASE = True
-DB_NAME = os.environ.get("BENCH_EVENTLOG_DB", "salon_bench_eventlog")
+DB_NAME = os.environ.get("BENCH_EVENTLOG_DB", f"{runner.DB_NAME}_eventlog")
 DEFAULT_SIZES = "5000,20000,50000" if runner.QUICK else "10000,100000,1000000"
-SIZES = [int(x) for x in os.environ.get("BENCH_EVENTLOG_SIZES", DEFAULT_SIZES).split(",")]
-REQUESTS = env_int("BENCH_EVENTLOG_REQUESTS", 100 if runner.QUICK else 600)
+SIZES = runner.env_list("BENCH_EVENTLOG_SIZES", DEFAULT_SIZES)
+REQUESTS = runner.env("BENCH_EVENTLOG_REQUESTS", 100 if runner.QUICK else 600)
 WARM = 20  # requests per variant and operation before the measured ones
-QUERIES = env_int("BENCH_EVENTLOG_QUERIES", 200)
+QUERIES = runner.env("BENCH_EVENTLOG_QUERIES", 200)
 REPLAY_EVENTS, REPLAY_RUNS = 1000, 5
 MEASURED_ROWS = 100  # of each measured salon and user, at every size
 PAGE = 51  # CursorPagination's page of 50 plus one to know there is a next page
@@ -44,14 +42,6 @@ FLAT_FACTOR = 1.5  # p50 at the largest size at most this times the smallest
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
-
-
-def sql(statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 # 1. What writing the log costs a create and an approve ---------------------------------------
@@ -81,7 +71,6 @@ VARIANTS = {"log": contextlib.nullcontext, "no log": without_log}
 
 
 def write_cost(layout: Any) -> dict[str, Any]:
-    import seed
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -96,8 +85,8 @@ def write_cost(layout: Any) -> dict[str, Any]:
     approvals = iter([(inv, layout.owner_of(salon)) for inv, _u, salon in rows])
 
     def request(method: str, path: str, user: int, body: dict[str, Any]) -> int:
-        headers = {"X-Bench-User": str(user)}
         call = getattr(client, method)
+        headers = {"X-Bench-User": str(user)}
         return call(path, body, content_type="application/json", headers=headers).status_code
 
     def create() -> int:
@@ -135,15 +124,15 @@ def write_cost(layout: Any) -> dict[str, Any]:
         assert backend()[0] == pid, "the database connection changed"
         events = SalonEvent.objects.count() - events0
         entry: dict[str, Any] = {}
+        totals = {v: [app + db for app, db, _wall in m] for v, m in samples.items()}
         for variant, measured in samples.items():
             with VARIANTS[variant](), CaptureQueriesContext(connection) as queries:
                 for _ in range(3):
                     call()
             app, db, wall = (list(column) for column in zip(*measured, strict=True))
-            total = [a + d for a, d in zip(app, db, strict=True)]
             entry[variant] = {
-                "cpu_ms": round(statistics.median(total), 3),
-                "cpu_ms_mean": round(statistics.fmean(total), 3),
+                "cpu_ms": round(statistics.median(totals[variant]), 3),
+                "cpu_ms_mean": round(statistics.fmean(totals[variant]), 3),
                 "app_ms": round(statistics.median(app), 3),
                 "db_ms": round(statistics.median(db), 3),
                 "latency_p50_ms": round(statistics.median(wall), 3),
@@ -151,19 +140,11 @@ def write_cost(layout: Any) -> dict[str, Any]:
                 "events": events / (WARM + REQUESTS) if variant == "log" else 0,
                 "sql": [q["sql"][:160] for q in queries.captured_queries[: len(queries) // 3]],
             }
-        log_, bare = entry["log"], entry["no log"]
+        logged, bare = entry["log"], entry["no log"]
         n = REQUESTS // 4
-        totals = {v: [a + d for a, d, _w in rows] for v, rows in samples.items()}
+        keys = {"app_cpu": "app_ms", "db_cpu": "db_ms", "latency": "latency_p50_ms"}
         entry["ratio"] = {
-            **ratios(
-                log_,
-                bare,
-                cpu="cpu_ms",
-                cpu_mean="cpu_ms_mean",
-                app_cpu="app_ms",
-                db_cpu="db_ms",
-                latency="latency_p50_ms",
-            ),
+            **runner.ratios(logged, bare, cpu="cpu_ms", cpu_mean="cpu_ms_mean", **keys),
             # The median ratio in each quarter of the run: how steady the figure is.
             "cpu_by_quarter": [
                 round(
@@ -176,8 +157,9 @@ def write_cost(layout: Any) -> dict[str, Any]:
         }
         entry["met"] = entry["ratio"]["cpu"] <= CPU_TARGET
         bare_shapes = {re.sub(r"\d+", "N", q) for q in bare["sql"]}
-        extra = [q for q in log_["sql"] if re.sub(r"\d+", "N", q) not in bare_shapes]
-        entry["queries_added_by_log"] = extra
+        entry["queries_added_by_log"] = [
+            q for q in logged["sql"] if re.sub(r"\d+", "N", q) not in bare_shapes
+        ]
         out[op] = entry
     return out
 
@@ -187,10 +169,8 @@ def write_cost(layout: Any) -> dict[str, Any]:
 
 def add_salon(connection: Any, owner_name: str) -> tuple[int, int]:
     """A salon of its own (outside the bulk) and its owner: (salon id, owner id)."""
-    import seed
-
     with connection.cursor() as cursor:
-        owner = seed._users(cursor, owner_name, 1)
+        owner = seed.add_users(cursor, owner_name, 1)
     (salon,) = sql(
         "INSERT INTO salon_invitations_salon (created, modified, name, owner_id)"
         " VALUES (now(), now(), %s, %s) RETURNING id",
@@ -254,7 +234,7 @@ def replay(server: runner.Server, owner: int) -> dict[str, Any]:
     from salon_invitations.policies import get_policy
 
     user = get_user_model().objects.get(pk=owner)
-    url = f"{server.ws_url}/ws/api/invitation_to_auto_salon/?token={AccessToken.for_user(user)}"
+    url = f"{server.url('ws')}{runner.WS_PATH}?token={AccessToken.for_user(user)}"
     # The consumer's query (SalonEventsConsumer._missed), for the plan.
     events = SalonEvent.objects.filter(id__gt=0, kind__startswith="invitation.")
     events = get_policy().replayable_events(user, events).order_by("id")
@@ -372,7 +352,7 @@ def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, An
     times: dict[str, list[float]] = {name: [] for name in names}
     counts: dict[str, set[int]] = {name: set() for name in names}
     for i in range(QUERIES):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in runner.rotated(names, i):
             kind, call = series[name]
             t = time.perf_counter()
             rows = call(users[kind][i % len(users[kind])])
@@ -420,19 +400,14 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def measure(results: dict[str, Any], connection: Any) -> None:
-    import seed
     from django.contrib.auth import get_user_model
 
     from salon_invitations.conf import app_settings
     from salon_invitations.models import SalonEvent
 
     needed = 2 * (WARM + REQUESTS + 10)
-    layout = seed.seed_base(
-        connection,
-        writers=seed.writers_needed(needed),
-        approvees=seed.approvees_needed(needed),
-        contention_rounds=0,
-    )
+    writers = approvees = seed.per_write_salon(needed)
+    layout = seed.seed_base(connection, writers=writers, approvees=approvees, contention_rounds=0)
     log(f"write cost: {REQUESTS} requests per variant and operation, ABBA")
     results["write"] = write_cost(layout)
     for op in ("create", "approve"):
@@ -475,14 +450,9 @@ def measure(results: dict[str, Any], connection: Any) -> None:
     try:
         for size in SIZES:
             t = time.perf_counter()
+            bulk = (layout.salon_first, EVENT_SALONS), (first_user, EVENT_USERS)
             for lo in range(done, size, 250_000):
-                insert_events(
-                    template,
-                    lo,
-                    min(size, lo + 250_000),
-                    (layout.salon_first, EVENT_SALONS),
-                    (first_user, EVENT_USERS),
-                )
+                insert_events(template, lo, min(size, lo + 250_000), *bulk)
             done = size
             sql("VACUUM ANALYZE salon_invitations_salonevent")
             rows = sql("SELECT count(*) FROM salon_invitations_salonevent")[0][0]
@@ -530,13 +500,13 @@ def growth_cell(entries: list[dict[str, Any]]) -> str:
 SECTION = """\
 ## Event log
 
-Measured {date} on {nproc} cores shared with other work (load {load_before:.1f} before, \
-{load_after:.1f} after) by `bench/scenarios/eventlog.py`. CPU per request is the Django \
+Measured {date} on {nproc} cores shared with other work (load {load_before[0]:.1f} before, \
+{load_after[0]:.1f} after) by `bench/scenarios/eventlog.py`. CPU per request is the Django \
 process's CPU plus its PostgreSQL backend's (`/proc/<pid>/schedstat`), in process with the \
 test client; absolute times are this slow, shared machine's, the ratios are what to read.
 
-### Writing the log: create and approve ({requests} requests per variant, one at a time, the \
-variants alternating ABBA)
+### Writing the log: create and approve ({write[requests_per_variant]} requests per variant, one \
+at a time, the variants alternating ABBA)
 
 "Without the log" patches `events.record` and `events.mark_dispatched` in the benchmark \
 process (no row, no `EventOrder` lock, no "dispatched" update; the event gets a fake id). \
@@ -550,15 +520,14 @@ Everything else, the Redis channel layer included, runs in both.
 
 ### Audit list and replay by size of the log
 
-First page (`since=0`, 50 rows + 1) per reader; the rows are spread over {salons:,} salons \
-and {users:,} users, and the measured salons and users have {measured} rows of their own at \
-every size (full pages). p50 / p95 in ms, {queries} queries per series, series interleaved. \
+First page (`since=0`, 50 rows + 1) per reader; the rows are spread over {salons:,} salons and \
+{users:,} users, and the measured salons and users have {measured} rows of their own at every \
+size (full pages). p50 / p95 in ms, {config[queries]} queries per series, series interleaved. \
 Replay: a salon owner's socket with `?since=0` and {replay:,} events to send, connect → \
 `resumed`, daphne, median of {replay_runs}. Each cell: p50 / p95 ms in process (ORM or test \
-client); DB = median execution ms of 21 `EXPLAIN ANALYZE` of the statement and the shared \
-buffers it touches; rows on the page. The machine's load changes between sizes, so flatness \
-is judged on DB time and buffers (flat: buffers within {flat}×, DB time within {flat}× or \
-0.1 ms).
+client); DB = median execution ms of 21 `EXPLAIN ANALYZE` of the statement and the shared buffers \
+it touches; rows on the page. The machine's load changes between sizes, so flatness is judged on \
+DB time and buffers (flat: buffers within {flat}×, DB time within {flat}× or 0.1 ms).
 
 *per-branch shape*: the first 51 ids of each branch (`user_id = me`, and `salon_id = s` for \
 each managed salon) by `ORDER BY id LIMIT 51` on the `(user, id)` and `(salon, id)` indexes, \
@@ -575,6 +544,38 @@ Plans at {largest:,} rows:
 """
 
 
+WRITE_ROW = (
+    "| {op}, {with_} the log | {cpu_ms:.1f} | {app_ms:.1f} | {db_ms:.1f} | {latency_p50_ms:.1f} "
+    "| {queries_per_request:g} | {events:g} |"
+)
+WRITE_RATIO = (
+    "- {op}: CPU with/without **{cpu:.3f}×** (means {cpu_mean:.3f}×; by quarter of the run "
+    "{quarters}; Python {app_cpu:.3f}×, PostgreSQL {db_cpu:.3f}×) — target ≤ {target}×: {met}. "
+    "Added statements: {added}."
+)
+AUDIT_CELL = "{p50_ms:.1f} / {p95_ms:.1f} · DB {db_exec_ms:.2f}, {buffers:,} buf · {rows} rows"
+REPLAY_CELL = (
+    "{median_ms:.0f} ms · server CPU {server_cpu_ms_per_replay:.0f} ms · "
+    "DB {db_exec_ms:.2f}, {buffers:,} buf"
+)
+
+
+def write_ratio(op: str, entry: dict[str, Any]) -> str:
+    quarters = ", ".join(f"{q:.2f}" for q in entry["ratio"]["cpu_by_quarter"])
+    added = [f"`{q.split(' WHERE')[0].split(' (')[0][:60]}`" for q in entry["queries_added_by_log"]]
+    met = runner.verdict(entry["met"])
+    return fill(
+        WRITE_RATIO, op=op, **entry["ratio"], target=CPU_TARGET, met=met, quarters=quarters,
+        added=", ".join(added),
+    )  # fmt: skip
+
+
+def size_row(name: str, entries: list[dict[str, Any]], cell: str) -> str:
+    """A row of the table by size: ``cell`` of each size's entry, then the growth."""
+    cells = [fill(cell, **e, rows=max(e.get("rows_returned") or [0])) for e in entries]
+    return runner.row(name, *cells, growth_cell(entries))
+
+
 def render(results: dict[str, Any]) -> str:
     results = results.get("eventlog") or {}
     if not results:
@@ -582,56 +583,27 @@ def render(results: dict[str, Any]) -> str:
     w, by_size = results["write"], results["sizes"]
     sizes = list(by_size)
     write_rows = [
-        row(
-            f"{op}, {'with' if variant == 'log' else 'without'} the log",
-            *(f"{e[k]:.1f}" for k in ("cpu_ms", "app_ms", "db_ms", "latency_p50_ms")),
-            f"{e['queries_per_request']:g}",
-            f"{e['events']:g}",
-        )
+        fill(WRITE_ROW, **w[op][variant], op=op, with_="with" if variant == "log" else "without")
         for op in ("create", "approve")
-        for variant, e in ((v, w[op][v]) for v in ("log", "no log"))
+        for variant in ("log", "no log")
     ]
-    write_ratios = []
-    for op in ("create", "approve"):
-        r, added = w[op]["ratio"], w[op]["queries_added_by_log"]
-        write_ratios.append(
-            f"- {op}: CPU with/without **{r['cpu']:.3f}×** (means {r['cpu_mean']:.3f}×; by "
-            f"quarter of the run {', '.join(f'{q:.2f}' for q in r['cpu_by_quarter'])}; Python "
-            f"{r['app_cpu']:.3f}×, PostgreSQL {r['db_cpu']:.3f}×) — target ≤ {CPU_TARGET}×: "
-            f"{runner.verdict(w[op]['met'])}. Added statements: "
-            + ", ".join(f"`{q.split(' WHERE')[0].split(' (')[0][:60]}`" for q in added)
-            + "."
-        )
-    size_rows = []
-    for name in by_size[sizes[0]]["audit"]:
-        entries = [by_size[s]["audit"][name] for s in sizes]
-        cells = [
-            f"{e['p50_ms']:.1f} / {e['p95_ms']:.1f} · DB {e['db_exec_ms']:.2f}, "
-            f"{e['buffers']:,} buf · {max(e['rows_returned'])} rows"
-            for e in entries
-        ]
-        size_rows.append(row(name, *cells, growth_cell(entries)))
-    entries = [by_size[s]["replay"] for s in sizes]
-    cells = [
-        f"{e['median_ms']:.0f} ms · server CPU {e['server_cpu_ms_per_replay']:.0f} ms · "
-        f"DB {e['db_exec_ms']:.2f}, {e['buffers']:,} buf"
-        for e in entries
+    write_ratios = [write_ratio(op, w[op]) for op in ("create", "approve")]
+    size_rows = [
+        size_row(name, [by_size[s]["audit"][name] for s in sizes], AUDIT_CELL)
+        for name in by_size[sizes[0]]["audit"]
     ]
-    size_rows.append(row(f"replay of {REPLAY_EVENTS:,} events", *cells, growth_cell(entries)))
+    replays = [by_size[s]["replay"] for s in sizes]
+    size_rows.append(size_row(f"replay of {REPLAY_EVENTS:,} events", replays, REPLAY_CELL))
     last = by_size[sizes[-1]]
     plans = [f"- {name}: {plan_summary(entry['plan'])}" for name, entry in last["audit"].items()]
-    return SECTION.format(
-        date=results["date"],
-        nproc=results["nproc"],
-        load_before=results["load_before"][0],
-        load_after=results["load_after"][0],
-        requests=w["requests_per_variant"],
+    return fill(
+        SECTION,
+        **results,
         write_rows="\n".join(write_rows),
         write_ratios="\n".join(write_ratios),
         salons=EVENT_SALONS,
         users=EVENT_USERS,
         measured=MEASURED_ROWS,
-        queries=results["config"]["queries"],
         replay=REPLAY_EVENTS,
         replay_runs=REPLAY_RUNS,
         flat=FLAT_FACTOR,

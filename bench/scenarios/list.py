@@ -9,17 +9,18 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import loadgen
 import runner
-from runner import Context, env_float, env_int, fmt, ratios, row, summarise, verdict
+import seed
+from runner import Context, fill, fill_rows, fmt, ratios, rotated, verdict
 
 NAME = "list"
-LIST_N = env_int("BENCH_LIST_N", 40 if runner.QUICK else 300)  # per round and series, 1 client
-LIST_ROUND_SECONDS = env_float("BENCH_LIST_ROUND_SECONDS", 10.0)  # bound per round and series
-LIST_CONC_N = env_int("BENCH_LIST_CONC_N", 60 if runner.QUICK else 400)  # per round, 8 clients
-PROFILE_N = env_int("BENCH_PROFILE_N", 30 if runner.QUICK else 150)
+LIST_N = runner.env("BENCH_LIST_N", 40 if runner.QUICK else 300)  # per round and series, 1 client
+LIST_ROUND_SECONDS = runner.env("BENCH_LIST_ROUND_SECONDS", 10.0)  # bound per round and series
+LIST_CONC_N = runner.env("BENCH_LIST_CONC_N", 60 if runner.QUICK else 400)  # per round, 8 clients
+PROFILE_N = runner.env("BENCH_PROFILE_N", 30 if runner.QUICK else 150)
 RATIO_TARGET = 1.25
 SERIES = ("package manager", "baseline manager", "package requester")
 SEQ_SCAN = "Seq Scan on salon_invitations_invitation"
@@ -51,110 +52,90 @@ def measure(ctx: Context, scale: int) -> dict[str, Any]:
     entry: dict[str, Any] = ctx.grow_to(scale)
     entry["list"] = ctx.phase(f"list {scale}", lambda: list_series(ctx, 1))
     runner.log(f"[{scale}] list ratio p50 {entry['list']['ratio']['p50']}")
-    entry["explain"] = explain(ctx)
+    entry["explain"] = {
+        name: {
+            "count" if "COUNT(*)" in sql.upper() else "page": {
+                "sql": sql,
+                "plan": runner.explain(sql),
+            }
+            for sql in list_queries(ctx, user, path, 50)
+            if "salon_invitations_invitation" in sql
+        }
+        for name, user, path in LISTS
+    }
     return entry
 
 
 def list_series(ctx: Context, clients: int) -> dict[str, Any]:
     """The series, interleaved round by round (one client: also the requester's list)."""
-    import loadgen
-
     layout = ctx.layout
-    series = {
-        "package manager": (PACKAGE, layout.list_manager),
-        "baseline manager": (BASELINE, layout.list_manager),
-        "package requester": (PACKAGE, layout.requester),
+    requests = {
+        "package manager": loadgen.Req("GET", PACKAGE, layout.list_manager),
+        "baseline manager": loadgen.Req("GET", BASELINE, layout.list_manager),
+        "package requester": loadgen.Req("GET", PACKAGE, layout.requester),
     }
-    names = list(series)[: 3 if clients == 1 else 2]
+    names = list(requests)[: 3 if clients == 1 else 2]
     n, rounds_count = (LIST_N, runner.ROUNDS) if clients == 1 else (LIST_CONC_N, 3)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(min(runner.ROUNDS, rounds_count)):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            request = loadgen.Req("GET", *series[name])
+        for name in rotated(names, r):
             result, stats = ctx.series(
-                lambda i, request=request: request,
-                n,
-                clients,
-                warm=4,
+                f"list {name}", lambda i, req=requests[name]: req, n, clients, warm=4,
                 deadline_s=LIST_ROUND_SECONDS,
-            )
-            ctx.check(f"list {name}", result, stats, deadline_ok=True)
+            )  # fmt: skip
             rounds[name].append(stats)
             samples[name].extend(s.latency for s in result.ok)
     keys = ("p50", "p99", "mean", "server_p50", "server_p99", "rps", "cpu_ms_per_request")
     out: dict[str, Any] = {
-        name: {**summarise(rounds[name], keys), "all_samples": loadgen.summary_ms(samples[name])}
+        name: {
+            **runner.summarise(rounds[name], keys),
+            "all_samples": loadgen.summary_ms(samples[name]),
+        }
         for name in names
     }
     out["ratio"] = ratios(
-        out["package manager"],
-        out["baseline manager"],
-        p50="p50",
-        p99="p99",
-        server_p50="server_p50",
-        cpu_per_request="cpu_ms_per_request",
-        rps="rps",
-    )
+        out["package manager"], out["baseline manager"], "p50 p99 server_p50",
+        cpu_per_request="cpu_ms_per_request", rps="rps",
+    )  # fmt: skip
     return out
 
 
-def query_counts(ctx: Context) -> dict[str, Any]:
-    import seed
-    from django.db import connection
+def list_queries(ctx: Context, user: str, path: str, size: int) -> list[str]:
+    """The SQL of one in-process list request of the layout's ``user``, page size ``size``."""
+    status, queries = ctx.capture(getattr(ctx.layout, user), "get", f"{path}?page_size={size}")
+    assert status == 200, (path, status)
+    return queries
 
-    layout = ctx.layout
-    out: dict[str, Any] = {}
-    for name, user, path in LISTS:
-        out[name] = {}
-        for size in (10, 50):
-            status, queries = ctx.capture(getattr(layout, user), "get", f"{path}?page_size={size}")
-            assert status == 200, (name, status)
-            out[name][f"page_size_{size}"] = len(queries)
-    # Writes (one each; they use rows reserved for this), counted once the event log's order
-    # row exists (the very first event of a database creates it).
-    from django.db import transaction
+
+def query_counts(ctx: Context) -> dict[str, Any]:
+    from django.db import connection, transaction
 
     from salon_invitations import events
 
+    layout = ctx.layout
+    out: dict[str, Any] = {
+        name: {f"page_size_{size}": len(list_queries(ctx, user, path, size)) for size in (10, 50)}
+        for name, user, path in LISTS
+    }
+    # Writes (one each; they use rows reserved for this), counted once the event log's order
+    # row exists (the very first event of a database creates it).
     with transaction.atomic():
         events.hold_order()
     salons = layout.write_salons()
     writer = layout.writer_first + layout.writers - 1
-    ((inv_id, _u, _s),) = seed.seed_pending(
+    ((inv, _u, _s),) = seed.seed_pending(
         connection, users=[writer], salons=[salons[1]], role="member"
     )
     body = {"salon": salons[0], "role": "seller"}
     for name, user, method, path, data in (
         ("package create", writer, "post", PACKAGE, body),
         ("baseline create", writer - 1, "post", BASELINE, body),
-        (
-            "package approve",
-            layout.owner_of(salons[1]),
-            "patch",
-            f"{PACKAGE}/{inv_id}/approved",
-            {},
-        ),
+        ("package approve", layout.owner_of(salons[1]), "patch", f"{PACKAGE}/{inv}/approved", {}),
     ):
         status, queries = ctx.capture(user, method, path, data)
         out[name] = {"status": status, "queries": len(queries), "sql": queries}
     return out
-
-
-def explain(ctx: Context) -> dict[str, Any]:
-    plans: dict[str, Any] = {}
-    for name, user, path in LISTS:
-        status, queries = ctx.capture(getattr(ctx.layout, user), "get", f"{path}?page_size=50")
-        assert status == 200, (name, status)
-        plans[name] = {
-            "count" if "COUNT(*)" in sql.upper() else "page": {
-                "sql": sql,
-                "plan": runner.explain(sql),
-            }
-            for sql in queries
-            if "salon_invitations_invitation" in sql
-        }
-    return plans
 
 
 def profile(ctx: Context) -> dict[str, Any]:
@@ -175,28 +156,28 @@ def profile(ctx: Context) -> dict[str, Any]:
             client.get(path)
         out[name] = timed(lambda k, c=client, p=path: c.get(p), PROFILE_N, 200)
         if "without" not in name:
-            with profiled(f"profile-list-{name}", out[name]):
+            with profiled(f"profile-list-{name}") as profile_path:
                 for _ in range(PROFILE_N):
                     client.get(path)
+            out[name].update(profile_path)
     salons = layout.write_salons()
     writers = [layout.writer_first + layout.writers - 2 - k for k in range(3)]  # unused pairs
-    silent = override_settings(
-        SALON_INVITATIONS={**settings.SALON_INVITATIONS, "NOTIFICATION_BACKENDS": []}
-    )
+    silent = {**settings.SALON_INVITATIONS, "NOTIFICATION_BACKENDS": []}
     for side, path, writer, context in (
         ("baseline create", BASELINE, writers[0], contextlib.nullcontext()),
-        ("package create", PACKAGE, writers[1], contextlib.nullcontext()),
-        ("package create without notification backends", PACKAGE, writers[2], silent),
-    ):
-        client, out[side] = ctx.client(writer), {}
+        ("package create", PACKAGE, writers[1], profiled("profile-create-package")),
+        ("package create without notification backends", PACKAGE, writers[2],
+         override_settings(SALON_INVITATIONS=silent)),
+    ):  # fmt: skip
+        client = ctx.client(writer)
 
         def create(k: int, client: Any = client, path: str = path) -> Any:
             body = {"salon": salons[2 + k], "role": "seller", "message": "profile"}
             return client.post(path, body, content_type="application/json")
 
-        watch = profiled("profile-create-package", out[side]) if side == "package create" else None
-        with context, watch or contextlib.nullcontext():
-            out[side].update(timed(create, min(PROFILE_N, len(salons) - 2), 201))
+        with context as profile_path:
+            out[side] = timed(create, min(PROFILE_N, len(salons) - 2), 201)
+        out[side].update(profile_path or {})
     return out
 
 
@@ -215,15 +196,16 @@ def timed(call: Any, n: int, status: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def profiled(name: str, entry: dict[str, Any]) -> Iterator[None]:
-    """pyinstrument over the block: ``results/<name>.txt``, noted in ``entry``."""
+def profiled(name: str) -> Any:
+    """pyinstrument over the block: ``results/<name>.txt``, noted in the yielded dict."""
     from pyinstrument import Profiler
 
+    out: dict[str, str] = {}
     with Profiler(interval=0.0002) as profiler:
-        yield
+        yield out
     target = runner.RESULTS_DIR / f"{'quick-' if runner.QUICK else ''}{name}.txt"
     target.write_text(profiler.output_text(unicode=False, color=False))
-    entry["profile"] = str(target.relative_to(runner.REPO))
+    out["profile"] = str(target.relative_to(runner.REPO))
 
 
 # The page -------------------------------------------------------------------------------------
@@ -246,6 +228,10 @@ def plan_uses(plan: list[str]) -> str:
     return "index scan (" + ", ".join(f"`{n}`" for n in sorted(names)) + ")" if names else "?"
 
 
+def key_lines(plan: list[str]) -> str:
+    return "\n".join(line for line in plan if any(node in line for node in KEY_PLAN_NODES))
+
+
 def seq_scan(plans: dict[str, Any]) -> bool:
     """Whether a plan of the package's lists reads the whole table."""
     lists = ("package manager list", "package requester list")
@@ -264,30 +250,38 @@ def growth(results: dict[str, Any]) -> dict[str, float]:
     return {k: scales[last]["list"][k]["p50"] / scales[first]["list"][k]["p50"] for k in SERIES}
 
 
+SUMMARY = """\
+| 1 | list, page of 50, package ÷ plain DRF, p50, {rows:0} rows | ≤ {target} \
+| **{lst[ratio][p50]:2}×** ({lst[package manager][p50]:2} vs {lst[baseline manager][p50]:2} ms) \
+| {ratio_ok} |
+| 1 | queries per list request, page size 10 / 50 | constant | {counts} | {counts_ok} |
+| 1 | EXPLAIN: indexes for the manager's and the requester's list | index scans \
+| manager: {manager}; requester: {requester} | {indexes_ok} |"""
+
+
 def summary(results: dict[str, Any]) -> list[str]:
     if "scales" not in results:
         return []
     main, at_main = main_scale(results)
     lst, plans = at_main["list"], at_main["explain"]
-    list_ratio = lst["ratio"]["p50"]
     counts = {k: v for k, v in results["query_counts"].items() if k.endswith("list")}
-    counts_flat = all(v["page_size_10"] == v["page_size_50"] for v in counts.values())
-    counts_text = "; ".join(
-        f"{name.removesuffix(' list')}: {c['page_size_10']} / {c['page_size_50']}"
-        for name, c in counts.items()
+    ratio = lst["ratio"]["p50"]
+    text = fill(
+        SUMMARY,
+        rows=int(main),
+        target=RATIO_TARGET,
+        lst=lst,
+        ratio_ok=verdict(ratio is not None and ratio <= RATIO_TARGET),
+        counts="; ".join(
+            f"{name.removesuffix(' list')}: {c['page_size_10']} / {c['page_size_50']}"
+            for name, c in counts.items()
+        ),
+        counts_ok=verdict(all(v["page_size_10"] == v["page_size_50"] for v in counts.values())),
+        manager=plan_uses(plans["package manager list"]["page"]["plan"]),
+        requester=plan_uses(plans["package requester list"]["page"]["plan"]),
+        indexes_ok=verdict(not seq_scan(plans)),
     )
-    return [
-        f"| 1 | list, page of 50, package ÷ plain DRF, p50, {int(main):,} rows "
-        f"| ≤ {RATIO_TARGET} | **{fmt(list_ratio, 2)}×** "
-        f"({fmt(lst['package manager']['p50'], 2)} vs {fmt(lst['baseline manager']['p50'], 2)} ms)"
-        f" | {verdict(list_ratio is not None and list_ratio <= RATIO_TARGET)} |",
-        f"| 1 | queries per list request, page size 10 / 50 | constant | {counts_text} "
-        f"| {verdict(counts_flat)} |",
-        "| 1 | EXPLAIN: indexes for the manager's and the requester's list | index scans "
-        f"| manager: {plan_uses(plans['package manager list']['page']['plan'])}; requester: "
-        f"{plan_uses(plans['package requester list']['page']['plan'])} "
-        f"| {verdict(not seq_scan(plans))} |",
-    ]
+    return text.splitlines()
 
 
 def findings(results: dict[str, Any]) -> list[str]:
@@ -306,7 +300,7 @@ def findings(results: dict[str, Any]) -> list[str]:
 
 
 SECTION = """\
-## 1. List: page of 50 as a salon manager ({rows} invitations)
+## 1. List: page of 50 as a salon manager ({rows:0} invitations)
 
 One client, sequential requests:
 
@@ -314,8 +308,8 @@ One client, sequential requests:
 |--------|-----------------:|-------:|--------------:|----------------------:|---------:|
 {one_client}
 
-Package ÷ baseline: p50 **{p50}×**, p99 {p99}×, server p50 {server_p50}×, Python \
-CPU/request {cpu_per_request}×.
+Package ÷ baseline: p50 **{ratio[p50]:2}×**, p99 {ratio[p99]:2}×, server p50 \
+{ratio[server_p50]:2}×, Python CPU/request {ratio[cpu_per_request]:2}×.
 
 Eight concurrent clients:
 
@@ -323,7 +317,7 @@ Eight concurrent clients:
 |--------|-----------:|-------:|-------:|
 {eight_clients}
 
-Throughput package ÷ baseline: {rps}×.
+Throughput package ÷ baseline: {rps:2}×.
 
 ### Queries per request
 
@@ -349,10 +343,14 @@ indexes Django creates for the `salon` and `user` foreign keys; the planner may 
 either for these queries (the names above come from the plans).
 
 In-process (Django test client, no server, no network), median per list request: package \
-{in_process} ms, the same without its filter and ordering backends {no_filters} ms, baseline \
-{in_process_baseline} ms. pyinstrument profiles: `bench/results/profile-list-package.txt` and \
-`profile-list-baseline.txt`.
+{ip[package][p50_ms]:2} ms, the same without its filter and ordering backends \
+{ip[package without filter backends][p50_ms]:2} ms, baseline {ip[baseline][p50_ms]:2} ms. \
+pyinstrument profiles: `bench/results/profile-list-package.txt` and `profile-list-baseline.txt`.
 """
+ONE_CLIENT = (
+    "| {name} | {p50:2} ({p50_min:2}–{p50_max:2}) | {p99:2} | {server_p50:2} "
+    "| {cpu_ms_per_request:2} | {all_samples[n]} |"
+)
 PLAN = """\
 **{name}**: page {page_uses}, count {count_uses}
 
@@ -369,49 +367,33 @@ def render(results: dict[str, Any]) -> str:
     if "scales" not in results:
         return ""
     main, at_main = main_scale(results)
-    lst, conc, plans = at_main["list"], at_main["list_concurrent"], at_main["explain"]
-    qc, ip = results["query_counts"], results["in_process"]
-    one_client = [
-        row(
-            key,
-            f"{fmt(s['p50'], 2)} ({fmt(s['p50_min'], 2)}–{fmt(s['p50_max'], 2)})",
-            *(fmt(s[k], 2) for k in ("p99", "server_p50", "cpu_ms_per_request")),
-            s["all_samples"]["n"],
-        )
-        for key, s in ((key, lst[key]) for key in SERIES)
+    lst, conc = at_main["list"], at_main["list_concurrent"]
+    counts = results["query_counts"]
+    plans = [
+        {
+            "name": name,
+            **{f"{k}_uses": plan_uses(entry[k]["plan"]) for k in ("page", "count")},
+            **{k: key_lines(entry[k]["plan"]) for k in ("page", "count")},
+        }
+        for name, entry in at_main["explain"].items()
     ]
-    eight_clients = [
-        row(key, fmt(conc[key]["rps"], 0), fmt(conc[key]["p50"], 2), fmt(conc[key]["p99"], 2))
-        for key in SERIES[:2]
-    ]
-    plan_text = [
-        PLAN.format(
-            name=name,
-            page_uses=plan_uses(entry["page"]["plan"]),
-            count_uses=plan_uses(entry["count"]["plan"]),
-            page="\n".join(key_lines(entry["page"]["plan"])),
-            count="\n".join(key_lines(entry["count"]["plan"])),
-        )
-        for name, entry in plans.items()
-    ]
-    return SECTION.format(
-        rows=f"{int(main):,}",
-        one_client="\n".join(one_client),
-        **{key: fmt(value, 2) for key, value in lst["ratio"].items() if key != "rps"},
-        eight_clients="\n".join(eight_clients),
-        rps=fmt(conc["ratio"]["rps"], 2),
-        list_queries="\n".join(
-            row(name, c["page_size_10"], c["page_size_50"])
-            for name, c in qc.items()
-            if "list" in name
+    return fill(
+        SECTION,
+        rows=int(main),
+        one_client=fill_rows(ONE_CLIENT, [{"name": k, **lst[k]} for k in SERIES]),
+        ratio=lst["ratio"],
+        eight_clients=fill_rows(
+            "| {name} | {rps:0} | {p50:2} | {p99:2} |", [{"name": k, **conc[k]} for k in SERIES[:2]]
         ),
-        write_queries="\n".join(row(n, c["queries"]) for n, c in qc.items() if "list" not in n),
-        plans="\n".join(plan_text),
-        in_process=fmt(ip["package"]["p50_ms"], 2),
-        no_filters=fmt(ip["package without filter backends"]["p50_ms"], 2),
-        in_process_baseline=fmt(ip["baseline"]["p50_ms"], 2),
+        rps=conc["ratio"]["rps"],
+        list_queries=fill_rows(
+            "| {name} | {page_size_10} | {page_size_50} |",
+            [{"name": n, **c} for n, c in counts.items() if "list" in n],
+        ),
+        write_queries=fill_rows(
+            "| {name} | {queries} |",
+            [{"name": n, **c} for n, c in counts.items() if "list" not in n],
+        ),
+        plans="\n".join(fill(PLAN, **plan) for plan in plans),
+        ip=results["in_process"],
     )
-
-
-def key_lines(plan: list[str]) -> list[str]:
-    return [line for line in plan if any(node in line for node in KEY_PLAN_NODES)]

@@ -22,18 +22,19 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+import loadgen
 import runner
-from runner import SERVERS, Context, Server, aggregate_rounds, env_float, env_int, fmt, verdict
+import wsclient
+from runner import SERVERS, Context, Server, fill, fill_rows, verdict
 
 NAME = "storm"
-SOCKETS = env_int("BENCH_STORM_SOCKETS", 400 if runner.QUICK else 2000)
-WINDOW_S = env_float("BENCH_STORM_WINDOW", 1.0)
-CLIENTS = env_int("BENCH_STORM_CLIENTS", 2)
-ROUNDS = env_int("BENCH_STORM_ROUNDS", runner.ROUNDS)
+SOCKETS = runner.env("BENCH_STORM_SOCKETS", 400 if runner.QUICK else 2000)
+WINDOW_S = runner.env("BENCH_STORM_WINDOW", 1.0)
+CLIENTS = runner.env("BENCH_STORM_CLIENTS", 2)
+ROUNDS = runner.env("BENCH_STORM_ROUNDS", runner.ROUNDS)
 OPEN_TIMEOUT_S = 30.0  # the client's; longer than the servers' own, so theirs show
 FRAME_TIMEOUT_S = 30.0
 LEAD_S = 2.0  # between handing the plan to the client processes and the first socket
-PATH = "/ws/api/invitation_to_auto_salon/"
 
 # The settings docs/websocket.md ("Reconnect storms") gives for storms; no access log (``-v
 # 0``), as the benchmark's uvicorn.
@@ -52,161 +53,121 @@ CONFIGS = [
 ]
 TARGETS = ("daphne", "uvicorn")
 KEYS = (
-    "connected",
-    "failed",
-    "all_connected_s",
-    "last_open_s",
-    "open_p50",
-    "open_p99",
-    "first_p50",
-    "first_p99",
-    "handshakes_per_s_per_process",
-    "server_cpu_ms_per_socket",
-    "start_lag_p99_ms",
-    "offered_s",
-    "client_cores",
-)
+    "connected", "failed", "all_connected_s", "last_open_s", "open_p50", "open_p99", "first_p50",
+    "first_p99", "handshakes_per_s_per_process", "server_cpu_ms_per_socket", "start_lag_p99_ms",
+    "offered_s", "client_cores",
+)  # fmt: skip
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    ctx.results["config"].update(
-        storm_sockets=SOCKETS,
-        storm_window_s=WINDOW_S,
-        storm_client_processes=CLIENTS,
-        storm_rounds=ROUNDS,
-    )
-    tokens, since = tokens_and_since(ctx)
-    out: dict[str, Any] = {}
-    raise_fd_limit()
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(CLIENTS, mp_context=spawn) as pool:
-        list(pool.map(_warm, range(CLIENTS)))  # the client processes import websockets now
-        for name, command, _settings in CONFIGS:
-            out[name] = ctx.phase(
-                f"storm, {name}",
-                lambda name=name, command=command: ctx.with_servers(
-                    f"-storm-{name.split(',')[0]}",
-                    {},
-                    lambda: measure(ctx, pool, tokens, since),
-                    command=command,
-                ),
-            )
-            runner.log(
-                f"storm {name}: {int(out[name]['connected'])} of {SOCKETS} connected, all after "
-                f"{out[name].get('all_connected_s')} s; failures {out[name]['failures']}"
-            )
-    return {"storm": out}
-
-
-def raise_fd_limit() -> None:
-    """Sockets are file descriptors: raise this process's limit (the servers and client
-    processes it starts inherit it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4 * SOCKETS + 1024
-    if soft < wanted:
-        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < SOCKETS + 256:
-        raise RuntimeError(f"the file-descriptor limit is too low for {SOCKETS} sockets")
-
-
-def tokens_and_since(ctx: Context) -> tuple[list[str], int]:
-    """A real simplejwt access token for each socket (distinct users while there are
-    enough; then users again, as a user with several tabs), and the newest event id."""
     from django.contrib.auth import get_user_model
     from rest_framework_simplejwt.tokens import AccessToken
 
     from salon_invitations import events
 
+    ctx.results["config"].update(
+        storm_sockets=SOCKETS, storm_window_s=WINDOW_S, storm_client_processes=CLIENTS,
+        storm_rounds=ROUNDS,
+    )  # fmt: skip
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < SOCKETS + 256:  # runner.run raised it
+        raise RuntimeError(f"the file-descriptor limit is too low for {SOCKETS} sockets")
+    # A real simplejwt access token for each socket (distinct users while there are enough;
+    # then users again, as a user with several tabs), and the newest event id.
     User = get_user_model()
     users = list(
         User.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True)[:SOCKETS]
     )
     per_user = {u: str(AccessToken.for_user(User(pk=u))) for u in users}
-    return [per_user[users[i % len(users)]] for i in range(SOCKETS)], events.newest_id()
+    tokens = [per_user[users[i % len(users)]] for i in range(SOCKETS)]
+    since = events.newest_id()
+    out: dict[str, Any] = {}
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(CLIENTS, mp_context=spawn) as pool:
+        list(pool.map(_warm, range(CLIENTS)))  # the client processes import websockets now
+        for name, command, _settings in CONFIGS:
+            tag = f"-storm-{name.split(',')[0]}"
+            out[name] = s = ctx.phase(
+                f"storm, {name}",
+                lambda c=command, t=tag: ctx.with_servers(
+                    t, {}, lambda: measure(ctx, pool, tokens, since), command=c
+                ),
+            )
+            runner.log(
+                f"storm {name}: {int(s['connected'])} of {SOCKETS} connected, all after "
+                f"{s.get('all_connected_s')} s; failures {s['failures']}"
+            )
+    return {"storm": out}
 
 
-def _warm(_index: int) -> int:
+def _warm(_index: int) -> None:
     import websockets  # noqa: F401
 
-    return 0
 
-
-def _client_process(
-    plan: list[tuple[int, float, str]], start_at: float
-) -> tuple[list[tuple[Any, ...]], float]:
+def _client_process(plan: list[tuple[int, float, str]], start_at: float) -> tuple[list, float]:
     """In a client process: run its share of the storm; the attempts and the CPU seconds it
     used."""
-    import wsclient
-
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     before = resource.getrusage(resource.RUSAGE_SELF)
     attempts = asyncio.run(
-        wsclient.storm(
-            plan,
-            start_at,
-            first_frame="resumed",
-            open_timeout=OPEN_TIMEOUT_S,
-            frame_timeout=FRAME_TIMEOUT_S,
-        )
+        wsclient.storm(plan, start_at, "resumed", OPEN_TIMEOUT_S, FRAME_TIMEOUT_S)
     )
     after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    rows = [(a.server, a.due, a.started, a.opened, a.first, a.outcome) for a in attempts]
-    return rows, cpu
+    return attempts, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def measure(ctx: Context, pool: ProcessPoolExecutor, tokens: list[str], since: int) -> dict:
-    servers = ctx.servers
-    urls = servers.ws_urls
+    servers = ctx.servers.servers
+    urls = ctx.servers.urls("ws")
     plan = [
-        (i % SERVERS, i * WINDOW_S / SOCKETS, f"{urls[i % SERVERS]}{PATH}?token={t}&since={since}")
+        (
+            i % SERVERS,
+            i * WINDOW_S / SOCKETS,
+            f"{urls[i % SERVERS]}{runner.WS_PATH}?token={t}&since={since}",
+        )
         for i, t in enumerate(tokens)
     ]
     # Socket i goes to server i % 2 and client process (i // 2) % CLIENTS.
     parts = [
         [p for i, p in enumerate(plan) if (i // SERVERS) % CLIENTS == c] for c in range(CLIENTS)
     ]
-    exceptions_before = servers.log_text().count("Exception in ASGI application")
+    exceptions_before = ctx.servers.log_text().count(runner.ASGI_ERROR)
     rounds = []
     for _round in range(ROUNDS):
-        if not servers.alive():
+        if not ctx.servers.alive():
             raise RuntimeError("a server process died; see bench/results/logs/")
-        cpu0 = [s.cpu_seconds() for s in servers.servers]
+        cpu0 = [s.cpu_seconds() for s in servers]
         start_at = time.monotonic() + LEAD_S
         futures = [pool.submit(_client_process, part, start_at) for part in parts]
-        outcomes = [f.result(timeout=LEAD_S + WINDOW_S + OPEN_TIMEOUT_S + FRAME_TIMEOUT_S + 60)
-                    for f in futures]  # fmt: skip
+        timeout = LEAD_S + WINDOW_S + OPEN_TIMEOUT_S + FRAME_TIMEOUT_S + 60
+        outcomes = [f.result(timeout=timeout) for f in futures]
         wall = time.monotonic() - start_at
-        server_cpu = [s.cpu_seconds() - c for s, c in zip(servers.servers, cpu0, strict=True)]
-        rows = [row for part_rows, _cpu in outcomes for row in part_rows]
-        rounds.append(round_stats(rows, server_cpu, sum(c for _r, c in outcomes) / wall))
+        server_cpu = [s.cpu_seconds() - c for s, c in zip(servers, cpu0, strict=True)]
+        attempts = [a for part, _cpu in outcomes for a in part]
+        rounds.append(round_stats(attempts, server_cpu, sum(c for _a, c in outcomes) / wall))
         time.sleep(2.0)  # the servers finish the disconnects
-    out = aggregate_rounds(rounds, KEYS)
+    out = runner.aggregate_rounds(rounds, KEYS)
     failures: Counter[str] = Counter()
     for r in rounds:
         failures.update(r["failure_reasons"])
     out["failures"] = dict(failures.most_common())
     out["connected_per_round"] = [r["connected"] for r in rounds]
     out["per_round"] = rounds
-    out["server_exceptions"] = (
-        servers.log_text().count("Exception in ASGI application") - exceptions_before
-    )
+    out["server_exceptions"] = ctx.servers.log_text().count(runner.ASGI_ERROR) - exceptions_before
     return out
 
 
-def round_stats(rows: list[tuple[Any, ...]], server_cpu: list[float], client_cores: float) -> dict:
-    import loadgen
-
-    ok = [r for r in rows if r[5] == "ok"]
-    failed = [r for r in rows if r[5] != "ok"]
+def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: float) -> dict:
+    ok = [a for a in attempts if a.outcome == "ok"]
+    failed = [a for a in attempts if a.outcome != "ok"]
     per_server = []
     for i in range(SERVERS):
-        mine = [r for r in ok if r[0] == i]
-        span = max((r[3] for r in mine), default=0.0) - min((r[2] for r in mine), default=0.0)
+        mine = [a for a in ok if a.server == i]
+        span = max((a.opened for a in mine), default=0.0) - min(
+            (a.started for a in mine), default=0.0
+        )
         per_server.append(
             {
                 "connected": len(mine),
@@ -215,14 +176,15 @@ def round_stats(rows: list[tuple[Any, ...]], server_cpu: list[float], client_cor
             }
         )
     rates = [s["handshakes_per_s"] for s in per_server if s["handshakes_per_s"]]
-    opened = loadgen.summary_ms([r[3] - r[2] for r in ok])
-    first = loadgen.summary_ms([r[4] - r[2] for r in ok])
-    lag = loadgen.summary_ms([max(0.0, r[2] - r[1]) for r in rows])
-    last_open = max((r[3] for r in ok), default=None)
+    opened = loadgen.summary_ms([a.opened - a.started for a in ok])
+    first = loadgen.summary_ms([a.first - a.started for a in ok])
+    lag = loadgen.summary_ms([max(0.0, a.started - a.due) for a in attempts])
+    last_open = max((a.opened for a in ok), default=None)
+    starts = [a.started for a in attempts]
     return {
         "connected": len(ok),
         "failed": len(failed),
-        "failure_reasons": dict(Counter(r[5] for r in failed)),
+        "failure_reasons": dict(Counter(a.outcome for a in failed)),
         "all_connected_s": round(last_open, 3) if not failed and last_open else None,
         "last_open_s": round(last_open, 3) if last_open is not None else None,
         "open_p50": opened.get("p50"),
@@ -233,7 +195,7 @@ def round_stats(rows: list[tuple[Any, ...]], server_cpu: list[float], client_cor
         "handshakes_per_s_per_process": round(sum(rates) / len(rates), 1) if rates else None,
         "server_cpu_ms_per_socket": round(sum(server_cpu) * 1000 / max(1, len(ok)), 3),
         "start_lag_p99_ms": lag.get("p99"),
-        "offered_s": round(max(r[2] for r in rows) - min(r[2] for r in rows), 3),
+        "offered_s": round(max(starts) - min(starts), 3),
         "client_cores": round(client_cores, 2),
     }
 
@@ -241,54 +203,71 @@ def round_stats(rows: list[tuple[Any, ...]], server_cpu: list[float], client_cor
 # The page -------------------------------------------------------------------------------------
 
 
-def _connected(s: dict[str, Any]) -> str:
+def connected(s: dict[str, Any]) -> str:
+    """The median connected count, and its range over the rounds if it varied."""
     low, high = s.get("connected_min"), s.get("connected_max")
-    text = f"{fmt(int(s['connected']))}"
-    if low is not None and low != high:
-        text += f" ({fmt(int(low))}–{fmt(int(high))})"
-    return text
+    spread = fill(" ({low:1}–{high:1})", low=int(low), high=int(high)) if low != high else ""
+    return fill("{n:1}", n=int(s["connected"])) + spread
 
 
-def _all_after(s: dict[str, Any], n: int) -> str:
+def all_after(s: dict[str, Any], n: int) -> str:
     """When the last socket connected, if every socket of every round did."""
-    if s.get("connected_min") != n:
-        return "–"
-    return f"{fmt(s.get('all_connected_s'), 2)} s"
+    return fill("{all_connected_s:2} s", **s) if s.get("connected_min") == n else "–"
+
+
+def storm_config(results: dict[str, Any]) -> dict[str, Any]:
+    cfg = results["config"]
+    return {
+        "n": cfg.get("storm_sockets", SOCKETS),
+        "window": cfg.get("storm_window_s", WINDOW_S),
+        "servers": cfg["servers"],
+        "clients": cfg.get("storm_client_processes", CLIENTS),
+        "rounds": cfg.get("storm_rounds", ROUNDS),
+    }
+
+
+SUMMARY = """\
+| 6 | reconnect storm, {name}: {n:1} sockets opening within {window:0} s over {servers} processes \
+connect | {n:1} of {n:1} | {connected} of {n:1} (median of {s[rounds]} rounds), all connected \
+after {all_after} | {ok} |
+| 6 | handshakes/s per process, {name} | – | {s[handshakes_per_s_per_process]:0} (101 p99 \
+{s[open_p99]:0} ms) | |"""
 
 
 def summary(results: dict[str, Any]) -> list[str]:
-    storm, cfg = results.get("storm"), results["config"]
+    storm = results.get("storm")
     if not storm:
         return []
-    n = cfg.get("storm_sockets", SOCKETS)
-    window = cfg.get("storm_window_s", WINDOW_S)
+    cfg = storm_config(results)
     rows = []
-    for name in TARGETS:
-        s = storm.get(name)
-        if not s:
-            continue
-        every_round = s.get("connected_min") == n
-        rows.append(
-            f"| 6 | reconnect storm, {name}: {fmt(n)} sockets opening within "
-            f"{fmt(window, 0)} s over {cfg['servers']} processes connect "
-            f"| {fmt(n)} of {fmt(n)} | {_connected(s)} of {fmt(n)} (median of "
-            f"{s['rounds']} rounds), all connected after {_all_after(s, n)} "
-            f"| {verdict(every_round)} |"
+    for name in (name for name in TARGETS if storm.get(name)):
+        s = storm[name]
+        ok = verdict(s.get("connected_min") == cfg["n"])
+        text = fill(
+            SUMMARY,
+            **cfg,
+            name=name,
+            s=s,
+            connected=connected(s),
+            all_after=all_after(s, cfg["n"]),
+            ok=ok,
         )
-        rows.append(
-            f"| 6 | handshakes/s per process, {name} | – "
-            f"| {fmt(s.get('handshakes_per_s_per_process'), 0)} (101 p99 "
-            f"{fmt(s.get('open_p99'), 0)} ms) | |"
-        )
+        rows += text.splitlines()
     return rows
 
 
 FINDING = """\
 **daphne's defaults drop a reconnect storm.** With its listen backlog of 50 and its 5 s
-   handshake timeout, {lost} of {n} sockets opening within {window} s did not connect
-   (median of {rounds} rounds; over all rounds: {reasons}). With a backlog of 4096 and
+   handshake timeout, {lost:1} of {n:1} sockets opening within {window:0} s did not connect
+   (median of {default[rounds]} rounds; over all rounds: {reasons}). With a backlog of 4096 and
    `--websocket_connect_timeout 30`, the settings the WebSocket page gives for reconnect
    storms, {connected} did."""
+
+
+def reasons(s: dict[str, Any]) -> str:
+    return "; ".join(
+        fill("{why}: {count:1}", why=why, count=count) for why, count in s["failures"].items()
+    )
 
 
 def findings(results: dict[str, Any]) -> list[str]:
@@ -296,24 +275,14 @@ def findings(results: dict[str, Any]) -> list[str]:
     default, tuned = storm.get("daphne, defaults"), storm.get("daphne")
     if not default or not tuned or not default.get("failed"):
         return []
-    n = results["config"].get("storm_sockets", SOCKETS)
-    reasons = "; ".join(f"{why}: {fmt(count)}" for why, count in default["failures"].items())
-    return [
-        FINDING.format(
-            lost=fmt(int(default["failed"])),
-            n=fmt(n),
-            window=fmt(results["config"].get("storm_window_s", WINDOW_S), 0),
-            rounds=default["rounds"],
-            reasons=reasons,
-            connected=_connected(tuned),
-        )
-    ]
+    failed = {"lost": int(default["failed"]), "default": default, "reasons": reasons(default)}
+    return [fill(FINDING, **storm_config(results), **failed, connected=connected(tuned))]
 
 
 SECTION = """\
 ## 6. Reconnect storm
 
-After a deploy every client reconnects at once. {n} sockets open evenly within {window} s,
+After a deploy every client reconnects at once. {n:1} sockets open evenly within {window:0} s,
 alternating between the {servers} server processes, from {clients} client processes; each has
 a real access token in the query string and `?since=` the newest event id, as the JavaScript
 client reconnects. A socket *connects* when the server's 101 arrives (the consumer accepted:
@@ -329,7 +298,7 @@ follows. Medians of {rounds} rounds (min–max of the connected count in bracket
 How it is measured: times are taken on one monotonic clock shared by the client processes;
 latencies run from the moment a client began its TCP connection. *Handshakes/s per process* is
 the sockets a process accepted divided by the time from its first connection attempt to its
-last 101; it cannot exceed the offered {offered} per process, so a process that keeps up shows
+last 101; it cannot exceed the offered {offered:0}/s per process, so a process that keeps up shows
 about that. *Server CPU per socket* is the two processes' CPU time during the round (connect,
 first frame, close) per connected socket. *Client start lag* is how late the clients began a
 socket against the plan: when it stays small the client processes offered the planned rate;
@@ -337,35 +306,31 @@ when it grows they could not, because the servers, PostgreSQL and Redis kept the
 busy (the clients' own CPU is the last figure, in cores). Everything shares the two cores, so a
 server with cores of its own connects a storm faster than these figures say.
 """
+ROW = (
+    "| {name}: {settings} | {connected} | {why} | {all_after} | {open_p50:0} / {open_p99:0} ms "
+    "| {first_p50:0} / {first_p99:0} ms | {handshakes_per_s_per_process:0} "
+    "| {server_cpu_ms_per_socket:2} ms | {start_lag_p99_ms:0} ms, {client_cores:2} |"
+)
 
 
 def render(results: dict[str, Any]) -> str:
-    storm, cfg = results.get("storm"), results["config"]
+    storm = results.get("storm")
     if not storm:
         return ""
-    n = cfg.get("storm_sockets", SOCKETS)
-    window = cfg.get("storm_window_s", WINDOW_S)
+    cfg = storm_config(results)
     rows = []
     for name, _command, settings in CONFIGS:
-        s = storm.get(name)
-        if not s:
-            continue
-        why = "; ".join(f"{reason}: {fmt(count)}" for reason, count in s["failures"].items())
-        rows.append(
-            f"| {name}: {settings} | {_connected(s)} | {why or '–'} "
-            f"| {_all_after(s, n)} "
-            f"| {fmt(s.get('open_p50'), 0)} / {fmt(s.get('open_p99'), 0)} ms "
-            f"| {fmt(s.get('first_p50'), 0)} / {fmt(s.get('first_p99'), 0)} ms "
-            f"| {fmt(s.get('handshakes_per_s_per_process'), 0)} "
-            f"| {fmt(s.get('server_cpu_ms_per_socket'), 2)} ms "
-            f"| {fmt(s.get('start_lag_p99_ms'), 0)} ms, {fmt(s.get('client_cores'), 2)} |"
-        )
-    return SECTION.format(
-        n=fmt(n),
-        window=fmt(window, 0),
-        servers=cfg["servers"],
-        clients=cfg.get("storm_client_processes", CLIENTS),
-        rounds=cfg.get("storm_rounds", ROUNDS),
-        rows="\n".join(rows),
-        offered=f"{fmt(n / window / cfg['servers'], 0)}/s",
-    )
+        if s := storm.get(name):
+            why, after = reasons(s) or "–", all_after(s, cfg["n"])
+            rows.append(
+                {
+                    **s,
+                    "name": name,
+                    "settings": settings,
+                    "connected": connected(s),
+                    "why": why,
+                    "all_after": after,
+                }
+            )
+    offered = cfg["n"] / cfg["window"] / cfg["servers"]
+    return fill(SECTION, **cfg, rows=fill_rows(ROW, rows), offered=offered)

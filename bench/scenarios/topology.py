@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import loadgen
 import runner
-from runner import SERVERS, TOPOLOGY_ROUNDS, Context, env_int, fmt, ratio, summarise
+from runner import SERVERS, Context, fill, fill_rows, ratio, summarise, verdict
 
 from scenarios import write
 
 NAME = "topology"
-TOPOLOGY_N = env_int("BENCH_TOPOLOGY_N", 120 if runner.QUICK else 600)  # per series and round
+TOPOLOGY_N = runner.env("BENCH_TOPOLOGY_N", 120 if runner.QUICK else 600)  # per series and round
 CLIENTS = 16
 PAGE = 20
 #: As the example project's Procfile: a worker per core, each running requests in 4 threads
@@ -39,9 +40,11 @@ PROCFILE_WEB = re.compile(r"^web: gunicorn configs\.wsgi:application ", re.MULTI
 
 def run(ctx: Context) -> dict[str, Any]:
     ctx.grow_to(runner.MAIN_SCALE)
-    ctx.results["config"].update(topology_requests=TOPOLOGY_N, topology_rounds=TOPOLOGY_ROUNDS)
+    ctx.results["config"].update(
+        topology_requests=TOPOLOGY_N, topology_rounds=runner.TOPOLOGY_ROUNDS
+    )
     rounds: dict[str, dict[str, list[dict[str, Any]]]] = {t: {} for t in TOPOLOGIES}
-    for r in range(TOPOLOGY_ROUNDS):
+    for r in range(runner.TOPOLOGY_ROUNDS):
         for topology in TOPOLOGIES[:: 1 if r % 2 == 0 else -1]:
             measured = ctx.phase(f"topology {topology} {r + 1}", lambda t=topology: under(ctx, t))
             for series, stats in measured.items():
@@ -53,13 +56,9 @@ def run(ctx: Context) -> dict[str, Any]:
         s: ratio(out["wsgi"][s].get("rps"), out["asgi"][s].get("rps")) for s in out["wsgi"]
     }
     for t in TOPOLOGIES:
-        lists = out[t]
-        out[t]["package_over_floor"] = ratio(
-            lists["floor"].get("rps"), lists["package list"].get("rps")
-        )
-        out[t]["package_over_baseline"] = ratio(
-            lists["baseline list"].get("rps"), lists["package list"].get("rps")
-        )
+        rps = {s: out[t][s].get("rps") for s in LISTS}
+        out[t]["package_over_floor"] = ratio(rps["floor"], rps["package list"])
+        out[t]["package_over_baseline"] = ratio(rps["baseline list"], rps["package list"])
     runner.log(f"topology: WSGI ÷ ASGI requests/s {out['wsgi_over_asgi']}")
     return {"topology": out}
 
@@ -72,17 +71,12 @@ def under(ctx: Context, topology: str) -> dict[str, dict[str, Any]]:
 
 
 def series(ctx: Context) -> dict[str, dict[str, Any]]:
-    import loadgen
-
     out = {}
     for name, path in LISTS.items():
-        user = ctx.layout.list_manager
-
-        def make(i: int, path: str = f"{path}?page_size={PAGE}", user: int = user) -> Any:
-            return loadgen.Req("GET", path, user)
-
-        result, stats = ctx.series(make, TOPOLOGY_N, CLIENTS, warm=8, deadline_s=60)
-        ctx.check(f"topology {name}", result, stats, deadline_ok=True)
+        request = loadgen.Req("GET", f"{path}?page_size={PAGE}", ctx.layout.list_manager)
+        stats = ctx.measured(
+            f"topology {name}", lambda i, r=request: r, TOPOLOGY_N, CLIENTS, warm=8, deadline_s=60
+        )
         out[name] = stats
     created = write.creates(ctx, 1)
     out["package create"], out["baseline create"] = created["package"], created["baseline"]
@@ -92,67 +86,70 @@ def series(ctx: Context) -> dict[str, dict[str, Any]]:
 # The page -------------------------------------------------------------------------------------
 
 
+SUMMARY = """\
+| 7 | HTTP under gunicorn (WSGI) ÷ under uvicorn (ASGI), requests/s, 16 clients \
+| production run = the faster | floor {ratios[floor]:2}×, package list {ratios[package list]:2}×, \
+package create {ratios[package create]:2}×; the example's `Procfile` serves HTTP by {served_by} \
+| {procfile_ok} |
+| 1 | list, package ÷ raw-Django floor, time per request (requests/s inverted), gunicorn / uvicorn \
+| – | {wsgi[package_over_floor]:2}× / {asgi[package_over_floor]:2}× | |
+| 1 | list, package ÷ plain DRF, the same | ≤ 1.0 under the production run's gunicorn \
+| {wsgi[package_over_baseline]:2}× / {asgi[package_over_baseline]:2}× | {baseline_ok} |"""
+FINDING = """\
+**HTTP is {verb} under gunicorn than under uvicorn on the same two cores**: {r[floor]:2}× the \
+requests/s for the raw-Django floor, {r[package list]:2}× for the package's list and \
+{r[package create]:2}× for its create. Under an ASGI server Django runs the synchronous views of \
+a process one at a time, in one thread, handed over through asgiref; gunicorn's workers run them \
+directly, in 4 threads each. A create under gunicorn sends its event through one long-lived \
+event loop per process: with asgiref's `async_to_sync` each send started an event loop and a \
+Redis connection of its own, and the create was the slower one (0.78× in an earlier run of this \
+page). The load generator is Python and shares the two cores, so the margins are smaller than a \
+C client would show. The example project's production run (`Procfile`, `make serve`) serves \
+HTTP by gunicorn and only the WebSockets by an ASGI server; the events cross from one to the \
+other through the Redis channel layer."""
+
+
+def wsgi_faster(top: dict[str, Any]) -> bool:
+    """The package's own traffic decides which topology is the faster."""
+    return all((top["wsgi_over_asgi"].get(s) or 0) > 1 for s in ("package list", "package create"))
+
+
 def summary(results: dict[str, Any]) -> list[str]:
     top = results.get("topology")
     if not top:
         return []
-    wsgi, asgi, ratios = top["wsgi"], top["asgi"], top["wsgi_over_asgi"]
-    # The package's own traffic decides which topology is the faster.
-    wsgi_faster = all((ratios.get(s) or 0) > 1 for s in ("package list", "package create"))
     served_by_wsgi = PROCFILE_WEB.search(PROCFILE.read_text()) is not None
-    return [
-        "| 7 | HTTP under gunicorn (WSGI) ÷ under uvicorn (ASGI), requests/s, 16 clients "
-        "| production run = the faster "
-        f"| floor {fmt(ratios.get('floor'), 2)}×, package list "
-        f"{fmt(ratios.get('package list'), 2)}×, package create "
-        f"{fmt(ratios.get('package create'), 2)}×; the example's `Procfile` serves HTTP by "
-        f"{'gunicorn (WSGI)' if served_by_wsgi else 'an ASGI server'} "
-        f"| {runner.verdict(served_by_wsgi == wsgi_faster)} |",
-        "| 1 | list, package ÷ raw-Django floor, time per request (requests/s inverted), "
-        "gunicorn / uvicorn | – "
-        f"| {fmt(wsgi.get('package_over_floor'), 2)}× / {fmt(asgi.get('package_over_floor'), 2)}× "
-        "| |",
-        "| 1 | list, package ÷ plain DRF, the same | ≤ 1.0 under the production run's gunicorn "
-        f"| {fmt(wsgi.get('package_over_baseline'), 2)}× / "
-        f"{fmt(asgi.get('package_over_baseline'), 2)}× "
-        f"| {runner.verdict((wsgi.get('package_over_baseline') or 9) <= 1.0)} |",
-    ]
+    text = fill(
+        SUMMARY,
+        ratios=top["wsgi_over_asgi"],
+        wsgi=top["wsgi"],
+        asgi=top["asgi"],
+        served_by="gunicorn (WSGI)" if served_by_wsgi else "an ASGI server",
+        procfile_ok=verdict(served_by_wsgi == wsgi_faster(top)),
+        baseline_ok=verdict((top["wsgi"].get("package_over_baseline") or 9) <= 1.0),
+    )
+    return text.splitlines()
 
 
 def findings(results: dict[str, Any]) -> list[str]:
     top = results.get("topology")
     if not top:
         return []
-    r = top["wsgi_over_asgi"]
-    faster = all((r.get(s) or 0) > 1 for s in ("package list", "package create"))
-    verb = "faster" if faster else "not faster"
     return [
-        f"**HTTP is {verb} under gunicorn than under uvicorn on the same two cores**: "
-        f"{fmt(r.get('floor'), 2)}× the requests/s for the raw-Django floor, "
-        f"{fmt(r.get('package list'), 2)}× for the package's list and "
-        f"{fmt(r.get('package create'), 2)}× for its create. Under an ASGI server Django runs "
-        "the synchronous views of a process one at a time, in one thread, handed over through "
-        "asgiref; gunicorn's workers run them directly, in 4 threads each. A create under "
-        "gunicorn sends its event through one long-lived event loop per process: with "
-        "asgiref's `async_to_sync` each send started an event loop and a Redis connection of "
-        "its own, and the create was the slower one (0.78× in an earlier run of this page). "
-        "The load generator is Python and shares the two cores, so the margins are smaller "
-        "than a C client would show. The example project's production run (`Procfile`, "
-        "`make serve`) serves HTTP by gunicorn and only the WebSockets by an ASGI server; the "
-        "events cross from one to the other through the Redis channel layer."
+        fill(FINDING, verb="faster" if wsgi_faster(top) else "not faster", r=top["wsgi_over_asgi"])
     ]
 
 
 SECTION = """\
 ## 7. Topology: HTTP under WSGI or ASGI
 
-The same project, settings and data served two ways, one after the other, {rounds} rounds \
-alternating which goes first: **WSGI** is `gunicorn benchproject.wsgi:application` with \
-{servers} workers of {threads} threads each (`--threads`: gunicorn's `gthread` workers), \
-**ASGI** is {servers} `uvicorn benchproject.asgi:application` processes (as everywhere else \
+The same project, settings and data served two ways, one after the other, {cfg[topology_rounds]} \
+rounds alternating which goes first: **WSGI** is `gunicorn benchproject.wsgi:application` with \
+{cfg[servers]} workers of {threads} threads each (`--threads`: gunicorn's `gthread` workers), \
+**ASGI** is {cfg[servers]} `uvicorn benchproject.asgi:application` processes (as everywhere else \
 on this page). {clients} closed-loop clients; lists are a \
-manager's page of {page} ({n} requests per series and round); creates as in section 2. \
-The **floor** is the plain-DRF baseline's list written in plain Django \
+manager's page of {page} ({cfg[topology_requests]} requests per series and round); creates as in \
+section 2. The **floor** is the plain-DRF baseline's list written in plain Django \
 (`bench/baseline/floor.py`: the same user lookup, rows and order, a `values()` page and a \
 count, `JsonResponse`): what a list costs without any library layer.
 
@@ -160,36 +157,26 @@ count, `JsonResponse`): what a list costs without any library layer.
 |--------|---:|---:|---:|---:|---:|---:|
 {rows}
 
-Package ÷ floor (time per request, from requests/s): {floor_wsgi}× under WSGI, {floor_asgi}× \
-under ASGI; package ÷ plain DRF: {base_wsgi}× / {base_asgi}×.
+Package ÷ floor (time per request, from requests/s): {wsgi[package_over_floor]:2}× under WSGI, \
+{asgi[package_over_floor]:2}× under ASGI; package ÷ plain DRF: {wsgi[package_over_baseline]:2}× / \
+{asgi[package_over_baseline]:2}×.
 """
+ROW = (
+    "| {name} | {wsgi[rps]:0} | {asgi[rps]:0} | {ratio:2}× | {wsgi[p50]:1} / {wsgi[p99]:1} "
+    "| {asgi[p50]:1} / {asgi[p99]:1} | {wsgi[cpu_ms_per_request]:2} / "
+    "{asgi[cpu_ms_per_request]:2} |"
+)
 
 
 def render(results: dict[str, Any]) -> str:
     top = results.get("topology")
     if not top:
         return ""
-    cfg = results["config"]
-    wsgi, asgi = top["wsgi"], top["asgi"]
     rows = [
-        f"| {name} | {fmt(wsgi[name].get('rps'), 0)} | {fmt(asgi[name].get('rps'), 0)} "
-        f"| {fmt(top['wsgi_over_asgi'].get(name), 2)}× "
-        f"| {fmt(wsgi[name].get('p50'))} / {fmt(wsgi[name].get('p99'))} "
-        f"| {fmt(asgi[name].get('p50'))} / {fmt(asgi[name].get('p99'))} "
-        f"| {fmt(wsgi[name].get('cpu_ms_per_request'), 2)} / "
-        f"{fmt(asgi[name].get('cpu_ms_per_request'), 2)} |"
-        for name in top["wsgi_over_asgi"]
+        {"name": name, "wsgi": top["wsgi"][name], "asgi": top["asgi"][name], "ratio": ratio}
+        for name, ratio in top["wsgi_over_asgi"].items()
     ]
-    return SECTION.format(
-        rounds=cfg.get("topology_rounds", "–"),
-        servers=cfg["servers"],
-        threads=THREADS,
-        clients=CLIENTS,
-        page=PAGE,
-        n=cfg.get("topology_requests", "–"),
-        rows="\n".join(rows),
-        floor_wsgi=fmt(wsgi.get("package_over_floor"), 2),
-        floor_asgi=fmt(asgi.get("package_over_floor"), 2),
-        base_wsgi=fmt(wsgi.get("package_over_baseline"), 2),
-        base_asgi=fmt(asgi.get("package_over_baseline"), 2),
-    )
+    return fill(
+        SECTION, cfg=results["config"], threads=THREADS, clients=CLIENTS, page=PAGE,
+        rows=fill_rows(ROW, rows), wsgi=top["wsgi"], asgi=top["asgi"],
+    )  # fmt: skip
