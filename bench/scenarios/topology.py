@@ -96,9 +96,9 @@ package create {ratios[package create]:2}×; the example's `Procfile` serves HTT
 | 1 | list, package ÷ plain DRF, the same | ≤ 1.0 under the production run's gunicorn \
 | {wsgi[package_over_baseline]:2}× / {asgi[package_over_baseline]:2}× | {baseline_ok} |"""
 FINDING = """\
-**HTTP is {verb} under gunicorn than under uvicorn on the same two cores**: {r[floor]:2}× the \
-requests/s for the raw-Django floor, {r[package list]:2}× for the package's list and \
-{r[package create]:2}× for its create. Under an ASGI server Django runs the synchronous views of \
+**The package's HTTP is {verb} under gunicorn than under uvicorn on the same two cores**: \
+{r[package list]:2}× the requests/s for its list and {r[package create]:2}× for its create (the \
+raw-Django floor: {r[floor]:2}×). Under an ASGI server Django runs the synchronous views of \
 a process one at a time, in one thread, handed over through asgiref; gunicorn's workers run them \
 directly, in 4 threads each. A create under gunicorn sends its event through one long-lived \
 event loop per process: with asgiref's `async_to_sync` each send started an event loop and a \
