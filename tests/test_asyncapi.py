@@ -203,7 +203,7 @@ def test_the_documented_close_codes_are_the_codes_the_package_closes_with():
         for close in (close_user_sockets, close_session_sockets)
     }
     closes_with = {CLOSE_UNAUTHENTICATED, CLOSE_TRY_AGAIN, *defaults}
-    assert close_codes() == closes_with == {4401, 1013}
+    assert close_codes() == closes_with == {4401, 4503}
 
 
 # Its validators refuse what it does not describe ------------------------------------------------

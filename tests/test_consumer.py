@@ -332,6 +332,16 @@ async def test_a_repeated_token_parameter_means_its_last_value(cast, order):
         await communicator.disconnect()
 
 
+@pytest.mark.parametrize("query", ["?token=", "?token", "?token={good}&token="])
+async def test_an_empty_token_is_refused_even_beside_a_valid_session(cast, query):
+    # As the bearer subprotocol with no token is: a URL that gives a token never falls back
+    # to the session's user.
+    good = await database_sync_to_async(token_for)(cast.requester)
+    cookie = await session_cookie(cast.requester)
+    path = INVITATIONS + query.format(good=good)
+    await assert_refused(WebsocketCommunicator(application, path, headers=[(b"cookie", cookie)]))
+
+
 async def test_invalid_token_wins_over_a_valid_session(cast):
     cookie = await session_cookie(cast.requester)
     communicator = WebsocketCommunicator(
@@ -585,7 +595,7 @@ async def test_a_channel_layer_that_fails_the_join_gets_a_retry_then_a_close_to_
     cast, monkeypatch, failures
 ):
     """A connection the layer's server dropped fails one join and is retried; a layer that
-    keeps failing gets the socket closed with 1013 (try again later), never an HTTP 500."""
+    keeps failing gets the socket closed with 4503 (try again later), never an HTTP 500."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     layer = get_channel_layer()
@@ -609,7 +619,7 @@ async def test_a_channel_layer_that_fails_the_join_gets_a_retry_then_a_close_to_
         if failures == 2:
             assert await communicator.receive_output(timeout=2) == {
                 "type": "websocket.close",
-                "code": 1013,
+                "code": 4503,
             }
         else:
             await hears_a_request_created(communicator, cast)

@@ -68,8 +68,12 @@ from salon_invitations.policies import get_policy
 logger = logging.getLogger("salon_invitations")
 
 CLOSE_UNAUTHENTICATED = 4401
-#: The server could not subscribe the socket (its channel layer did not answer): reconnect.
-CLOSE_TRY_AGAIN = 1013
+#: The server could not subscribe the socket (its channel layer did not answer): reconnect
+#: later. In the application range: daphne (autobahn) cannot send 1013, *try again later*.
+CLOSE_TRY_AGAIN = 4503
+#: Seconds a new socket waits to join its groups; below the handshake timeouts the WebSocket
+#: page recommends (30 s), so a stalled Redis gets the socket a 4503, not a dropped handshake.
+JOIN_TIMEOUT = 10.0
 #: How much earlier than the resumed-from event an event may have been written and still have
 #: its frame arrive after it (see ``SalonEventsConsumer._missed``).
 OVERTAKING = timedelta(minutes=5)
@@ -117,8 +121,7 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         if SCOPE_EXPIRY_KEY not in self.scope and session_key:
             groups.append(session_group(session_key))  # by its cookie: closed at logout
         try:
-            for group in groups:
-                await self._join(group)
+            await asyncio.wait_for(self._join_all(groups), JOIN_TIMEOUT)
         except Exception as exc:
             # The channel layer is down: a close the client retries, not an HTTP 500.
             logger.warning("WebSocket refused: the channel layer did not answer (%r)", exc)
@@ -130,6 +133,10 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         since = query_param(self.scope, "since")  # "" (blank) is an error, not silence
         if since is not None:
             await self.resume(since)
+
+    async def _join_all(self, groups: list[str]) -> None:
+        for group in groups:
+            await self._join(group)
 
     async def _join(self, group: str) -> None:
         await retrying_dropped_connection(

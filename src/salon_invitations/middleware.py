@@ -45,7 +45,8 @@ def token_from_scope(scope: dict[str, Any]) -> str | None:
         index = subprotocols.index("bearer")
         if index + 1 < len(subprotocols):
             return subprotocols[index + 1]
-    return query_param(scope, "token") or None
+    # A ``token`` given empty is a token, and refused: never the session's user instead.
+    return query_param(scope, "token")
 
 
 def query_param(scope: dict[str, Any], name: str) -> str | None:
