@@ -24,6 +24,7 @@ from django.http import HttpRequest
 from rest_framework_simplejwt.tokens import AccessToken
 
 from salon_invitations import services
+from salon_invitations.consumer import SalonEventsConsumer
 from salon_invitations.exceptions import Conflict
 from salon_invitations.models import Invitation
 from salon_invitations.policies import get_policy
@@ -171,21 +172,41 @@ async def test_logging_out_closes_the_sockets_that_session_opened(requester):
     by_session = [await connect_with_cookie(cookie) for cookie in cookies]
     by_token = await connect_with(str(AccessToken.for_user(requester)))
 
-    def log_out(cookie: bytes) -> None:
-        request = HttpRequest()
-        request.session = import_module(settings.SESSION_ENGINE).SessionStore(
-            cookie.decode().split("=", 1)[1]
-        )
-        request.user = requester
-        logout(request)
-
-    await database_sync_to_async(log_out)(cookies[0])
+    await database_sync_to_async(log_out_session)(requester, cookies[0])
     await assert_closed(by_session[0], timeout=1)
     for socket in (by_session[1], by_token):  # the other browser's, and the token's
         await ping(socket)
         await socket.disconnect()
     refused = WebsocketCommunicator(application, INVITATIONS, headers=[(b"cookie", cookies[0])])
     await assert_refused(refused)  # the session is gone
+
+
+@pytest.mark.asyncio
+async def test_logging_out_while_the_socket_joins_its_groups_closes_it(requester, monkeypatch):
+    """The logout's close goes to the session's group before the socket is in it; the socket
+    reads its session again once it has joined."""
+    cookie = await session_cookie(requester)
+    join_all = SalonEventsConsumer._join_all
+
+    async def logged_out_meanwhile(consumer, groups):
+        await database_sync_to_async(log_out_session)(requester, cookie)
+        await join_all(consumer, groups)
+
+    monkeypatch.setattr(SalonEventsConsumer, "_join_all", logged_out_meanwhile)
+    communicator = WebsocketCommunicator(application, INVITATIONS, headers=[(b"cookie", cookie)])
+    connected, _ = await communicator.connect()
+    assert connected is True  # accepted, so that the client sees why it is closed
+    await assert_closed(communicator, timeout=2)
+
+
+def log_out_session(user: Any, cookie: bytes) -> None:
+    """Django's ``logout()`` for the session of the ``Cookie`` header ``cookie``."""
+    request = HttpRequest()
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(
+        cookie.decode().split("=", 1)[1]
+    )
+    request.user = user
+    logout(request)
 
 
 async def connect_with_cookie(cookie: bytes) -> WebsocketCommunicator:

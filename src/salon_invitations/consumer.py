@@ -118,7 +118,8 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         groups = [group_name(self.stream, user.pk)]
         session = self.scope.get("session")
         session_key = getattr(session, "session_key", None)
-        if SCOPE_EXPIRY_KEY not in self.scope and session_key:
+        by_session = SCOPE_EXPIRY_KEY not in self.scope and bool(session_key)
+        if by_session:
             groups.append(session_group(session_key))  # by its cookie: closed at logout
         try:
             await asyncio.wait_for(self._join_all(groups), JOIN_TIMEOUT)
@@ -129,6 +130,11 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_TRY_AGAIN)
             return
         await self.accept(subprotocol)
+        if by_session and not await database_read(_signs_in)(session_key, user.pk):
+            # Logged out while the socket was joining: the close went to a group it was not
+            # in yet.
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         self._close_at(self.scope.get(SCOPE_EXPIRY_KEY))
         since = query_param(self.scope, "since")  # "" (blank) is an error, not silence
         if since is not None:
@@ -293,3 +299,14 @@ def _event_id(value: Any) -> int | None:
 
 
 InvitationConsumer = SalonEventsConsumer
+
+
+def _signs_in(session_key: str, user_pk: Any) -> bool:
+    """Whether the session ``session_key`` still signs ``user_pk`` in (read anew)."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import SESSION_KEY
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return str(store.load().get(SESSION_KEY)) == str(user_pk)
