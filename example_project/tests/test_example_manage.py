@@ -286,3 +286,21 @@ def test_while_redis_does_not_answer_the_api_answers_503_within_a_second() -> No
     assert (status, retry_after) == (503, "5")
     assert body["code"] == "service_unavailable" and "Try again" in body["detail"]
     assert cache_options == {"socket_timeout": 1, "socket_connect_timeout": 1}
+
+
+PAGE_ANSWER_WITHOUT_REDIS = (
+    "import json; from unittest import mock; from django.test import RequestFactory; "
+    "from redis.exceptions import TimeoutError; from apps.invites import views; "
+    "stalled = mock.patch.object(views.PageThrottle, 'allow_request', "
+    "side_effect=TimeoutError('Timeout reading from socket')); "
+    "stalled.start(); print(json.dumps(views.throttled(RequestFactory().post('/login'), 'auth')))"
+)
+
+
+def test_while_redis_does_not_answer_the_log_in_pages_answer_503() -> None:
+    """The pages that log people in (the dashboard's, the invite page's) count their posts in
+    the same cache: a 503 with Retry-After too, not a 500."""
+    env = project_env(REDIS_URL="redis://redis.example.com:6379/3")
+    result = manage("shell", "-c", PAGE_ANSWER_WITHOUT_REDIS, env=env).ok()
+    message, wait, status = json.loads(result.stdout.splitlines()[-1])
+    assert (status, wait) == (503, 5) and "Try again" in message

@@ -128,9 +128,8 @@ def log_in(request: HttpRequest) -> HttpResponse:
     form = LogInForm(request, data=request.POST)
     refused = throttled(request, "auth")
     if refused is not None:
-        message, wait = refused
-        response = _log_in_page(request, form, error=message, status=429)
-        response["Retry-After"] = str(wait)
+        response = _log_in_page(request, form, error=refused.message, status=refused.status)
+        response["Retry-After"] = str(refused.wait)
         return response
     if not form.is_valid():
         return _log_in_page(request, form, status=400)

@@ -9,8 +9,9 @@ matching status (403, 404, 409); an unusable link, whatever the reason, is the s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth import login, logout
 from django.http import HttpRequest, HttpResponse
@@ -18,14 +19,18 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
+from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
 from apps.invites import joining
 from apps.invites.forms import LogInForm, SignUpForm
+from configs.exceptions import RETRY_AFTER_SECONDS, ServiceUnavailable
 from salon_invitations import services
 from salon_invitations.exceptions import Conflict, Gone
 from salon_invitations.models import Invitation
 from salon_invitations.policies import get_policy
+
+logger = logging.getLogger("configs")
 
 Handler = Callable[[HttpRequest, Invitation], HttpResponse]
 
@@ -44,26 +49,39 @@ class PageThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-def throttled(request: HttpRequest, scope: str) -> tuple[str, int] | None:
-    """``None`` if ``request`` is within ``scope``'s rate, else the message for the page and
-    the seconds to wait (for ``Retry-After``). Shared by the pages that log people in."""
+class Refusal(NamedTuple):
+    """Why a page refuses a post: the message, the seconds to wait (``Retry-After``), the
+    status."""
+
+    message: str
+    wait: int
+    status: int
+
+
+def throttled(request: HttpRequest, scope: str) -> Refusal | None:
+    """``None`` if ``request`` is within ``scope``'s rate, else the refusal: 429, or 503 while
+    the throttle's cache (Redis) does not answer. Shared by the pages that log people in."""
     throttle = PageThrottle(scope)
-    if throttle.allow_request(request, None):
+    try:
+        allowed = throttle.allow_request(request, None)
+    except RedisError as exc:  # fail closed, as the API does (configs.exceptions)
+        logger.warning("Redis did not answer (%r): 503", exc)
+        return Refusal(str(ServiceUnavailable.default_detail), RETRY_AFTER_SECONDS, 503)
+    if allowed:
         return None
     wait = max(1, round(throttle.wait() or 1))
     message = _("Too many attempts from your network. Try again in %(seconds)d seconds.") % {
         "seconds": wait
     }
-    return message, wait
+    return Refusal(message, wait, 429)
 
 
 def _throttled(request: HttpRequest, invitation: Invitation, scope: str) -> HttpResponse | None:
     refused = throttled(request, scope)
     if refused is None:
         return None
-    message, wait = refused
-    response = _show(request, invitation, error=message, status=429)
-    response["Retry-After"] = str(wait)
+    response = _show(request, invitation, error=refused.message, status=refused.status)
+    response["Retry-After"] = str(refused.wait)
     return response
 
 
