@@ -269,6 +269,9 @@ def _deleted_user(user: Any) -> str:
     return token
 
 
+ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
 def _forged(name: str = "", **claims: Any) -> Callable[[Any], str]:
     """A token signed with the project's key (only its holder can make one) whose claims are
     not what they must be; a claim given as a function is computed from the user."""
@@ -295,6 +298,10 @@ BAD_TOKENS = [
     # Values the database would take for the user's own id.
     _forged("float_id", user_id=lambda user: user.pk + 0.5),
     _forged("true_id", user_id=lambda user: True),
+    _forged("padded_id", user_id=lambda user: f" {user.pk}"),
+    _forged("zero_led_id", user_id=lambda user: f"0{user.pk}"),
+    _forged("arabic_digits_id", user_id=lambda user: str(user.pk).translate(ARABIC_DIGITS)),
+    _forged("exponent_id", user_id=lambda user: f"{user.pk}e0"),
     _forged(exp=1e20),
     _forged(exp=1e300),
 ]

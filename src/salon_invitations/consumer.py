@@ -117,7 +117,7 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         # Join before reading the log, so nothing committed in between is missed.
         groups = [group_name(self.stream, user.pk)]
         session = self.scope.get("session")
-        session_key = getattr(session, "session_key", None)
+        session_key: str = getattr(session, "session_key", None) or ""
         by_session = SCOPE_EXPIRY_KEY not in self.scope and bool(session_key)
         if by_session:
             groups.append(session_group(session_key))  # by its cookie: closed at logout

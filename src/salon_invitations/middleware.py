@@ -119,6 +119,7 @@ class _UserLookup:
         else:
             self.objects = self.user_model._default_manager.all()
         self.DoesNotExist = self.user_model.DoesNotExist
+        self._meta = self.user_model._meta
 
 
 def authenticate_token(raw: str) -> tuple[Any, float | None]:
@@ -129,9 +130,10 @@ def authenticate_token(raw: str) -> tuple[Any, float | None]:
     through :func:`database_read` (or ``database_sync_to_async``) from async code.
     """
     from rest_framework.exceptions import AuthenticationFailed
-    from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
     from rest_framework_simplejwt.settings import api_settings
+
+    from salon_invitations.authentication import JWTAuthentication
 
     auth = JWTAuthentication()
     try:
@@ -142,13 +144,10 @@ def authenticate_token(raw: str) -> tuple[Any, float | None]:
         return AnonymousUser(), None
     try:
         token = auth.get_validated_token(encoded)
-        user_id = token.get(api_settings.USER_ID_CLAIM)
-        if isinstance(user_id, bool) or not isinstance(user_id, (int, str)):
-            # The database would take 1.5 or true for the user 1.
-            raise TypeError(f"the {api_settings.USER_ID_CLAIM} claim is not an id")
         lookup = _UserLookup(token.get(api_settings.JTI_CLAIM))
-        # simplejwt's own checks (no such user, inactive, password changed) on that one row:
-        # get_user reads ``self.user_model.objects`` and ``self.user_model.DoesNotExist``.
+        # The claim's form, then simplejwt's own checks (no such user, inactive, password
+        # changed) on that one row: get_user reads ``self.user_model`` (``_meta``,
+        # ``objects``, ``DoesNotExist``).
         auth.user_model = cast(Any, lookup)
         user = auth.get_user(token)
         if lookup.blacklist_checked and getattr(user, lookup.BLACKLISTED):
