@@ -46,3 +46,15 @@ class JWTAuthentication(SimpleJWTAuthentication):
         if not is_user_id(self.user_model, claim):
             raise InvalidToken(f"The {api_settings.USER_ID_CLAIM} claim is not a user id.")
         return super().get_user(validated_token)
+
+
+try:
+    from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+except ImportError:  # pragma: no cover - drf-spectacular is optional
+    pass
+else:
+
+    class JWTAuthenticationScheme(SimpleJWTScheme):
+        """drf-spectacular describes this class as it does simplejwt's (``jwtAuth``)."""
+
+        target_class = "salon_invitations.authentication.JWTAuthentication"
