@@ -632,3 +632,40 @@ async def test_a_channel_layer_that_fails_the_join_gets_a_retry_then_a_close_to_
             await hears_a_request_created(communicator, cast)
     finally:
         await communicator.disconnect()
+
+
+@pytest.mark.parametrize("gone", ["OSError", "autobahn"])
+async def test_a_client_gone_before_a_frame_is_sent_ends_the_socket_without_an_error(cast, gone):
+    """A client that closes while its connect-time replay is being sent: the server raises on
+    the send (uvicorn an OSError, daphne autobahn's Disconnected). The frame is dropped, the
+    client's disconnect still leaves the groups, and the consumer ends without an exception
+    (which daphne would log as a traceback)."""
+    from autobahn.exception import Disconnected
+
+    await database_sync_to_async(services.create_invitation)(
+        user=cast.requester, salon=cast.salon, role="mechanic"
+    )
+    error = OSError("client gone") if gone == "OSError" else Disconnected("closed protocol")
+    group = group_name("invitation", cast.requester.pk)
+    before = await group_members(group)
+    token = await database_sync_to_async(token_for)(cast.requester)
+    scope = WebsocketCommunicator(application, f"{INVITATIONS}?token={token}&since=0").scope
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    received: list[dict[str, Any]] = []
+    accepted = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.accept":
+            accepted.set()
+        elif message["type"] == "websocket.send":
+            raise error
+        received.append(message)
+
+    await inbox.put({"type": "websocket.connect"})
+    consumer = asyncio.create_task(application(scope, inbox.get, send))
+    await asyncio.wait_for(accepted.wait(), 5)
+    await inbox.put({"type": "websocket.disconnect", "code": 1006})
+    await asyncio.wait_for(consumer, 5)  # re-raises what ended the consumer
+
+    assert received == [{"type": "websocket.accept", "subprotocol": None}]
+    assert await group_members(group) == before

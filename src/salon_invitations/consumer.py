@@ -67,6 +67,14 @@ from salon_invitations.policies import get_policy
 
 logger = logging.getLogger("salon_invitations")
 
+try:
+    from autobahn.exception import Disconnected as _AutobahnDisconnected
+except ImportError:  # pragma: no cover - daphne (and so autobahn) is not installed
+    #: What an ASGI server raises on a send to a client that has gone (ASGI: an ``OSError``).
+    CLIENT_GONE: tuple[type[BaseException], ...] = (OSError,)
+else:
+    CLIENT_GONE = (OSError, _AutobahnDisconnected)  # daphne lets autobahn's through
+
 CLOSE_UNAUTHENTICATED = 4401
 #: The server could not subscribe the socket (its channel layer did not answer): reconnect
 #: later. In the application range: daphne (autobahn) cannot send 1013, *try again later*.
@@ -105,6 +113,25 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' consumer, except that a message for a client that has just gone is
+        dropped.
+
+        The server raises on such a send (daphne autobahn's ``Disconnected``, others an
+        ``OSError``) while the client's ``websocket.disconnect`` still waits behind the
+        handler that sends; that message leaves the groups and ends the consumer. Without
+        this, a client closing during its replay ended the consumer with a traceback and left
+        its groups joined.
+        """
+
+        async def send_unless_gone(message: dict[str, Any]) -> None:
+            try:
+                await send(message)
+            except CLIENT_GONE as exc:
+                logger.debug("WebSocket message dropped: the client has gone (%r)", exc)
+
+        await super().__call__(scope, receive, send_unless_gone)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
