@@ -32,9 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import platform
+import re
 import resource
 import signal
 import socket
@@ -804,6 +806,15 @@ class _PageFormatter(string.Formatter):
 
 
 _PAGE = _PageFormatter()
+
+
+@functools.cache
+def templates(name: str) -> dict[str, str]:
+    """Scenario ``name``'s page templates: ``bench/templates/<name>.md``, a block per
+    ``<!-- KEY -->`` line (each without its trailing blank lines), filled with ``fill``."""
+    text = (BENCH_DIR / "templates" / f"{name}.md").read_text()
+    parts = re.split(r"^<!-- ([A-Z0-9_]+) -->\n", text, flags=re.MULTILINE)
+    return {key: block.rstrip("\n") for key, block in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 def fill(template: str, /, **values: Any) -> str:

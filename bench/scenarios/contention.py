@@ -102,29 +102,7 @@ def one_round(ctx: Context, salon: int, contenders: list[int]) -> dict[str, Any]
 
 # The page -------------------------------------------------------------------------------------
 
-SUMMARY = """\
-| 3 | 50 concurrent approvals for one single-holder role \
-| 1 approved, 49 `role_taken`, no 5xx, no deadlock \
-| {every} round of {count}; {deadlocks[pg_stat_database]} deadlocks; wall {wall_ms_median:0} ms \
-| {ok} |"""
-SECTION = """\
-## 3. Contention: 50 approvals racing for one single-holder role
-
-Fifty users ask for `seller` (one holder) in one salon; the owner's 50 approvals are
-sent at once over 50 open connections. A fresh salon in each round.
-
-| round | responses | approved | role_taken | 5xx | sellers in the DB | wall ms |
-|------:|-----------|---------:|-----------:|----:|------------------:|--------:|
-{rows}
-
-Deadlocks in the whole run: {deadlocks[pg_stat_database]} (`pg_stat_database.deadlocks`), \
-{deadlocks[in_server_logs]} in the server logs. Median wall time of the 50 approvals: \
-{wall_ms_median:0} ms; they queue on the salon's row lock.
-"""
-ROW = (
-    "| {i} | {codes} | {approved} | {role_taken} | {server_errors} | {db_seller_holders} "
-    "| {wall_ms:0} |"
-)
+TEMPLATES = runner.templates(NAME)
 
 
 def summary(results: dict[str, Any]) -> list[str]:
@@ -136,7 +114,7 @@ def summary(results: dict[str, Any]) -> list[str]:
     every = "every" if cont["all_correct"] else "**not every**"
     return [
         fill(
-            SUMMARY,
+            TEMPLATES["SUMMARY"],
             **cont,
             every=every,
             count=len(cont["rounds"]),
@@ -151,7 +129,14 @@ def render(results: dict[str, Any]) -> str:
     if not cont:
         return ""
     rows = [
-        fill(ROW, **r, i=i, codes=", ".join(f"{k}: {v}" for k, v in sorted(r["responses"].items())))
+        fill(
+            TEMPLATES["ROW"],
+            **r,
+            i=i,
+            codes=", ".join(f"{k}: {v}" for k, v in sorted(r["responses"].items())),
+        )
         for i, r in enumerate(cont["rounds"], 1)
     ]
-    return fill(SECTION, **cont, rows="\n".join(rows), deadlocks=results.get("deadlocks"))
+    return fill(
+        TEMPLATES["SECTION"], **cont, rows="\n".join(rows), deadlocks=results.get("deadlocks")
+    )
