@@ -19,6 +19,10 @@ test lint format: export PYENV_VERSION := $(TOX_PYENV_VERSION)
 
 TOOLS_VENV := .venv-tools
 TOX := $(TOOLS_VENV)/bin/tox
+# tox-uv creates the envs with uv (seconds an env instead of a minute). uv uses the
+# interpreters pyenv or the system has; it never downloads one.
+TOX_UV := $(TOOLS_VENV)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
 # Two envs at a time on two cores: about 40% faster than one after another here. tox shows the
 # full output of a failing env and a one-line status of a passing one; the table printed after
 # it (from tox's --result-json) adds each env's pytest result line.
@@ -28,12 +32,12 @@ TOX_RESULT := .tox/make-test-result.json
 # Does anything answer on 127.0.0.1:<port>? (No client tools needed.)
 PORT_UP := python3 -c 'import socket, sys; s = socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))))'
 
-$(TOX):
+$(TOX_UV):
 	python3 -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS_VENV)/bin/python -m pip install --quiet "tox>=4.20,<5"
+	$(TOOLS_VENV)/bin/python -m pip install --quiet "tox>=4.20,<5" "tox-uv>=1.20,<2"
 
-test: $(TOX)
+test: $(TOX_UV)
 	@rm -f .coverage .coverage.* $(TOX_RESULT)
 	@if [ -n "$${CI:-}" ]; then \
 	    label=all; echo "make test: CI is set, running every env (PostgreSQL and MariaDB must answer on 127.0.0.1:5432 and :3306)"; \
@@ -53,10 +57,10 @@ PYTEST_ARGS ?=
 test-quick:
 	PYTHONPATH=src$${PYTHONPATH:+:$$PYTHONPATH} python -m pytest $(PYTEST_ARGS)
 
-lint: $(TOX)
+lint: $(TOX_UV)
 	$(TOX) run -e lint
 
-format: $(TOX)
+format: $(TOX_UV)
 	$(TOX) exec -e lint -- ruff format .
 	$(TOX) exec -e lint -- ruff check --fix .
 
