@@ -456,9 +456,11 @@ class Context:
         from django.test.utils import CaptureQueriesContext
 
         call = getattr(self.client(user), method)
-        body = () if method == "get" else (data or {}, "application/json")
         with CaptureQueriesContext(connection) as ctx:
-            response = call(path, *body)
+            if method == "get":
+                response = call(path)
+            else:
+                response = call(path, data or {}, content_type="application/json")
         return response.status_code, [q["sql"] for q in ctx.captured_queries]
 
     def run_async(self, coro: Any) -> Any:
@@ -638,8 +640,9 @@ def machine_info() -> dict[str, Any]:
             return client.info("server")["redis_version"]
 
     def git(*args: str) -> str:
-        options = {"cwd": REPO, "capture_output": True, "text": True, "timeout": 10, "check": True}
-        return subprocess.run(["git", *args], **options).stdout.strip()
+        run = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+        run.check_returncode()
+        return run.stdout.strip()
 
     commit = ask(lambda: git("rev-parse", "--short", "HEAD"))
     if ask(lambda: git("status", "--porcelain", "--", "src")) not in ("", "-"):
@@ -660,9 +663,6 @@ def machine_info() -> dict[str, Any]:
         "redis": ask(redis_version),
         "commit": commit,
     }
-
-
-RUN_KEYS = ("config", "machine", "load_before", "quick")
 
 
 def results_path() -> Path:
@@ -734,7 +734,8 @@ def run(scenarios: list[ModuleType]) -> int:
     finally:
         ctx.close()
     if ctx.layout is None:  # only scenarios with their own database: no run-wide figures
-        results = {k: v for k, v in results.items() if k not in RUN_KEYS}
+        run_wide = ("config", "machine", "load_before", "quick")
+        results = {k: v for k, v in results.items() if k not in run_wide}
     else:
         results["load_after"] = os.getloadavg()
         results["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -764,7 +765,9 @@ def fmt(value: Any, digits: int = 1) -> str:
 
 
 def verdict(ok: bool | None) -> str:
-    return "not measured" if ok is None else "**met**" if ok else "**missed**"
+    if ok is None:
+        return "not measured"
+    return "**met**" if ok else "**missed**"
 
 
 def row(*cells: Any) -> str:
