@@ -62,8 +62,6 @@ class RunResult:
 
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default); ``q`` in [0, 100]."""
-    if not values:
-        return math.nan
     ordered = sorted(values)
     pos = (len(ordered) - 1) * q / 100.0
     lo, hi = ordered[math.floor(pos)], ordered[math.ceil(pos)]
@@ -97,22 +95,21 @@ class Clients:
 
 
 async def send(clients: Clients, index: int, req: Req, keep_body: bool = False) -> Sample:
-    """Request ``req`` from the server ``index`` picks (the body kept if ``keep_body`` or an
-    error)."""
+    """Request ``req`` from server ``index``; the body is kept if ``keep_body`` or an error."""
     sent = time.perf_counter()
     response = await clients.pick(index).request(
         req.method, req.path, headers={"X-Bench-User": str(req.user)}, json=req.json
     )
     await response.aread()
     done = time.perf_counter()
-    body = None
+    server_us = int(response.headers.get("x-server-time-us", "0") or 0)
+    sample = Sample(index, response.status_code, done - sent, server_us, sent, done)
     if keep_body or response.status_code >= 400:
         try:
-            body = response.json()
+            sample.body = response.json()
         except ValueError:
-            body = response.text[:200]
-    server_us = int(response.headers.get("x-server-time-us", "0") or 0)
-    return Sample(index, response.status_code, done - sent, server_us, sent, done, body)
+            sample.body = response.text[:200]
+    return sample
 
 
 async def run_closed_loop(

@@ -110,16 +110,16 @@ def log(message: str) -> None:
 # PostgreSQL and Redis (no Django) --------------------------------------------------------------
 
 
-def pg_params() -> dict[str, Any]:
+def pg_connect(db: str = DB_NAME) -> Any:
+    import psycopg
+
     defaults = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "password": ""}
     params = {key: os.environ.get(f"PG{key.upper()}", value) for key, value in defaults.items()}
-    return {**params, "connect_timeout": 10}
+    return psycopg.connect(dbname=db, autocommit=True, connect_timeout=10, **params)
 
 
 def pg_query(statement: str, params: Any = None, db: str = DB_NAME) -> list[tuple[Any, ...]]:
-    import psycopg
-
-    with psycopg.connect(dbname=db, autocommit=True, **pg_params()) as conn:
+    with pg_connect(db) as conn:
         cursor = conn.execute(statement, params)
         return cursor.fetchall() if cursor.description else []
 
@@ -146,17 +146,14 @@ def redis_cleanup() -> None:
 
 @contextlib.contextmanager
 def lock_waits(interval: float = 0.005) -> Iterator[dict[str, Any]]:
-    """Samples ``pg_stat_activity`` every ``interval`` s in a thread while in the block: how
-    often a backend of the benchmark database waited for a lock, and how many (the yielded
-    dict is filled at the block's end)."""
-    import psycopg
-
+    """How often, and how many, backends of the benchmark database waited for a lock in the
+    block (``pg_stat_activity`` sampled every ``interval`` s; the dict is filled at its end)."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = %s"
     waiting: list[int] = []
     stop = threading.Event()
 
     def sample() -> None:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = %s"
-        with psycopg.connect(dbname=DB_NAME, autocommit=True, **pg_params()) as conn:
+        with pg_connect() as conn:
             while True:
                 waiting.append(conn.execute(query, [DB_NAME, "Lock"]).fetchone()[0])
                 if stop.wait(interval):
@@ -194,8 +191,8 @@ def proc_cpu_seconds(pid: int) -> float:
 
 
 def cpu_snapshot(our_pids: list[int]) -> tuple[float, float, float]:
-    """(wall time, busy CPU seconds of the whole machine, CPU seconds of the benchmark's
-    processes: ``our_pids``, PostgreSQL and Redis)."""
+    """(wall time, busy CPU seconds of the machine, CPU seconds of ``our_pids``, PostgreSQL's
+    and Redis's processes)."""
     with open("/proc/stat") as stat:
         ticks = [int(x) for x in stat.readline().split()[1:]]
     busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
@@ -208,8 +205,8 @@ def cpu_snapshot(our_pids: list[int]) -> tuple[float, float, float]:
 
 
 def other_cores(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
-    """Cores used on average by other processes of the machine between two snapshots (an
-    estimate: benchmark processes that exited in between count as "other")."""
+    """Cores used on average by other processes between two snapshots (an estimate: benchmark
+    processes that exited in between count as "other")."""
     wall = after[0] - before[0]
     if wall <= 0:
         return 0.0
@@ -232,8 +229,7 @@ def listening(port: int) -> bool:
 
 
 def _die_with_parent() -> None:
-    """In the server's process, before exec: get SIGTERM when the orchestrator dies, even if
-    it is killed without running its clean-up (Linux only)."""
+    """In the server's process, before exec: SIGTERM when the orchestrator dies (Linux)."""
     with contextlib.suppress(Exception):
         import ctypes
 
@@ -267,9 +263,9 @@ class Server:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        path = os.pathsep.join(filter(None, [str(BENCH_DIR), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchproject.settings"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
+        env.update(PYTHONPATH=path, PYTHONUNBUFFERED="1")
         env.pop("BENCH_NO_POOL", None)
         env.update(self.extra_env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -373,8 +369,7 @@ def aggregate_rounds(rounds: list[dict[str, Any]], keys: tuple[str, ...]) -> dic
     """Median (and min/max) over rounds of each per-round statistic in ``keys``."""
     out: dict[str, Any] = {"rounds": len(rounds)}
     for key in keys:
-        values = [r[key] for r in rounds if r.get(key) is not None]
-        if values:
+        if values := [r[key] for r in rounds if r.get(key) is not None]:
             out[key] = round(statistics.median(values), 3)
             out[f"{key}_min"] = round(min(values), 3)
             out[f"{key}_max"] = round(max(values), 3)
@@ -456,8 +451,7 @@ class Context:
         return Client(headers={"X-Bench-User": str(user)})
 
     def capture(self, user: int, method: str, path: str, data: Any = None) -> tuple[int, list]:
-        """The status and the SQL of one request made in process (``get``, ``post``,
-        ``patch``)."""
+        """The status and the SQL of one in-process request (``get``, ``post``, ``patch``)."""
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
@@ -506,8 +500,7 @@ class Context:
             "ok": len(result.ok),
             "statuses": result.statuses(),
             **{key: lat.get(key) for key in ("p50", "p99", "mean")},
-            "server_p50": server.get("p50"),
-            "server_p99": server.get("p99"),
+            **{f"server_{key}": server.get(key) for key in ("p50", "p99")},
             "rps": round(result.rps, 2),
             "cpu_ms_per_request": round(cpu * 1000 / max(1, len(result.samples)), 3),
             "wall_s": round(result.wall, 3),
@@ -546,11 +539,9 @@ class Context:
         log(name)
 
         def snapshot() -> tuple[float, float, float]:
-            pids = [os.getpid()] + [
-                p for s in (self.servers, *self.extra_servers) for p in s.pids()
-            ]
+            sets = (self.servers, *self.extra_servers)
             try:
-                return cpu_snapshot(pids)
+                return cpu_snapshot([os.getpid()] + [p for s in sets for p in s.pids()])
             except OSError:
                 return (time.monotonic(), 0.0, 0.0)
 
@@ -583,6 +574,9 @@ class Context:
             close_database(DB_NAME)
             with contextlib.suppress(Exception):
                 redis_cleanup()
+
+
+# Django in this process ------------------------------------------------------------------------
 
 
 def django_setup(db: str) -> Any:
@@ -623,6 +617,9 @@ def sql(statement: str, params: Any = None) -> list[tuple[Any, ...]]:
 def explain(statement: str, params: Any = None) -> list[str]:
     """The lines of ``EXPLAIN (ANALYZE, BUFFERS)`` of ``statement`` on Django's connection."""
     return [line for (line,) in sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)]
+
+
+# The run -------------------------------------------------------------------------------------
 
 
 def machine_info() -> dict[str, Any]:
@@ -668,12 +665,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-# The run -------------------------------------------------------------------------------------
-
-
-RUN_KEYS = ("config", "machine", "load_before", "quick")
-
-
 def results_path() -> Path:
     return RESULTS_DIR / ("quick.json" if QUICK else "results.json")
 
@@ -701,8 +692,8 @@ def run(scenarios: list[ModuleType]) -> int:
     def on_signal(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     # For thousands of sockets, here, in the servers and the clients (they inherit it).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
@@ -743,7 +734,8 @@ def run(scenarios: list[ModuleType]) -> int:
     finally:
         ctx.close()
     if ctx.layout is None:  # only scenarios with their own database: no run-wide figures
-        results = {k: v for k, v in results.items() if k not in RUN_KEYS}
+        run_wide = ("config", "machine", "load_before", "quick")
+        results = {k: v for k, v in results.items() if k not in run_wide}
     else:
         results["load_after"] = os.getloadavg()
         results["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -805,13 +797,10 @@ class _PageFormatter(string.Formatter):
         return format(value, format_spec)
 
 
-_PAGE = _PageFormatter()
-
-
 @functools.cache
 def templates(name: str) -> dict[str, str]:
-    """Scenario ``name``'s page templates: ``bench/templates/<name>.md``, a block per
-    ``<!-- KEY -->`` line (each without its trailing blank lines), filled with ``fill``."""
+    """Page ``name``'s templates: ``bench/templates/<name>.md``, a block per ``<!-- KEY -->``
+    line (each without its trailing blank lines), filled with ``fill``."""
     text = (BENCH_DIR / "templates" / f"{name}.md").read_text()
     parts = re.split(r"^<!-- ([A-Z0-9_]+) -->\n", text, flags=re.MULTILINE)
     return {key: block.rstrip("\n") for key, block in zip(parts[1::2], parts[2::2], strict=True)}
@@ -819,7 +808,7 @@ def templates(name: str) -> dict[str, str]:
 
 def fill(template: str, /, **values: Any) -> str:
     """``template.format(**values)`` with the page's formatting (see ``_PageFormatter``)."""
-    return _PAGE.vformat(template, (), values)
+    return _PageFormatter().vformat(template, (), values)
 
 
 def fill_rows(template: str, items: Any, **shared: Any) -> str:

@@ -29,10 +29,25 @@ CONTENDERS = 50
 INSERT_INVITATIONS = """INSERT INTO salon_invitations_invitation
     (created, modified, status, status_changed, user_id, salon_id, role, message, reason,
      decided_by_id, decided_at, expires_at)"""
-STATUS_CYCLE = (
-    "ARRAY['pending','pending','rejected','rejected','rejected','rejected',"
-    "'cancelled','cancelled','expired','expired']"
-)
+# Invitations i = lo .. hi - 1, created ``step`` apart from 2024-01-01 (c), the status (st)
+# cycling by ``i * spread``; user, salon, role, reason, decider and decision time are SQL of i,
+# st, c and the parameters.
+GENERATED = f"""{INSERT_INVITATIONS}
+    SELECT c, c, st, c, {{user}}, {{salon}}, {{role}}, 'Hello, I would like to join your salon.',
+           {{reason}}, {{decided_by}}, CASE WHEN st = 'pending' THEN NULL ELSE {{decided_at}} END,
+           NULL
+    FROM (SELECT i, timestamptz '2024-01-01' + i * interval '{{step}}' AS c,
+                 (ARRAY['pending','pending','rejected','rejected','rejected','rejected',
+                        'cancelled','cancelled','expired','expired'])[1 + (i * {{spread}}) %% 10]
+                 AS st
+          FROM generate_series(%(lo)s, %(hi)s - 1) AS i) s"""
+ROLES = "(ARRAY['seller','mechanic','admin'])[1 + i %% 3]"
+
+
+def insert_generated(cursor: Any, lo: int, hi: int, params: dict[str, Any], **sql: str) -> None:
+    """Invitations ``lo`` to ``hi - 1`` of ``GENERATED`` with its blanks ``sql``."""
+    sql = {"role": ROLES, "reason": "''", "decided_at": "c", **sql}
+    cursor.execute(GENERATED.format(**sql), {**params, "lo": lo, "hi": hi})
 
 
 @dataclass
@@ -144,38 +159,18 @@ def seed_base(connection: Any, *, writers: int, approvees: int, contention_round
             )
         # The measured manager's salon: LIST_SALON_ROWS invitations by distinct pool users,
         # spread over the same period as the bulk rows.
-        cursor.execute(
-            f"""
-            {INSERT_INVITATIONS}
-            SELECT c, c, st, c, %(pool)s + j, %(salon)s,
-                   (ARRAY['seller','mechanic','admin'])[1 + j %% 3],
-                   'Hello, I would like to join your salon.', '',
-                   CASE WHEN st = 'pending' THEN NULL ELSE %(owner)s END,
-                   CASE WHEN st = 'pending' THEN NULL ELSE c END, NULL
-            FROM (SELECT j, timestamptz '2024-01-01' + j * interval '3 hours' AS c,
-                         ({STATUS_CYCLE})[1 + (j * 7) %% 10] AS st
-                  FROM generate_series(0, %(n)s - 1) AS j) s
-            """,
-            {
-                "pool": layout.pool_first,
-                "salon": layout.salon(0),
-                "owner": layout.list_manager,
-                "n": LIST_SALON_ROWS,
-            },
-        )
+        manager = {"pool": layout.pool_first, "salon": layout.salon(0)}
+        insert_generated(
+            cursor, 0, LIST_SALON_ROWS, {**manager, "owner": layout.list_manager},
+            step="3 hours", spread="7", user="%(pool)s + i", salon="%(salon)s",
+            decided_by="CASE WHEN st = 'pending' THEN NULL ELSE %(owner)s END",
+        )  # fmt: skip
         # The measured requester: one invitation in each of REQUESTER_ROWS salons.
-        cursor.execute(
-            f"""
-            {INSERT_INVITATIONS}
-            SELECT c, c, st, c, %(user)s, %(salon)s + j, 'seller',
-                   'Hello, I would like to join your salon.', '', NULL,
-                   CASE WHEN st = 'pending' THEN NULL ELSE c END, NULL
-            FROM (SELECT j, timestamptz '2024-01-01' + j * interval '3 hours' AS c,
-                         ({STATUS_CYCLE})[1 + (j * 3) %% 10] AS st
-                  FROM generate_series(0, %(n)s - 1) AS j) s
-            """,
-            {"user": layout.requester, "salon": layout.salon(1), "n": REQUESTER_ROWS},
-        )
+        requester = {"user": layout.requester, "salon": layout.salon(1)}
+        insert_generated(
+            cursor, 0, REQUESTER_ROWS, requester, step="3 hours", spread="3",
+            user="%(user)s", salon="%(salon)s + i", role="'seller'", decided_by="NULL",
+        )  # fmt: skip
     return layout
 
 
@@ -193,34 +188,17 @@ def grow_bulk(connection: Any, layout: Layout, total_rows: int, batch: int = 250
         first_salon, nsalons = layout.salon(1), SALONS - 1  # all but the measured salon
         cursor.execute("SET session_replication_role = replica")
         try:
-            lo = layout.bulk_rows
-            while lo < target_bulk:
-                hi = min(target_bulk, lo + batch)
-                cursor.execute(
-                    f"""
-                    {INSERT_INVITATIONS}
-                    SELECT c, c, st, c, %(pool)s + ((i / %(ns)s) %% %(nu)s), %(s0)s + (i %% %(ns)s),
-                           (ARRAY['seller','mechanic','admin'])[1 + i %% 3],
-                           'Hello, I would like to join your salon.',
-                           CASE WHEN st = 'rejected' THEN 'Not now, sorry.' ELSE '' END,
-                           CASE WHEN st = 'rejected' THEN %(o0)s + (i %% %(ns)s) ELSE NULL END,
-                           CASE WHEN st = 'pending' THEN NULL ELSE c + interval '1 hour' END,
-                           NULL
-                    FROM (SELECT i, timestamptz '2024-01-01' + i * interval '10 seconds' AS c,
-                                 ({STATUS_CYCLE})[1 + (i * 7) %% 10] AS st
-                          FROM generate_series(%(lo)s, %(hi)s - 1) AS i) s
-                    """,
-                    {
-                        "pool": layout.pool_first,
-                        "ns": nsalons,
-                        "nu": POOL_USERS,
-                        "s0": first_salon,
-                        "o0": layout.owner_of(first_salon),
-                        "lo": lo,
-                        "hi": hi,
-                    },
-                )
-                lo = hi
+            params = {"pool": layout.pool_first, "ns": nsalons, "nu": POOL_USERS}
+            params.update(s0=first_salon, o0=layout.owner_of(first_salon))
+            rejected = "CASE WHEN st = 'rejected' THEN {} ELSE {} END"
+            for lo in range(layout.bulk_rows, target_bulk, batch):
+                insert_generated(
+                    cursor, lo, min(target_bulk, lo + batch), params, step="10 seconds",
+                    spread="7", user="%(pool)s + ((i / %(ns)s) %% %(nu)s)",
+                    salon="%(s0)s + (i %% %(ns)s)", decided_at="c + interval '1 hour'",
+                    reason=rejected.format("'Not now, sorry.'", "''"),
+                    decided_by=rejected.format("%(o0)s + (i %% %(ns)s)", "NULL"),
+                )  # fmt: skip
             layout.bulk_rows = target_bulk
         finally:
             cursor.execute("SET session_replication_role = DEFAULT")
