@@ -44,6 +44,7 @@ class RunResult:
     samples: list[Sample] = field(default_factory=list)
     wall: float = 0.0
     errors: list[str] = field(default_factory=list)
+    stopped_at_deadline: bool = False  # not an error: the series' length is its duration
 
     @property
     def ok(self) -> list[Sample]:
@@ -124,7 +125,7 @@ async def run_closed_loop(
     async def worker() -> None:
         for k in counter:
             if time.perf_counter() > stop_at:
-                result.errors.append("deadline")
+                result.stopped_at_deadline = True
                 return
             try:
                 result.samples.append(await send(clients, offset + k, make(offset + k), keep_body))
