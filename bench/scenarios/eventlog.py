@@ -1,9 +1,6 @@
-# ruff: noqa: RUF001 - the section uses the multiplication sign on purpose
-"""The event log (SPEC §9): what writing it costs a create and an approve (in process, with
-and without the log), the replay of 1,000 events to one socket (daphne), and the audit query
-at 10k-1M rows; the method is described in the section it renders (``SECTION``). In a database
-of its own (``OWN_DATABASE``: ``run.py`` runs it in a process of its own), seeded with
-``seed.seed_base``; its sizes and name are in ``runner.py``'s list of variables.
+"""The event log (SPEC §9) in a database of its own: what writing it costs a create and an
+approve, the replay of 1,000 events to one socket (daphne) and the audit query at 10k-1M rows.
+The method is described on the page (``bench/templates/eventlog.md``).
 """
 
 from __future__ import annotations
@@ -22,26 +19,32 @@ from typing import Any
 
 import runner
 import seed
-from runner import Context, explain, fill, log, sql
+from runner import Context, explain, fill, fill_rows, log, sql
 
 NAME = "eventlog"
 OWN_DATABASE = True
-DB_NAME = os.environ.get("BENCH_EVENTLOG_DB", f"{runner.DB_NAME}_eventlog")
+DB_NAME = runner.env("BENCH_EVENTLOG_DB", f"{runner.DB_NAME}_eventlog")
 DEFAULT_SIZES = "5000,20000,50000" if runner.QUICK else "10000,100000,1000000"
 SIZES = runner.env_list("BENCH_EVENTLOG_SIZES", DEFAULT_SIZES)
 REQUESTS = runner.env("BENCH_EVENTLOG_REQUESTS", 100 if runner.QUICK else 600)
 WARM = 20  # requests per variant and operation before the measured ones
 QUERIES = runner.env("BENCH_EVENTLOG_QUERIES", 200)
 REPLAY_EVENTS, REPLAY_RUNS = 1000, 5
+EXPLAIN_RUNS = 21  # EXPLAIN ANALYZE runs per statement for its database time (a median)
 MEASURED_ROWS = 100  # of each measured salon and user, at every size
 PAGE = 51  # CursorPagination's page of 50 plus one to know there is a next page
 EVENT_SALONS, EVENT_USERS = 1000, 10_000
 CPU_TARGET = 1.15
-FLAT_FACTOR = 1.5  # p50 at the largest size at most this times the smallest
+FLAT_FACTOR = 1.5  # largest/smallest of DB time and buffers at most this: "flat"
+OPS = ("create", "approve")
 
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
+
+
+def median3(values: Any) -> float:
+    return round(statistics.median(values), 3)
 
 
 # 1. What writing the log costs a create and an approve ---------------------------------------
@@ -71,9 +74,9 @@ VARIANTS = {"log": contextlib.nullcontext, "no log": without_log}
 
 
 def write_cost(layout: Any) -> dict[str, Any]:
+    """Creates and approvals in process, one at a time, with and without the log."""
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from salon_invitations.models import SalonEvent
 
@@ -98,16 +101,13 @@ def write_cost(layout: Any) -> dict[str, Any]:
         inv, owner = next(approvals)
         return request("patch", f"/api/invitations/{inv}/approved", owner, {})
 
-    def backend() -> tuple[int, Path]:
-        (pid,) = sql("SELECT pg_backend_pid()")[0]
-        return pid, Path(f"/proc/{pid}/schedstat")
-
     out: dict[str, Any] = {"requests_per_variant": REQUESTS, "warm_up": WARM}
-    for op, call, expected in (("create", create, 201), ("approve", approve, 200)):
+    for op, call, expected in zip(OPS, (create, approve), (201, 200), strict=True):
         samples: dict[str, list[tuple[float, float, float]]] = {v: [] for v in VARIANTS}
         events0 = SalonEvent.objects.count()
         gc.collect()
-        pid, schedstat = backend()
+        (pid,) = sql("SELECT pg_backend_pid()")[0]
+        schedstat = Path(f"/proc/{pid}/schedstat")  # the backend's CPU time (ns) first
         # One request at a time, the variants in ABBA order, so that the machine's changing
         # load falls on both alike.
         for i in range(2 * (WARM + REQUESTS)):
@@ -121,47 +121,51 @@ def write_cost(layout: Any) -> dict[str, Any]:
             assert status == expected, (op, variant, status)
             if i >= 2 * WARM:
                 samples[variant].append((cpu * 1000, db / 1e6, wall * 1000))
-        assert backend()[0] == pid, "the database connection changed"
-        events = SalonEvent.objects.count() - events0
-        entry: dict[str, Any] = {}
-        totals = {v: [app + db for app, db, _wall in m] for v, m in samples.items()}
-        for variant, measured in samples.items():
-            with VARIANTS[variant](), CaptureQueriesContext(connection) as queries:
-                for _ in range(3):
-                    call()
-            app, db, wall = (list(column) for column in zip(*measured, strict=True))
-            entry[variant] = {
-                "cpu_ms": round(statistics.median(totals[variant]), 3),
-                "cpu_ms_mean": round(statistics.fmean(totals[variant]), 3),
-                "app_ms": round(statistics.median(app), 3),
-                "db_ms": round(statistics.median(db), 3),
-                "latency_p50_ms": round(statistics.median(wall), 3),
-                "queries_per_request": len(queries) / 3,
-                "events": events / (WARM + REQUESTS) if variant == "log" else 0,
-                "sql": [q["sql"][:160] for q in queries.captured_queries[: len(queries) // 3]],
-            }
-        logged, bare = entry["log"], entry["no log"]
-        n = REQUESTS // 4
-        keys = {"app_cpu": "app_ms", "db_cpu": "db_ms", "latency": "latency_p50_ms"}
-        entry["ratio"] = {
-            **runner.ratios(logged, bare, cpu="cpu_ms", cpu_mean="cpu_ms_mean", **keys),
-            # The median ratio in each quarter of the run: how steady the figure is.
-            "cpu_by_quarter": [
-                round(
-                    statistics.median(totals["log"][lo : lo + n])
-                    / statistics.median(totals["no log"][lo : lo + n]),
-                    3,
-                )
-                for lo in range(0, n * 4, n)
-            ],
-        }
-        entry["met"] = entry["ratio"]["cpu"] <= CPU_TARGET
-        bare_shapes = {re.sub(r"\d+", "N", q) for q in bare["sql"]}
-        entry["queries_added_by_log"] = [
-            q for q in logged["sql"] if re.sub(r"\d+", "N", q) not in bare_shapes
-        ]
-        out[op] = entry
+        assert sql("SELECT pg_backend_pid()")[0][0] == pid, "the database connection changed"
+        events = (SalonEvent.objects.count() - events0) / (WARM + REQUESTS)
+        out[op] = write_stats(call, samples, events)
     return out
+
+
+def write_stats(call: Any, samples: dict[str, list[tuple[float, ...]]], events: float) -> dict:
+    """Medians of each variant's samples, the SQL of three more calls, the ratios."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    entry: dict[str, Any] = {}
+    totals = {v: [app + db for app, db, _wall in m] for v, m in samples.items()}
+    for variant, measured in samples.items():
+        with VARIANTS[variant](), CaptureQueriesContext(connection) as queries:
+            for _ in range(3):
+                call()
+        app, db, wall = zip(*measured, strict=True)
+        entry[variant] = {
+            "cpu_ms": median3(totals[variant]),
+            "cpu_ms_mean": round(statistics.fmean(totals[variant]), 3),
+            "app_ms": median3(app),
+            "db_ms": median3(db),
+            "latency_p50_ms": median3(wall),
+            "queries_per_request": len(queries) / 3,
+            "events": events if variant == "log" else 0,
+            "sql": [q["sql"][:160] for q in queries.captured_queries[: len(queries) // 3]],
+        }
+    logged, bare = entry["log"], entry["no log"]
+    n = REQUESTS // 4
+    keys = {"app_cpu": "app_ms", "db_cpu": "db_ms", "latency": "latency_p50_ms"}
+    entry["ratio"] = {
+        **runner.ratios(logged, bare, cpu="cpu_ms", cpu_mean="cpu_ms_mean", **keys),
+        # The median ratio in each quarter of the run: how steady the figure is.
+        "cpu_by_quarter": [
+            runner.ratio(*(statistics.median(totals[v][lo : lo + n]) for v in VARIANTS))
+            for lo in range(0, n * 4, n)
+        ],
+    }
+    entry["met"] = entry["ratio"]["cpu"] <= CPU_TARGET
+    bare_shapes = {re.sub(r"\d+", "N", q) for q in bare["sql"]}
+    entry["queries_added_by_log"] = [
+        q for q in logged["sql"] if re.sub(r"\d+", "N", q) not in bare_shapes
+    ]
+    return entry
 
 
 # Rows of the log, fast -------------------------------------------------------------------------
@@ -210,6 +214,18 @@ def insert_events(
     )  # fmt: skip
 
 
+def db_work(statement: str, params: Any = None) -> dict[str, Any]:
+    """The database's own work, far less sensitive to the machine's load than p50: the median
+    execution ms of ``EXPLAIN_RUNS`` ``EXPLAIN ANALYZE`` and the shared buffers it touches."""
+    query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement
+    plans = [sql(query, params)[0][0][0] for _ in range(EXPLAIN_RUNS)]
+    top = plans[-1]["Plan"]
+    return {
+        "db_exec_ms": median3(p["Execution Time"] for p in plans),
+        "buffers": top["Shared Hit Blocks"] + top["Shared Read Blocks"],
+    }
+
+
 # 2. Replay of 1,000 events to one socket -----------------------------------------------------
 
 
@@ -234,17 +250,16 @@ def replay(server: runner.Server, owner: int) -> dict[str, Any]:
     from salon_invitations.policies import get_policy
 
     user = get_user_model().objects.get(pk=owner)
-    url = f"{server.url('ws')}{runner.WS_PATH}?token={AccessToken.for_user(user)}"
+    url = f"{server.url('ws')}{runner.WS_PATH}?token={AccessToken.for_user(user)}&since=0"
     # The consumer's query (SalonEventsConsumer._missed), for the plan.
     events = SalonEvent.objects.filter(id__gt=0, kind__startswith="invitation.")
     events = get_policy().replayable_events(user, events).order_by("id")
-    query = events.values_list("id", "kind", "data")[: REPLAY_EVENTS + 1].query
-    plan = explain(*query.sql_with_params())
-    db_exec_ms, buffers = db_work(*query.sql_with_params())
-    asyncio.run(replay_once(url + "&since=0"))  # warm-up: imports, pooled connections
+    statement = events.values_list("id", "kind", "data")[: REPLAY_EVENTS + 1].query
+    plan, work = explain(*statement.sql_with_params()), db_work(*statement.sql_with_params())
+    asyncio.run(replay_once(url))  # warm-up: imports, pooled connections
     times, cpu0 = [], server.cpu_seconds()
     for _ in range(REPLAY_RUNS):
-        seconds, frames, last = asyncio.run(replay_once(url + "&since=0"))
+        seconds, frames, last = asyncio.run(replay_once(url))
         assert frames == REPLAY_EVENTS and last["type"] == "resumed", (frames, last)
         times.append(seconds)
     return {
@@ -252,8 +267,7 @@ def replay(server: runner.Server, owner: int) -> dict[str, Any]:
         "median_ms": ms(statistics.median(times)),
         "runs_ms": [ms(t) for t in times],
         "server_cpu_ms_per_replay": round((server.cpu_seconds() - cpu0) * 1000 / REPLAY_RUNS, 1),
-        "db_exec_ms": db_exec_ms,
-        "buffers": buffers,
+        **work,
         "plan": plan,
     }
 
@@ -261,13 +275,13 @@ def replay(server: runner.Server, owner: int) -> dict[str, Any]:
 # 3. The audit query at 10k, 100k and 1M rows ------------------------------------------------
 
 
-def audit_union(user: Any, since: int = 0) -> Any:
+def audit_union(user: Any) -> Any:
     """The candidate shape: one ``ORDER BY id LIMIT 51`` per branch (each an index range scan
     of ``(user_id, id)`` or ``(salon_id, id)``), then the first 51 ids of their union."""
     from salon_invitations.models import SalonEvent
     from salon_invitations.policies import get_policy
 
-    base = SalonEvent.objects.filter(id__gt=since).order_by("id")
+    base = SalonEvent.objects.filter(id__gt=0).order_by("id")
     if user.is_staff or user.is_superuser:
         return base[:PAGE]
     managed = get_policy()._managed_salon_ids(user)
@@ -278,40 +292,31 @@ def audit_union(user: Any, since: int = 0) -> Any:
     return SalonEvent.objects.filter(id__in=ids).order_by("id")[:PAGE]
 
 
-def audit_or(user: Any, salon: int | None = None, since: int = 0) -> Any:
+def audit_or(user: Any, salon: int | None = None) -> Any:
     """The endpoint's query: the policy's OR (``salon=``: and that salon)."""
     from salon_invitations.models import SalonEvent
     from salon_invitations.policies import get_policy
 
-    events = SalonEvent.objects.filter(id__gt=since)
+    events = SalonEvent.objects.filter(id__gt=0)
     if salon is not None:
         events = events.filter(salon_id=salon)
     return get_policy().visible_events(user, events).order_by("id")[:PAGE]
 
 
-def audit_salon_only(user: Any, salon: int, since: int = 0) -> Any:
-    """``salon=`` of a salon ``user`` manages: that salon's rows are all visible, so the
-    policy's OR can go (anything else: the OR as before)."""
+def audit_salon_only(user: Any, salon: int) -> Any:
+    """``salon=`` of a salon ``user`` manages: its rows are all visible, so the policy's OR can
+    go (anything else: the OR as before)."""
     from salon_invitations.models import SalonEvent
     from salon_invitations.policies import get_policy
 
     if salon not in get_policy()._managed_salon_ids(user):
-        return audit_or(user, salon, since)
-    return SalonEvent.objects.filter(id__gt=since, salon_id=salon).order_by("id")[:PAGE]
-
-
-def db_work(statement: str, params: Any = None, runs: int = 21) -> tuple[float, int]:
-    """Median execution ms of ``runs`` ``EXPLAIN ANALYZE`` and the shared buffers the plan
-    touches: the database's own work, far less sensitive to the machine's load than p50."""
-    query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement
-    plans = [sql(query, params)[0][0][0] for _ in range(runs)]
-    buffers = plans[-1]["Plan"]["Shared Hit Blocks"] + plans[-1]["Plan"]["Shared Read Blocks"]
-    return round(statistics.median(p["Execution Time"] for p in plans), 3), buffers
+        return audit_or(user, salon)
+    return SalonEvent.objects.filter(id__gt=0, salon_id=salon).order_by("id")[:PAGE]
 
 
 def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, Any]:
-    """p50/p95 of the first page (``since=0``) per user kind: the ORM query, the candidate
-    shapes for managers, and the endpoint itself through the test client."""
+    """The first page (``since=0``) per user kind: the ORM query, the candidate shapes for
+    managers, and the endpoint itself through the test client."""
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -348,11 +353,10 @@ def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, An
             if user.pk in salon_of:
                 salon = salon_of[user.pk]
                 assert list(audit_or(user, salon)) == list(audit_salon_only(user, salon))
-    names = list(series)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    counts: dict[str, set[int]] = {name: set() for name in names}
+    times: dict[str, list[float]] = {name: [] for name in series}
+    counts: dict[str, set[int]] = {name: set() for name in series}
     for i in range(QUERIES):
-        for name in runner.rotated(names, i):
+        for name in runner.rotated(list(series), i):
             kind, call = series[name]
             t = time.perf_counter()
             rows = call(users[kind][i % len(users[kind])])
@@ -370,8 +374,8 @@ def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, An
             "rows_returned": sorted(counts[name]),
             "queries": len(queries),
             "plan": explain(statement),
+            **db_work(statement),
         }
-        out[name]["db_exec_ms"], out[name]["buffers"] = db_work(statement)
     return out
 
 
@@ -405,12 +409,11 @@ def measure(results: dict[str, Any], connection: Any) -> None:
     from salon_invitations.conf import app_settings
     from salon_invitations.models import SalonEvent
 
-    needed = 2 * (WARM + REQUESTS + 10)
-    writers = approvees = seed.per_write_salon(needed)
-    layout = seed.seed_base(connection, writers=writers, approvees=approvees, contention_rounds=0)
+    per_salon = seed.per_write_salon(2 * (WARM + REQUESTS + 10))
+    layout = seed.seed_base(connection, writers=per_salon, approvees=per_salon, contention_rounds=0)
     log(f"write cost: {REQUESTS} requests per variant and operation, ABBA")
     results["write"] = write_cost(layout)
-    for op in ("create", "approve"):
+    for op in OPS:
         w = results["write"][op]
         log(f"{op}: {w['log']['cpu_ms']} vs {w['no log']['cpu_ms']} CPU ms, ratio {w['ratio']}")
 
@@ -418,9 +421,8 @@ def measure(results: dict[str, Any], connection: Any) -> None:
     template = SalonEvent.objects.filter(kind="invitation.created").latest("id").data
     replay_salon, replay_owner = add_salon(connection, "replay-owner")
     first_user = layout.pool_first
-    insert_events(
-        template, 0, REPLAY_EVENTS, (replay_salon, 1), (first_user + EVENT_USERS, REPLAY_EVENTS)
-    )
+    replayed = (first_user + EVENT_USERS, REPLAY_EVENTS)
+    insert_events(template, 0, REPLAY_EVENTS, (replay_salon, 1), replayed)
     sql(
         "UPDATE salon_invitations_salonevent SET kind = 'invitation.created' WHERE salon_id = %s",
         [replay_salon],
@@ -440,17 +442,14 @@ def measure(results: dict[str, Any], connection: Any) -> None:
         "staff": [User.objects.get(pk=layout.requester)],
     }
     salon_of = {layout.owner_of(salon): salon for salon in managers}
+    bulk = (layout.salon_first, EVENT_SALONS), (first_user, EVENT_USERS)
     results["sizes"], done = {}, 0
-    server = runner.Server(
-        "daphne-eventlog",
-        {"BENCH_DB_NAME": DB_NAME},
-        "-m daphne -b 127.0.0.1 -p {port} --verbosity 0 benchproject.asgi:application",
-    )
+    command = "-m daphne -b 127.0.0.1 -p {port} --verbosity 0 benchproject.asgi:application"
+    server = runner.Server("daphne-eventlog", {"BENCH_DB_NAME": DB_NAME}, command)
     server.start()
     try:
         for size in SIZES:
             t = time.perf_counter()
-            bulk = (layout.salon_first, EVENT_SALONS), (first_user, EVENT_USERS)
             for lo in range(done, size, 250_000):
                 insert_events(template, lo, min(size, lo + 250_000), *bulk)
             done = size
@@ -464,17 +463,19 @@ def measure(results: dict[str, Any], connection: Any) -> None:
             results["sizes"][str(size)] = entry
     finally:
         server.stop()
-    first, last = results["sizes"][str(SIZES[0])], results["sizes"][str(SIZES[-1])]
+    first, last = (results["sizes"][str(size)]["audit"] for size in (SIZES[0], SIZES[-1]))
     results["growth"] = {
         key: {
-            field: round(last["audit"][key][field] / max(first["audit"][key][field], 0.001), 2)
+            field: round(last[key][field] / max(first[key][field], 0.001), 2)
             for field in ("p50_ms", "db_exec_ms", "buffers")
         }
-        for key in first["audit"]
+        for key in first
     }
 
 
 # The page -------------------------------------------------------------------------------------
+
+TEMPLATES = runner.templates(NAME)
 
 
 def plan_summary(plan: list[str]) -> str:
@@ -494,85 +495,21 @@ def growth_cell(entries: list[dict[str, Any]]) -> str:
     buffers = last["buffers"] / max(first["buffers"], 1)
     steady = db <= FLAT_FACTOR or last["db_exec_ms"] - first["db_exec_ms"] < 0.1
     flat = "flat" if buffers <= FLAT_FACTOR and steady else "**grows**"
-    return f"DB {db:.1f}×, buffers {buffers:.1f}× ({flat})"
-
-
-SECTION = """\
-## Event log
-
-Measured {date} on {nproc} cores shared with other work (load {load_before[0]:.1f} before, \
-{load_after[0]:.1f} after) by `bench/scenarios/eventlog.py`. CPU per request is the Django \
-process's CPU plus its PostgreSQL backend's (`/proc/<pid>/schedstat`), in process with the \
-test client; absolute times are this slow, shared machine's, the ratios are what to read.
-
-### Writing the log: create and approve ({write[requests_per_variant]} requests per variant, one \
-at a time, the variants alternating ABBA)
-
-"Without the log" patches `events.record` and `events.mark_dispatched` in the benchmark \
-process (no row, no `EventOrder` lock, no "dispatched" update; the event gets a fake id). \
-Everything else, the Redis channel layer included, runs in both.
-
-| | CPU ms/request (median) | Python | PostgreSQL | p50 ms | queries/request | events/request |
-|---|---:|---:|---:|---:|---:|---:|
-{write_rows}
-
-{write_ratios}
-
-### Audit list and replay by size of the log
-
-First page (`since=0`, 50 rows + 1) per reader; the rows are spread over {salons:,} salons and \
-{users:,} users, and the measured salons and users have {measured} rows of their own at every \
-size (full pages). p50 / p95 in ms, {config[queries]} queries per series, series interleaved. \
-Replay: a salon owner's socket with `?since=0` and {replay:,} events to send, connect → \
-`resumed`, daphne, median of {replay_runs}. Each cell: p50 / p95 ms in process (ORM or test \
-client); DB = median execution ms of 21 `EXPLAIN ANALYZE` of the statement and the shared buffers \
-it touches; rows on the page. The machine's load changes between sizes, so flatness is judged on \
-DB time and buffers (flat: buffers within {flat}×, DB time within {flat}× or 0.1 ms).
-
-*per-branch shape*: the first 51 ids of each branch (`user_id = me`, and `salon_id = s` for \
-each managed salon) by `ORDER BY id LIMIT 51` on the `(user, id)` and `(salon, id)` indexes, \
-then the rows of the first 51 of their union. *salon only*: with `salon=<a salon the reader \
-manages>`, `salon_id = s` without the policy's OR (every row of it is visible anyway).
-
-| | {size_heads} | largest/smallest |
-|---|{size_aligns}---:|
-{size_rows}
-
-Plans at {largest:,} rows:
-
-{plans}
-"""
-
-
-WRITE_ROW = (
-    "| {op}, {with_} the log | {cpu_ms:.1f} | {app_ms:.1f} | {db_ms:.1f} | {latency_p50_ms:.1f} "
-    "| {queries_per_request:g} | {events:g} |"
-)
-WRITE_RATIO = (
-    "- {op}: CPU with/without **{cpu:.3f}×** (means {cpu_mean:.3f}×; by quarter of the run "
-    "{quarters}; Python {app_cpu:.3f}×, PostgreSQL {db_cpu:.3f}×) — target ≤ {target}×: {met}. "
-    "Added statements: {added}."
-)
-AUDIT_CELL = "{p50_ms:.1f} / {p95_ms:.1f} · DB {db_exec_ms:.2f}, {buffers:,} buf · {rows} rows"
-REPLAY_CELL = (
-    "{median_ms:.0f} ms · server CPU {server_cpu_ms_per_replay:.0f} ms · "
-    "DB {db_exec_ms:.2f}, {buffers:,} buf"
-)
+    return fill(TEMPLATES["GROWTH_CELL"], db=db, buffers=buffers, flat=flat)
 
 
 def write_ratio(op: str, entry: dict[str, Any]) -> str:
     quarters = ", ".join(f"{q:.2f}" for q in entry["ratio"]["cpu_by_quarter"])
     added = [f"`{q.split(' WHERE')[0].split(' (')[0][:60]}`" for q in entry["queries_added_by_log"]]
-    met = runner.verdict(entry["met"])
     return fill(
-        WRITE_RATIO, op=op, **entry["ratio"], target=CPU_TARGET, met=met, quarters=quarters,
-        added=", ".join(added),
+        TEMPLATES["WRITE_RATIO"], op=op, **entry["ratio"], target=CPU_TARGET, quarters=quarters,
+        met=runner.verdict(entry["met"]), added=", ".join(added),
     )  # fmt: skip
 
 
 def size_row(name: str, entries: list[dict[str, Any]], cell: str) -> str:
     """A row of the table by size: ``cell`` of each size's entry, then the growth."""
-    cells = [fill(cell, **e, rows=max(e.get("rows_returned") or [0])) for e in entries]
+    cells = [fill(TEMPLATES[cell], **e, rows=max(e.get("rows_returned") or [0])) for e in entries]
     return runner.row(name, *cells, growth_cell(entries))
 
 
@@ -580,36 +517,37 @@ def render(results: dict[str, Any]) -> str:
     results = results.get("eventlog") or {}
     if not results:
         return ""
-    w, by_size = results["write"], results["sizes"]
-    sizes = list(by_size)
+    write, by_size = results["write"], results["sizes"]
+    sizes, last = list(by_size), list(by_size.values())[-1]
     write_rows = [
-        fill(WRITE_ROW, **w[op][variant], op=op, with_="with" if variant == "log" else "without")
-        for op in ("create", "approve")
-        for variant in ("log", "no log")
+        {**write[op][variant], "op": op, "with_": "with" if variant == "log" else "without"}
+        for op in OPS
+        for variant in VARIANTS
     ]
-    write_ratios = [write_ratio(op, w[op]) for op in ("create", "approve")]
     size_rows = [
-        size_row(name, [by_size[s]["audit"][name] for s in sizes], AUDIT_CELL)
-        for name in by_size[sizes[0]]["audit"]
+        size_row(name, [by_size[s]["audit"][name] for s in sizes], "AUDIT_CELL")
+        for name in last["audit"]
     ]
     replays = [by_size[s]["replay"] for s in sizes]
-    size_rows.append(size_row(f"replay of {REPLAY_EVENTS:,} events", replays, REPLAY_CELL))
-    last = by_size[sizes[-1]]
-    plans = [f"- {name}: {plan_summary(entry['plan'])}" for name, entry in last["audit"].items()]
+    size_rows.append(size_row(fill(TEMPLATES["REPLAY_ROW"], **replays[-1]), replays, "REPLAY_CELL"))
+    plans = {name: entry["plan"] for name, entry in last["audit"].items()}
+    plans["replay"] = last["replay"]["plan"]
     return fill(
-        SECTION,
+        TEMPLATES["SECTION"],
         **results,
-        write_rows="\n".join(write_rows),
-        write_ratios="\n".join(write_ratios),
+        write_rows=fill_rows(TEMPLATES["WRITE_ROW"], write_rows),
+        write_ratios="\n".join(write_ratio(op, write[op]) for op in OPS),
         salons=EVENT_SALONS,
         users=EVENT_USERS,
         measured=MEASURED_ROWS,
         replay=REPLAY_EVENTS,
-        replay_runs=REPLAY_RUNS,
         flat=FLAT_FACTOR,
-        size_heads=" | ".join(f"{int(s):,} rows" for s in sizes),
+        explain_runs=EXPLAIN_RUNS,
+        size_heads=" | ".join(fill(TEMPLATES["SIZE_HEAD"], size=int(s)) for s in sizes),
         size_aligns="---:|" * len(sizes),
         size_rows="\n".join(size_rows),
         largest=int(sizes[-1]),
-        plans="\n".join([*plans, f"- replay: {plan_summary(last['replay']['plan'])}"]),
+        plans=fill_rows(
+            TEMPLATES["PLAN"], [{"name": k, "plan": plan_summary(p)} for k, p in plans.items()]
+        ),
     )
