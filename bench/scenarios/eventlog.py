@@ -1,10 +1,6 @@
-# ruff: noqa: RUF001 - the section uses the multiplication sign on purpose
-"""The event log (SPEC §9): what writing it costs a create and an approve (in process, with
-and without the log), the replay of 1,000 events to one socket (daphne), and the audit query
-at 10k-1M rows; the method is described in the section it renders (``SECTION``). In a database
-of its own (``OWN_DATABASE``: ``run.py`` runs it in a process of its own), seeded with
-``seed.seed_base``; its sizes and name are in ``runner.py``'s list of variables.
-"""
+"""The event log (SPEC §9) in a database of its own: what writing it costs a create and an
+approve, the replay of 1,000 events to one socket (daphne), the audit query at 10k-1M rows.
+The method is described on the page (``bench/templates/eventlog.md``)."""
 
 from __future__ import annotations
 
@@ -19,39 +15,81 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import runner
 import seed
-from runner import Context, explain, fill, log, sql
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from runner import Context, explain, fill, fill_rows, log, sql
 
 NAME = "eventlog"
 OWN_DATABASE = True
-DB_NAME = os.environ.get("BENCH_EVENTLOG_DB", f"{runner.DB_NAME}_eventlog")
-DEFAULT_SIZES = "5000,20000,50000" if runner.QUICK else "10000,100000,1000000"
-SIZES = runner.env_list("BENCH_EVENTLOG_SIZES", DEFAULT_SIZES)
+DB_NAME = runner.env("BENCH_EVENTLOG_DB", f"{runner.DB_NAME}_eventlog")
+SIZES = runner.env_list(
+    "BENCH_EVENTLOG_SIZES", "5000,20000,50000" if runner.QUICK else "10000,100000,1000000"
+)
 REQUESTS = runner.env("BENCH_EVENTLOG_REQUESTS", 100 if runner.QUICK else 600)
 WARM = 20  # requests per variant and operation before the measured ones
 QUERIES = runner.env("BENCH_EVENTLOG_QUERIES", 200)
 REPLAY_EVENTS, REPLAY_RUNS = 1000, 5
+EXPLAIN_RUNS = 21  # EXPLAIN ANALYZE of a statement, for the median of its database time
 MEASURED_ROWS = 100  # of each measured salon and user, at every size
 PAGE = 51  # CursorPagination's page of 50 plus one to know there is a next page
 EVENT_SALONS, EVENT_USERS = 1000, 10_000
 CPU_TARGET = 1.15
-FLAT_FACTOR = 1.5  # p50 at the largest size at most this times the smallest
+FLAT_FACTOR = 1.5  # largest/smallest of DB time and buffers at most this: "flat"
+TEMPLATES = runner.templates(NAME)
 
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-# 1. What writing the log costs a create and an approve ---------------------------------------
+def median3(values: Any) -> float:
+    return round(statistics.median(values), 3)
 
 
-@contextlib.contextmanager
+def run(ctx: Context) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "nproc": os.cpu_count(),
+        "load_before": os.getloadavg(),
+        "config": {
+            "sizes": SIZES,
+            "requests": REQUESTS,
+            "queries": QUERIES,
+            "replay_runs": REPLAY_RUNS,
+            "target_cpu_ratio": CPU_TARGET,
+        },
+    }
+    try:
+        runner.django_setup(DB_NAME)
+        users = seed.per_write_salon(2 * (WARM + REQUESTS + 10))
+        layout = seed.seed_base(connection, writers=users, approvees=users, contention_rounds=0)
+        log(f"write cost: {REQUESTS} requests per variant and operation, ABBA")
+        results["write"] = write_cost(layout)
+        results["sizes"] = by_size(layout)
+    finally:
+        runner.close_database(DB_NAME)
+    first, last = (results["sizes"][str(size)]["audit"] for size in (SIZES[0], SIZES[-1]))
+    results["growth"] = {
+        key: {
+            field: round(last[key][field] / max(first[key][field], 0.001), 2)
+            for field in ("p50_ms", "db_exec_ms", "buffers")
+        }
+        for key in first
+    }
+    results["load_after"] = os.getloadavg()
+    return {"eventlog": results}
+
+
+# 1. What writing the log costs a create and an approve ----------------------------------------
 def without_log() -> Any:
     """This process only: no row, no lock, no "dispatched" update; the event gets a fake id."""
-    from django.utils import timezone
-
     from salon_invitations import events
 
     fake = itertools.count(10**12)
@@ -59,22 +97,14 @@ def without_log() -> Any:
     def record(event: Any, hook: Any = None) -> None:
         event.id, event.created_at = next(fake), timezone.now()
 
-    saved = events.record, events.mark_dispatched
-    events.record, events.mark_dispatched = record, lambda ids: None
-    try:
-        yield
-    finally:
-        events.record, events.mark_dispatched = saved
+    return mock.patch.multiple(events, record=record, mark_dispatched=lambda ids: None)
 
 
 VARIANTS = {"log": contextlib.nullcontext, "no log": without_log}
 
 
 def write_cost(layout: Any) -> dict[str, Any]:
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
+    """Creates and approvals in process, one at a time, with and without the log."""
     from salon_invitations.models import SalonEvent
 
     salons, client, creates = layout.write_salons(), Client(), itertools.count()
@@ -98,16 +128,13 @@ def write_cost(layout: Any) -> dict[str, Any]:
         inv, owner = next(approvals)
         return request("patch", f"/api/invitations/{inv}/approved", owner, {})
 
-    def backend() -> tuple[int, Path]:
-        (pid,) = sql("SELECT pg_backend_pid()")[0]
-        return pid, Path(f"/proc/{pid}/schedstat")
-
     out: dict[str, Any] = {"requests_per_variant": REQUESTS, "warm_up": WARM}
     for op, call, expected in (("create", create, 201), ("approve", approve, 200)):
         samples: dict[str, list[tuple[float, float, float]]] = {v: [] for v in VARIANTS}
         events0 = SalonEvent.objects.count()
         gc.collect()
-        pid, schedstat = backend()
+        (pid,) = sql("SELECT pg_backend_pid()")[0]
+        schedstat = Path(f"/proc/{pid}/schedstat")  # the backend's CPU time (ns) first
         # One request at a time, the variants in ABBA order, so that the machine's changing
         # load falls on both alike.
         for i in range(2 * (WARM + REQUESTS)):
@@ -121,67 +148,112 @@ def write_cost(layout: Any) -> dict[str, Any]:
             assert status == expected, (op, variant, status)
             if i >= 2 * WARM:
                 samples[variant].append((cpu * 1000, db / 1e6, wall * 1000))
-        assert backend()[0] == pid, "the database connection changed"
-        events = SalonEvent.objects.count() - events0
-        entry: dict[str, Any] = {}
-        totals = {v: [app + db for app, db, _wall in m] for v, m in samples.items()}
-        for variant, measured in samples.items():
-            with VARIANTS[variant](), CaptureQueriesContext(connection) as queries:
-                for _ in range(3):
-                    call()
-            app, db, wall = (list(column) for column in zip(*measured, strict=True))
-            entry[variant] = {
-                "cpu_ms": round(statistics.median(totals[variant]), 3),
-                "cpu_ms_mean": round(statistics.fmean(totals[variant]), 3),
-                "app_ms": round(statistics.median(app), 3),
-                "db_ms": round(statistics.median(db), 3),
-                "latency_p50_ms": round(statistics.median(wall), 3),
-                "queries_per_request": len(queries) / 3,
-                "events": events / (WARM + REQUESTS) if variant == "log" else 0,
-                "sql": [q["sql"][:160] for q in queries.captured_queries[: len(queries) // 3]],
-            }
-        logged, bare = entry["log"], entry["no log"]
-        n = REQUESTS // 4
-        keys = {"app_cpu": "app_ms", "db_cpu": "db_ms", "latency": "latency_p50_ms"}
-        entry["ratio"] = {
-            **runner.ratios(logged, bare, cpu="cpu_ms", cpu_mean="cpu_ms_mean", **keys),
-            # The median ratio in each quarter of the run: how steady the figure is.
-            "cpu_by_quarter": [
-                round(
-                    statistics.median(totals["log"][lo : lo + n])
-                    / statistics.median(totals["no log"][lo : lo + n]),
-                    3,
-                )
-                for lo in range(0, n * 4, n)
-            ],
-        }
-        entry["met"] = entry["ratio"]["cpu"] <= CPU_TARGET
-        bare_shapes = {re.sub(r"\d+", "N", q) for q in bare["sql"]}
-        entry["queries_added_by_log"] = [
-            q for q in logged["sql"] if re.sub(r"\d+", "N", q) not in bare_shapes
-        ]
-        out[op] = entry
+        assert sql("SELECT pg_backend_pid()")[0][0] == pid, "the database connection changed"
+        events = (SalonEvent.objects.count() - events0) / (WARM + REQUESTS)
+        w = out[op] = write_stats(call, samples, events)
+        log(f"{op}: {w['log']['cpu_ms']} vs {w['no log']['cpu_ms']} CPU ms, ratio {w['ratio']}")
     return out
 
 
-# Rows of the log, fast -------------------------------------------------------------------------
+def write_stats(call: Any, samples: dict[str, list[tuple[float, ...]]], events: float) -> dict:
+    """Each variant's medians and statements (of three more calls); the ratios."""
+    entry: dict[str, Any] = {}
+    totals = {v: [app + db for app, db, _wall in m] for v, m in samples.items()}
+    for variant, measured in samples.items():
+        with VARIANTS[variant](), CaptureQueriesContext(connection) as queries:
+            for _ in range(3):
+                call()
+        app, db, wall = zip(*measured, strict=True)
+        entry[variant] = {
+            "cpu_ms": median3(totals[variant]),
+            "cpu_ms_mean": round(statistics.fmean(totals[variant]), 3),
+            "app_ms": median3(app),
+            "db_ms": median3(db),
+            "latency_p50_ms": median3(wall),
+            "queries_per_request": len(queries) / 3,
+            "events": events if variant == "log" else 0,
+            "sql": [q["sql"][:160] for q in queries.captured_queries[: len(queries) // 3]],
+        }
+    logged, bare, n = entry["log"], entry["no log"], REQUESTS // 4
+    keys = {"app_cpu": "app_ms", "db_cpu": "db_ms", "latency": "latency_p50_ms"}
+    entry["ratio"] = {
+        **runner.ratios(logged, bare, cpu="cpu_ms", cpu_mean="cpu_ms_mean", **keys),
+        # The median ratio in each quarter of the run: how steady the figure is.
+        "cpu_by_quarter": [
+            runner.ratio(*(statistics.median(totals[v][lo : lo + n]) for v in VARIANTS))
+            for lo in range(0, n * 4, n)
+        ],
+    }
+    entry["met"] = entry["ratio"]["cpu"] <= CPU_TARGET
+    shape = re.compile(r"\d+")
+    bare_shapes = {shape.sub("N", q) for q in bare["sql"]}
+    entry["queries_added_by_log"] = [
+        q for q in logged["sql"] if shape.sub("N", q) not in bare_shapes
+    ]
+    return entry
 
 
-def add_salon(connection: Any, owner_name: str) -> tuple[int, int]:
-    """A salon of its own (outside the bulk) and its owner: (salon id, owner id)."""
+# 2. The log at each size: the audit query and the replay ----------------------------------------
+def by_size(layout: Any) -> dict[str, Any]:
+    """Grow the log to each of ``SIZES`` rows; measure the audit query and the replay."""
+    from salon_invitations.conf import app_settings
+    from salon_invitations.models import SalonEvent
+
+    assert app_settings.REPLAY_LIMIT >= REPLAY_EVENTS, "REPLAY_LIMIT below 1,000"
+    template = SalonEvent.objects.filter(kind="invitation.created").latest("id").data
     with connection.cursor() as cursor:
-        owner = seed.add_users(cursor, owner_name, 1)
-    (salon,) = sql(
-        "INSERT INTO salon_invitations_salon (created, modified, name, owner_id)"
-        " VALUES (now(), now(), %s, %s) RETURNING id",
-        [owner_name, owner],
+        replay_owner = seed.add_users(cursor, "replay-owner", 1)
+    (replay_salon,) = sql(  # a salon outside the bulk, and its owner's membership
+        "WITH s AS (INSERT INTO salon_invitations_salon (created, modified, name, owner_id)"
+        " VALUES (now(), now(), 'replay-owner', %s) RETURNING id)"
+        " INSERT INTO salon_invitations_membership (created, modified, user_id, salon_id, role)"
+        " SELECT now(), now(), %s, id, 'superuser' FROM s RETURNING salon_id",
+        [replay_owner, replay_owner],
     )[0]
+    first_user = layout.pool_first
+    replayed = (first_user + EVENT_USERS, REPLAY_EVENTS)
+    insert_events(template, 0, REPLAY_EVENTS, (replay_salon, 1), replayed)
     sql(
-        "INSERT INTO salon_invitations_membership (created, modified, user_id, salon_id, role)"
-        " VALUES (now(), now(), %s, %s, 'superuser')",
-        [owner, salon],
+        "UPDATE salon_invitations_salonevent SET kind = 'invitation.created' WHERE salon_id = %s",
+        [replay_salon],
     )
-    return salon, owner
+    # The measured readers' own rows, first in the log, so that their page is full at every
+    # size (as seed.py's LIST_SALON_ROWS): 100 in each measured salon, 100 about each
+    # measured user; the bulk adds its share on top.
+    others = first_user + EVENT_USERS + REPLAY_EVENTS
+    insert_events(template, 0, 10 * MEASURED_ROWS, (layout.salon(0), 10), (others, 1000))
+    insert_events(template, 0, 10 * MEASURED_ROWS, (layout.salon(500), 100), (first_user, 10))
+    User = get_user_model()
+    User.objects.filter(pk=layout.requester).update(is_staff=True)
+    managed = [layout.salon(k) for k in range(10)]
+    salon_of = {layout.owner_of(salon): salon for salon in managed}
+    users = {
+        "manager": [User.objects.get(pk=owner) for owner in salon_of],
+        "user": [User.objects.get(pk=first_user + k) for k in range(10)],
+        "staff": [User.objects.get(pk=layout.requester)],
+    }
+    bulk = (layout.salon_first, EVENT_SALONS), (first_user, EVENT_USERS)
+    out, done = {}, 0
+    command = "-m daphne -b 127.0.0.1 -p {port} --verbosity 0 benchproject.asgi:application"
+    server = runner.Server("daphne-eventlog", {"BENCH_DB_NAME": DB_NAME}, command)
+    server.start()
+    try:
+        for size in SIZES:
+            t = time.perf_counter()
+            for lo in range(done, size, 250_000):
+                insert_events(template, lo, min(size, lo + 250_000), *bulk)
+            done = size
+            sql("VACUUM ANALYZE salon_invitations_salonevent")
+            rows = sql("SELECT count(*) FROM salon_invitations_salonevent")[0][0]
+            log(f"[{size}] {rows} event rows (seeded in {time.perf_counter() - t:.1f}s); audit")
+            entry = {"rows": rows, "audit": audit(users, salon_of)}
+            log(f"[{size}] " + ", ".join(f"{k} {v['p50_ms']}" for k, v in entry["audit"].items()))
+            entry["replay"] = replay(server, replay_owner)
+            log(f"[{size}] replay of {REPLAY_EVENTS}: {entry['replay']['median_ms']} ms")
+            out[str(size)] = entry
+    finally:
+        server.stop()
+    return out
 
 
 def insert_events(
@@ -210,10 +282,20 @@ def insert_events(
     )  # fmt: skip
 
 
-# 2. Replay of 1,000 events to one socket -----------------------------------------------------
+def db_work(statement: str, params: Any = None) -> dict[str, Any]:
+    """The database's own work, far less sensitive to the machine's load than p50: the median
+    execution ms of ``EXPLAIN_RUNS`` ``EXPLAIN ANALYZE`` and the shared buffers it touches."""
+    query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement
+    plans = [sql(query, params)[0][0][0] for _ in range(EXPLAIN_RUNS)]
+    top = plans[-1]["Plan"]
+    return {
+        "db_exec_ms": median3(p["Execution Time"] for p in plans),
+        "buffers": top["Shared Hit Blocks"] + top["Shared Read Blocks"],
+    }
 
 
 async def replay_once(url: str) -> tuple[float, int, dict[str, Any]]:
+    """Seconds until the frame that ends the replay, the frames before it, that frame."""
     import websockets
 
     start = time.perf_counter()
@@ -227,24 +309,23 @@ async def replay_once(url: str) -> tuple[float, int, dict[str, Any]]:
 
 
 def replay(server: runner.Server, owner: int) -> dict[str, Any]:
-    from django.contrib.auth import get_user_model
+    """``owner``'s socket with ``since=0``, ``REPLAY_EVENTS`` events to send."""
     from rest_framework_simplejwt.tokens import AccessToken
 
     from salon_invitations.models import SalonEvent
     from salon_invitations.policies import get_policy
 
     user = get_user_model().objects.get(pk=owner)
-    url = f"{server.url('ws')}{runner.WS_PATH}?token={AccessToken.for_user(user)}"
+    url = f"{server.url('ws')}{runner.WS_PATH}?token={AccessToken.for_user(user)}&since=0"
     # The consumer's query (SalonEventsConsumer._missed), for the plan.
     events = SalonEvent.objects.filter(id__gt=0, kind__startswith="invitation.")
     events = get_policy().replayable_events(user, events).order_by("id")
     query = events.values_list("id", "kind", "data")[: REPLAY_EVENTS + 1].query
-    plan = explain(*query.sql_with_params())
-    db_exec_ms, buffers = db_work(*query.sql_with_params())
-    asyncio.run(replay_once(url + "&since=0"))  # warm-up: imports, pooled connections
+    plan, work = explain(*query.sql_with_params()), db_work(*query.sql_with_params())
+    asyncio.run(replay_once(url))  # warm-up: imports, pooled connections
     times, cpu0 = [], server.cpu_seconds()
     for _ in range(REPLAY_RUNS):
-        seconds, frames, last = asyncio.run(replay_once(url + "&since=0"))
+        seconds, frames, last = asyncio.run(replay_once(url))
         assert frames == REPLAY_EVENTS and last["type"] == "resumed", (frames, last)
         times.append(seconds)
     return {
@@ -252,116 +333,91 @@ def replay(server: runner.Server, owner: int) -> dict[str, Any]:
         "median_ms": ms(statistics.median(times)),
         "runs_ms": [ms(t) for t in times],
         "server_cpu_ms_per_replay": round((server.cpu_seconds() - cpu0) * 1000 / REPLAY_RUNS, 1),
-        "db_exec_ms": db_exec_ms,
-        "buffers": buffers,
+        **work,
         "plan": plan,
     }
 
 
-# 3. The audit query at 10k, 100k and 1M rows ------------------------------------------------
+def audit_or(user: Any, salon: int | None = None) -> list[Any]:
+    """The endpoint's query: the policy's OR (``salon=``: and that salon)."""
+    from salon_invitations.models import SalonEvent
+    from salon_invitations.policies import get_policy
+
+    events = SalonEvent.objects.filter(id__gt=0)
+    if salon is not None:
+        events = events.filter(salon_id=salon)
+    return list(get_policy().visible_events(user, events).order_by("id")[:PAGE])
 
 
-def audit_union(user: Any, since: int = 0) -> Any:
+def audit_union(user: Any) -> list[Any]:
     """The candidate shape: one ``ORDER BY id LIMIT 51`` per branch (each an index range scan
     of ``(user_id, id)`` or ``(salon_id, id)``), then the first 51 ids of their union."""
     from salon_invitations.models import SalonEvent
     from salon_invitations.policies import get_policy
 
-    base = SalonEvent.objects.filter(id__gt=since).order_by("id")
+    base = SalonEvent.objects.filter(id__gt=0).order_by("id")
     if user.is_staff or user.is_superuser:
-        return base[:PAGE]
+        return list(base[:PAGE])
     managed = get_policy()._managed_salon_ids(user)
     ids, *others = [base.filter(user=user), *(base.filter(salon_id=s) for s in managed)]
     ids = ids.values("id")[:PAGE]
     if others:
         ids = ids.union(*(b.values("id")[:PAGE] for b in others))
-    return SalonEvent.objects.filter(id__in=ids).order_by("id")[:PAGE]
+    return list(SalonEvent.objects.filter(id__in=ids).order_by("id")[:PAGE])
 
 
-def audit_or(user: Any, salon: int | None = None, since: int = 0) -> Any:
-    """The endpoint's query: the policy's OR (``salon=``: and that salon)."""
-    from salon_invitations.models import SalonEvent
-    from salon_invitations.policies import get_policy
-
-    events = SalonEvent.objects.filter(id__gt=since)
-    if salon is not None:
-        events = events.filter(salon_id=salon)
-    return get_policy().visible_events(user, events).order_by("id")[:PAGE]
-
-
-def audit_salon_only(user: Any, salon: int, since: int = 0) -> Any:
-    """``salon=`` of a salon ``user`` manages: that salon's rows are all visible, so the
-    policy's OR can go (anything else: the OR as before)."""
+def audit_salon_only(user: Any, salon: int) -> list[Any]:
+    """``salon=`` without the policy's OR if ``user`` manages it (its rows are all visible)."""
     from salon_invitations.models import SalonEvent
     from salon_invitations.policies import get_policy
 
     if salon not in get_policy()._managed_salon_ids(user):
-        return audit_or(user, salon, since)
-    return SalonEvent.objects.filter(id__gt=since, salon_id=salon).order_by("id")[:PAGE]
-
-
-def db_work(statement: str, params: Any = None, runs: int = 21) -> tuple[float, int]:
-    """Median execution ms of ``runs`` ``EXPLAIN ANALYZE`` and the shared buffers the plan
-    touches: the database's own work, far less sensitive to the machine's load than p50."""
-    query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement
-    plans = [sql(query, params)[0][0][0] for _ in range(runs)]
-    buffers = plans[-1]["Plan"]["Shared Hit Blocks"] + plans[-1]["Plan"]["Shared Read Blocks"]
-    return round(statistics.median(p["Execution Time"] for p in plans), 3), buffers
+        return audit_or(user, salon)
+    return list(SalonEvent.objects.filter(id__gt=0, salon_id=salon).order_by("id")[:PAGE])
 
 
 def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, Any]:
-    """p50/p95 of the first page (``since=0``) per user kind: the ORM query, the candidate
-    shapes for managers, and the endpoint itself through the test client."""
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
+    """The first page (``since=0``) per reader (the kind its name starts with): the ORM query,
+    the candidate shapes for managers, and the endpoint itself through the test client."""
     client = Client()
 
-    def get(query: str = "") -> Any:
-        def call(user: Any) -> list[Any]:
-            path = "/api/salon_events?since=0" + query.format(salon=salon_of.get(user.pk))
-            response = client.get(path, headers={"X-Bench-User": str(user.pk)})
-            assert response.status_code == 200, response.content[:300]
-            return response.json()["results"]
+    def get(user: Any, salon: int | None = None) -> list[Any]:
+        path = "/api/salon_events?since=0" + ("" if salon is None else f"&salon={salon}")
+        response = client.get(path, headers={"X-Bench-User": str(user.pk)})
+        assert response.status_code == 200, response.content[:300]
+        return response.json()["results"]
 
-        return call
-
-    series: dict[str, tuple[str, Any]] = {
-        "manager, ORM": ("manager", lambda u: list(audit_or(u))),
-        "manager, ORM, per-branch shape": ("manager", lambda u: list(audit_union(u))),
-        "user, ORM": ("user", lambda u: list(audit_or(u))),
-        "staff, ORM": ("staff", lambda u: list(audit_or(u))),
-        "manager, ORM ?salon=": ("manager", lambda u: list(audit_or(u, salon_of[u.pk]))),
-        "manager, ORM ?salon=, salon only": (
-            "manager",
-            lambda u: list(audit_salon_only(u, salon_of[u.pk])),
-        ),
-        "manager, GET": ("manager", get()),
-        "manager, GET ?salon=": ("manager", get("&salon={salon}")),
-        "user, GET": ("user", get()),
-        "staff, GET": ("staff", get()),
+    series = {
+        "manager, ORM": audit_or,
+        "manager, ORM, per-branch shape": audit_union,
+        "user, ORM": audit_or,
+        "staff, ORM": audit_or,
+        "manager, ORM ?salon=": lambda u: audit_or(u, salon_of[u.pk]),
+        "manager, ORM ?salon=, salon only": lambda u: audit_salon_only(u, salon_of[u.pk]),
+        "manager, GET": get,
+        "manager, GET ?salon=": lambda u: get(u, salon_of[u.pk]),
+        "user, GET": get,
+        "staff, GET": get,
     }
     for _ in range(3):  # warm the caches; the candidate shapes must give the same page
         for user in users["manager"] + users["user"] + users["staff"]:
             assert [e.id for e in audit_or(user)] == [e.id for e in audit_union(user)]
             if user.pk in salon_of:
                 salon = salon_of[user.pk]
-                assert list(audit_or(user, salon)) == list(audit_salon_only(user, salon))
-    names = list(series)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    counts: dict[str, set[int]] = {name: set() for name in names}
+                assert audit_or(user, salon) == audit_salon_only(user, salon)
+    times: dict[str, list[float]] = {name: [] for name in series}
+    counts: dict[str, set[int]] = {name: set() for name in series}
     for i in range(QUERIES):
-        for name in runner.rotated(names, i):
-            kind, call = series[name]
+        for name in runner.rotated(list(series), i):
+            readers = users[name.split(",")[0]]
             t = time.perf_counter()
-            rows = call(users[kind][i % len(users[kind])])
+            rows = series[name](readers[i % len(readers)])
             times[name].append(time.perf_counter() - t)
             counts[name].add(len(rows))
     out: dict[str, Any] = {}
-    for name, (kind, call) in series.items():
+    for name, call in series.items():
         with CaptureQueriesContext(connection) as queries:
-            call(users[kind][0])
+            call(users[name.split(",")[0]][0])
         statement = [q["sql"] for q in queries.captured_queries if "salonevent" in q["sql"]][-1]
         ordered = sorted(times[name])
         out[name] = {
@@ -370,113 +426,12 @@ def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, An
             "rows_returned": sorted(counts[name]),
             "queries": len(queries),
             "plan": explain(statement),
+            **db_work(statement),
         }
-        out[name]["db_exec_ms"], out[name]["buffers"] = db_work(statement)
     return out
 
 
-# The whole scenario ---------------------------------------------------------------------------
-
-
-def run(ctx: Context) -> dict[str, Any]:
-    results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "nproc": os.cpu_count(),
-        "load_before": os.getloadavg(),
-        "config": {
-            "sizes": SIZES,
-            "requests": REQUESTS,
-            "queries": QUERIES,
-            "replay_runs": REPLAY_RUNS,
-            "target_cpu_ratio": CPU_TARGET,
-        },
-    }
-    try:
-        measure(results, runner.django_setup(DB_NAME))
-    finally:
-        runner.close_database(DB_NAME)
-    results["load_after"] = os.getloadavg()
-    return {"eventlog": results}
-
-
-def measure(results: dict[str, Any], connection: Any) -> None:
-    from django.contrib.auth import get_user_model
-
-    from salon_invitations.conf import app_settings
-    from salon_invitations.models import SalonEvent
-
-    needed = 2 * (WARM + REQUESTS + 10)
-    writers = approvees = seed.per_write_salon(needed)
-    layout = seed.seed_base(connection, writers=writers, approvees=approvees, contention_rounds=0)
-    log(f"write cost: {REQUESTS} requests per variant and operation, ABBA")
-    results["write"] = write_cost(layout)
-    for op in ("create", "approve"):
-        w = results["write"][op]
-        log(f"{op}: {w['log']['cpu_ms']} vs {w['no log']['cpu_ms']} CPU ms, ratio {w['ratio']}")
-
-    assert app_settings.REPLAY_LIMIT >= REPLAY_EVENTS, "REPLAY_LIMIT below 1,000"
-    template = SalonEvent.objects.filter(kind="invitation.created").latest("id").data
-    replay_salon, replay_owner = add_salon(connection, "replay-owner")
-    first_user = layout.pool_first
-    insert_events(
-        template, 0, REPLAY_EVENTS, (replay_salon, 1), (first_user + EVENT_USERS, REPLAY_EVENTS)
-    )
-    sql(
-        "UPDATE salon_invitations_salonevent SET kind = 'invitation.created' WHERE salon_id = %s",
-        [replay_salon],
-    )
-    # The measured readers' own rows, first in the log, so that their page is full at every
-    # size (as seed.py's LIST_SALON_ROWS): 100 in each measured salon, 100 about each
-    # measured user; the bulk adds its share on top.
-    others = first_user + EVENT_USERS + REPLAY_EVENTS
-    insert_events(template, 0, 10 * MEASURED_ROWS, (layout.salon(0), 10), (others, 1000))
-    insert_events(template, 0, 10 * MEASURED_ROWS, (layout.salon(500), 100), (first_user, 10))
-    User = get_user_model()
-    User.objects.filter(pk=layout.requester).update(is_staff=True)
-    managers = [layout.salon(k) for k in range(10)]
-    users = {
-        "manager": [User.objects.get(pk=layout.owner_of(salon)) for salon in managers],
-        "user": [User.objects.get(pk=first_user + k) for k in range(10)],
-        "staff": [User.objects.get(pk=layout.requester)],
-    }
-    salon_of = {layout.owner_of(salon): salon for salon in managers}
-    results["sizes"], done = {}, 0
-    server = runner.Server(
-        "daphne-eventlog",
-        {"BENCH_DB_NAME": DB_NAME},
-        "-m daphne -b 127.0.0.1 -p {port} --verbosity 0 benchproject.asgi:application",
-    )
-    server.start()
-    try:
-        for size in SIZES:
-            t = time.perf_counter()
-            bulk = (layout.salon_first, EVENT_SALONS), (first_user, EVENT_USERS)
-            for lo in range(done, size, 250_000):
-                insert_events(template, lo, min(size, lo + 250_000), *bulk)
-            done = size
-            sql("VACUUM ANALYZE salon_invitations_salonevent")
-            rows = sql("SELECT count(*) FROM salon_invitations_salonevent")[0][0]
-            log(f"[{size}] {rows} event rows (seeded in {time.perf_counter() - t:.1f}s); audit")
-            entry = {"rows": rows, "audit": audit(users, salon_of)}
-            log(f"[{size}] " + ", ".join(f"{k} {v['p50_ms']}" for k, v in entry["audit"].items()))
-            entry["replay"] = replay(server, replay_owner)
-            log(f"[{size}] replay of {REPLAY_EVENTS}: {entry['replay']['median_ms']} ms")
-            results["sizes"][str(size)] = entry
-    finally:
-        server.stop()
-    first, last = results["sizes"][str(SIZES[0])], results["sizes"][str(SIZES[-1])]
-    results["growth"] = {
-        key: {
-            field: round(last["audit"][key][field] / max(first["audit"][key][field], 0.001), 2)
-            for field in ("p50_ms", "db_exec_ms", "buffers")
-        }
-        for key in first["audit"]
-    }
-
-
-# The page -------------------------------------------------------------------------------------
-
-
+# The page ---------------------------------------------------------------------------------------
 def plan_summary(plan: list[str]) -> str:
     """The scan nodes of a plan and its execution time, on one line."""
     nodes = [line.strip().split("  (")[0].lstrip("-> ") for line in plan
@@ -485,131 +440,64 @@ def plan_summary(plan: list[str]) -> str:
     return "; ".join(dict.fromkeys(nodes)) + (f" ({timing[0]})" if timing else "")
 
 
-def growth_cell(entries: list[dict[str, Any]]) -> str:
-    """Largest/smallest of the database's execution time and buffers (p50 follows the load
-    of the machine, which changes between sizes). "flat": the buffers within FLAT_FACTOR and
-    the execution time within FLAT_FACTOR or within 0.1 ms (timer noise below that)."""
+def size_row(name: str, entries: list[dict[str, Any]], cell: str) -> str:
+    """A row of the table by size: ``cell`` of each size's entry, then largest/smallest of
+    the database's time and buffers (p50 follows the machine's load, which changes between
+    sizes): "flat" if the buffers and the time are within FLAT_FACTOR (or 0.1 ms: timer noise)."""
     first, last = entries[0], entries[-1]
     db = last["db_exec_ms"] / max(first["db_exec_ms"], 0.001)
     buffers = last["buffers"] / max(first["buffers"], 1)
     steady = db <= FLAT_FACTOR or last["db_exec_ms"] - first["db_exec_ms"] < 0.1
     flat = "flat" if buffers <= FLAT_FACTOR and steady else "**grows**"
-    return f"DB {db:.1f}×, buffers {buffers:.1f}× ({flat})"
-
-
-SECTION = """\
-## Event log
-
-Measured {date} on {nproc} cores shared with other work (load {load_before[0]:.1f} before, \
-{load_after[0]:.1f} after) by `bench/scenarios/eventlog.py`. CPU per request is the Django \
-process's CPU plus its PostgreSQL backend's (`/proc/<pid>/schedstat`), in process with the \
-test client; absolute times are this slow, shared machine's, the ratios are what to read.
-
-### Writing the log: create and approve ({write[requests_per_variant]} requests per variant, one \
-at a time, the variants alternating ABBA)
-
-"Without the log" patches `events.record` and `events.mark_dispatched` in the benchmark \
-process (no row, no `EventOrder` lock, no "dispatched" update; the event gets a fake id). \
-Everything else, the Redis channel layer included, runs in both.
-
-| | CPU ms/request (median) | Python | PostgreSQL | p50 ms | queries/request | events/request |
-|---|---:|---:|---:|---:|---:|---:|
-{write_rows}
-
-{write_ratios}
-
-### Audit list and replay by size of the log
-
-First page (`since=0`, 50 rows + 1) per reader; the rows are spread over {salons:,} salons and \
-{users:,} users, and the measured salons and users have {measured} rows of their own at every \
-size (full pages). p50 / p95 in ms, {config[queries]} queries per series, series interleaved. \
-Replay: a salon owner's socket with `?since=0` and {replay:,} events to send, connect → \
-`resumed`, daphne, median of {replay_runs}. Each cell: p50 / p95 ms in process (ORM or test \
-client); DB = median execution ms of 21 `EXPLAIN ANALYZE` of the statement and the shared buffers \
-it touches; rows on the page. The machine's load changes between sizes, so flatness is judged on \
-DB time and buffers (flat: buffers within {flat}×, DB time within {flat}× or 0.1 ms).
-
-*per-branch shape*: the first 51 ids of each branch (`user_id = me`, and `salon_id = s` for \
-each managed salon) by `ORDER BY id LIMIT 51` on the `(user, id)` and `(salon, id)` indexes, \
-then the rows of the first 51 of their union. *salon only*: with `salon=<a salon the reader \
-manages>`, `salon_id = s` without the policy's OR (every row of it is visible anyway).
-
-| | {size_heads} | largest/smallest |
-|---|{size_aligns}---:|
-{size_rows}
-
-Plans at {largest:,} rows:
-
-{plans}
-"""
-
-
-WRITE_ROW = (
-    "| {op}, {with_} the log | {cpu_ms:.1f} | {app_ms:.1f} | {db_ms:.1f} | {latency_p50_ms:.1f} "
-    "| {queries_per_request:g} | {events:g} |"
-)
-WRITE_RATIO = (
-    "- {op}: CPU with/without **{cpu:.3f}×** (means {cpu_mean:.3f}×; by quarter of the run "
-    "{quarters}; Python {app_cpu:.3f}×, PostgreSQL {db_cpu:.3f}×) — target ≤ {target}×: {met}. "
-    "Added statements: {added}."
-)
-AUDIT_CELL = "{p50_ms:.1f} / {p95_ms:.1f} · DB {db_exec_ms:.2f}, {buffers:,} buf · {rows} rows"
-REPLAY_CELL = (
-    "{median_ms:.0f} ms · server CPU {server_cpu_ms_per_replay:.0f} ms · "
-    "DB {db_exec_ms:.2f}, {buffers:,} buf"
-)
+    cells = [fill(TEMPLATES[cell], **e, rows=max(e.get("rows_returned") or [0])) for e in entries]
+    growth = fill(TEMPLATES["GROWTH_CELL"], db=db, buffers=buffers, flat=flat)
+    return runner.row(name, *cells, growth)
 
 
 def write_ratio(op: str, entry: dict[str, Any]) -> str:
-    quarters = ", ".join(f"{q:.2f}" for q in entry["ratio"]["cpu_by_quarter"])
     added = [f"`{q.split(' WHERE')[0].split(' (')[0][:60]}`" for q in entry["queries_added_by_log"]]
-    met = runner.verdict(entry["met"])
     return fill(
-        WRITE_RATIO, op=op, **entry["ratio"], target=CPU_TARGET, met=met, quarters=quarters,
-        added=", ".join(added),
+        TEMPLATES["WRITE_RATIO"], op=op, **entry["ratio"], target=CPU_TARGET,
+        quarters=", ".join(f"{q:.2f}" for q in entry["ratio"]["cpu_by_quarter"]),
+        met=runner.verdict(entry["met"]), added=", ".join(added),
     )  # fmt: skip
-
-
-def size_row(name: str, entries: list[dict[str, Any]], cell: str) -> str:
-    """A row of the table by size: ``cell`` of each size's entry, then the growth."""
-    cells = [fill(cell, **e, rows=max(e.get("rows_returned") or [0])) for e in entries]
-    return runner.row(name, *cells, growth_cell(entries))
 
 
 def render(results: dict[str, Any]) -> str:
     results = results.get("eventlog") or {}
     if not results:
         return ""
-    w, by_size = results["write"], results["sizes"]
-    sizes = list(by_size)
+    write, by_size = results["write"], results["sizes"]
+    sizes, last = list(by_size), list(by_size.values())[-1]
     write_rows = [
-        fill(WRITE_ROW, **w[op][variant], op=op, with_="with" if variant == "log" else "without")
+        {**write[op][variant], "op": op, "with_": "with" if variant == "log" else "without"}
         for op in ("create", "approve")
-        for variant in ("log", "no log")
+        for variant in VARIANTS
     ]
-    write_ratios = [write_ratio(op, w[op]) for op in ("create", "approve")]
-    size_rows = [
-        size_row(name, [by_size[s]["audit"][name] for s in sizes], AUDIT_CELL)
-        for name in by_size[sizes[0]]["audit"]
+    rows = [
+        size_row(name, [by_size[s]["audit"][name] for s in sizes], "AUDIT_CELL")
+        for name in last["audit"]
     ]
     replays = [by_size[s]["replay"] for s in sizes]
-    size_rows.append(size_row(f"replay of {REPLAY_EVENTS:,} events", replays, REPLAY_CELL))
-    last = by_size[sizes[-1]]
-    plans = [f"- {name}: {plan_summary(entry['plan'])}" for name, entry in last["audit"].items()]
+    rows.append(size_row(fill(TEMPLATES["REPLAY_ROW"], **replays[-1]), replays, "REPLAY_CELL"))
+    plans = {name: entry["plan"] for name, entry in last["audit"].items()}
+    plans["replay"] = last["replay"]["plan"]
     return fill(
-        SECTION,
+        TEMPLATES["SECTION"],
         **results,
-        write_rows="\n".join(write_rows),
-        write_ratios="\n".join(write_ratios),
+        write_rows=fill_rows(TEMPLATES["WRITE_ROW"], write_rows),
+        write_ratios="\n".join(write_ratio(op, write[op]) for op in ("create", "approve")),
         salons=EVENT_SALONS,
         users=EVENT_USERS,
         measured=MEASURED_ROWS,
         replay=REPLAY_EVENTS,
-        replay_runs=REPLAY_RUNS,
         flat=FLAT_FACTOR,
-        size_heads=" | ".join(f"{int(s):,} rows" for s in sizes),
+        explain_runs=EXPLAIN_RUNS,
+        size_heads=" | ".join(fill(TEMPLATES["SIZE_HEAD"], size=int(s)) for s in sizes),
         size_aligns="---:|" * len(sizes),
-        size_rows="\n".join(size_rows),
+        size_rows="\n".join(rows),
         largest=int(sizes[-1]),
-        plans="\n".join([*plans, f"- replay: {plan_summary(last['replay']['plan'])}"]),
+        plans=fill_rows(
+            TEMPLATES["PLAN"], [{"name": k, "plan": plan_summary(p)} for k, p in plans.items()]
+        ),
     )
