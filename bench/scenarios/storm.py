@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001 - the page uses typographic characters (times, dashes) on purpose
+# ruff: noqa: RUF001 - the page uses typographic characters (dashes) on purpose
 """Reconnect storm: after a deploy every client reconnects at once. 2,000 sockets open within
 one second, alternating between the two server processes, each with a real simplejwt access
 token in the query string and ``?since=`` the newest event, as the JavaScript client
@@ -25,7 +25,7 @@ from typing import Any
 import loadgen
 import runner
 import wsclient
-from runner import SERVERS, Context, Server, fill, fill_rows, verdict
+from runner import SERVERS, Context, Server, fill, fill_rows, fmt, verdict
 
 NAME = "storm"
 SOCKETS = runner.env("BENCH_STORM_SOCKETS", 400 if runner.QUICK else 2000)
@@ -74,15 +74,12 @@ def run(ctx: Context) -> dict[str, Any]:
     # A real simplejwt access token for each socket (distinct users while there are enough;
     # then users again, as a user with several tabs), and the newest event id.
     User = get_user_model()
-    users = list(
-        User.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True)[:SOCKETS]
-    )
-    per_user = {u: str(AccessToken.for_user(User(pk=u))) for u in users}
-    tokens = [per_user[users[i % len(users)]] for i in range(SOCKETS)]
+    users = User.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True)
+    tokens = [str(AccessToken.for_user(User(pk=u))) for u in users[:SOCKETS]]
+    tokens = [tokens[i % len(tokens)] for i in range(SOCKETS)]
     since = events.newest_id()
     out: dict[str, Any] = {}
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(CLIENTS, mp_context=spawn) as pool:
+    with ProcessPoolExecutor(CLIENTS, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(_warm, range(CLIENTS)))  # the client processes import websockets now
         for name, command, _settings in CONFIGS:
             tag = f"-storm-{name.split(',')[0]}"
@@ -119,20 +116,12 @@ def _client_process(plan: list[tuple[int, float, str]], start_at: float) -> tupl
 
 
 def measure(ctx: Context, pool: ProcessPoolExecutor, tokens: list[str], since: int) -> dict:
-    servers = ctx.servers.servers
-    urls = ctx.servers.urls("ws")
-    plan = [
-        (
-            i % SERVERS,
-            i * WINDOW_S / SOCKETS,
-            f"{urls[i % SERVERS]}{runner.WS_PATH}?token={t}&since={since}",
-        )
-        for i, t in enumerate(tokens)
-    ]
+    servers, urls = ctx.servers.servers, ctx.servers.urls("ws")
     # Socket i goes to server i % 2 and client process (i // 2) % CLIENTS.
-    parts = [
-        [p for i, p in enumerate(plan) if (i // SERVERS) % CLIENTS == c] for c in range(CLIENTS)
-    ]
+    parts: list[list[tuple[int, float, str]]] = [[] for _ in range(CLIENTS)]
+    for i, token in enumerate(tokens):
+        url = f"{urls[i % SERVERS]}{runner.WS_PATH}?token={token}&since={since}"
+        parts[(i // SERVERS) % CLIENTS].append((i % SERVERS, i * WINDOW_S / SOCKETS, url))
     exceptions_before = ctx.servers.log_text().count(runner.ASGI_ERROR)
     rounds = []
     for _round in range(ROUNDS):
@@ -148,15 +137,14 @@ def measure(ctx: Context, pool: ProcessPoolExecutor, tokens: list[str], since: i
         attempts = [a for part, _cpu in outcomes for a in part]
         rounds.append(round_stats(attempts, server_cpu, sum(c for _a, c in outcomes) / wall))
         time.sleep(2.0)  # the servers finish the disconnects
-    out = runner.aggregate_rounds(rounds, KEYS)
-    failures: Counter[str] = Counter()
-    for r in rounds:
-        failures.update(r["failure_reasons"])
-    out["failures"] = dict(failures.most_common())
-    out["connected_per_round"] = [r["connected"] for r in rounds]
-    out["per_round"] = rounds
-    out["server_exceptions"] = ctx.servers.log_text().count(runner.ASGI_ERROR) - exceptions_before
-    return out
+    failures = sum((Counter(r["failure_reasons"]) for r in rounds), Counter())
+    return {
+        **runner.aggregate_rounds(rounds, KEYS),
+        "failures": dict(failures.most_common()),
+        "connected_per_round": [r["connected"] for r in rounds],
+        "per_round": rounds,
+        "server_exceptions": ctx.servers.log_text().count(runner.ASGI_ERROR) - exceptions_before,
+    }
 
 
 def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: float) -> dict:
@@ -202,17 +190,23 @@ def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: floa
 
 # The page -------------------------------------------------------------------------------------
 
+TEMPLATES = runner.templates(NAME)
+
 
 def connected(s: dict[str, Any]) -> str:
     """The median connected count, and its range over the rounds if it varied."""
     low, high = s.get("connected_min"), s.get("connected_max")
-    spread = fill(" ({low:1}–{high:1})", low=int(low), high=int(high)) if low != high else ""
-    return fill("{n:1}", n=int(s["connected"])) + spread
+    spread = f" ({fmt(int(low))}–{fmt(int(high))})" if low != high else ""
+    return fmt(int(s["connected"])) + spread
 
 
 def all_after(s: dict[str, Any], n: int) -> str:
     """When the last socket connected, if every socket of every round did."""
-    return fill("{all_connected_s:2} s", **s) if s.get("connected_min") == n else "–"
+    return f"{fmt(s.get('all_connected_s'), 2)} s" if s.get("connected_min") == n else "–"
+
+
+def reasons(s: dict[str, Any]) -> str:
+    return "; ".join(f"{why}: {fmt(count)}" for why, count in s["failures"].items())
 
 
 def storm_config(results: dict[str, Any]) -> dict[str, Any]:
@@ -226,48 +220,19 @@ def storm_config(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-SUMMARY = """\
-| 6 | reconnect storm, {name}: {n:1} sockets opening within {window:0} s over {servers} processes \
-connect | {n:1} of {n:1} | {connected} of {n:1} (median of {s[rounds]} rounds), all connected \
-after {all_after} | {ok} |
-| 6 | handshakes/s per process, {name} | – | {s[handshakes_per_s_per_process]:0} (handshake \
-p99 {s[open_p99]:0} ms) | |"""
-
-
 def summary(results: dict[str, Any]) -> list[str]:
     storm = results.get("storm")
     if not storm:
         return []
-    cfg = storm_config(results)
-    rows = []
+    cfg, rows = storm_config(results), []
     for name in (name for name in TARGETS if storm.get(name)):
         s = storm[name]
-        ok = verdict(s.get("connected_min") == cfg["n"])
         text = fill(
-            SUMMARY,
-            **cfg,
-            name=name,
-            s=s,
-            connected=connected(s),
-            all_after=all_after(s, cfg["n"]),
-            ok=ok,
-        )
+            TEMPLATES["SUMMARY"], **cfg, name=name, s=s, connected=connected(s),
+            all_after=all_after(s, cfg["n"]), ok=verdict(s.get("connected_min") == cfg["n"]),
+        )  # fmt: skip
         rows += text.splitlines()
     return rows
-
-
-FINDING = """\
-**daphne's defaults drop a reconnect storm.** With its listen backlog of 50 and its 5 s
-   handshake timeout, {lost:1} of {n:1} sockets opening within {window:0} s did not connect
-   (median of {default[rounds]} rounds; over all rounds: {reasons}). With a backlog of 4096 and
-   `--websocket_connect_timeout 30`, the settings the WebSocket page gives for reconnect
-   storms, {connected} did."""
-
-
-def reasons(s: dict[str, Any]) -> str:
-    return "; ".join(
-        fill("{why}: {count:1}", why=why, count=count) for why, count in s["failures"].items()
-    )
 
 
 def findings(results: dict[str, Any]) -> list[str]:
@@ -276,41 +241,9 @@ def findings(results: dict[str, Any]) -> list[str]:
     if not default or not tuned or not default.get("failed"):
         return []
     failed = {"lost": int(default["failed"]), "default": default, "reasons": reasons(default)}
-    return [fill(FINDING, **storm_config(results), **failed, connected=connected(tuned))]
-
-
-SECTION = """\
-## 6. Reconnect storm
-
-After a deploy every client reconnects at once. {n:1} sockets open evenly within {window:0} s,
-alternating between the {servers} server processes, from {clients} client processes; each has
-a real access token in the query string and `?since=` the newest event id, as the JavaScript
-client reconnects. A socket *connects* when the server's 101 arrives (the consumer accepted:
-the token was checked and the socket joined its user's group) and its first frame, `resumed`,
-follows. Medians of {rounds} rounds (min–max of the connected count in brackets).
-
-| server, settings | connected | not connected, why (all rounds) | all connected after \
-| 101 p50 / p99 | `resumed` p50 / p99 | handshakes/s per process | server CPU per socket \
-| client start lag p99, client cores |
-|---|--:|---|--:|--:|--:|--:|--:|--:|
-{rows}
-
-How it is measured: times are taken on one monotonic clock shared by the client processes;
-latencies run from the moment a client began its TCP connection. *Handshakes/s per process* is
-the sockets a process accepted divided by the time from its first connection attempt to its
-last 101; it cannot exceed the offered {offered:0}/s per process, so a process that keeps up shows
-about that. *Server CPU per socket* is the two processes' CPU time during the round (connect,
-first frame, close) per connected socket. *Client start lag* is how late the clients began a
-socket against the plan: when it stays small the client processes offered the planned rate;
-when it grows they could not, because the servers, PostgreSQL and Redis kept the two cores
-busy (the clients' own CPU is the last figure, in cores). Everything shares the two cores, so a
-server with cores of its own connects a storm faster than these figures say.
-"""
-ROW = (
-    "| {name}: {settings} | {connected} | {why} | {all_after} | {open_p50:0} / {open_p99:0} ms "
-    "| {first_p50:0} / {first_p99:0} ms | {handshakes_per_s_per_process:0} "
-    "| {server_cpu_ms_per_socket:2} ms | {start_lag_p99_ms:0} ms, {client_cores:2} |"
-)
+    return [
+        fill(TEMPLATES["FINDING"], **storm_config(results), **failed, connected=connected(tuned))
+    ]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -318,19 +251,13 @@ def render(results: dict[str, Any]) -> str:
     if not storm:
         return ""
     cfg = storm_config(results)
-    rows = []
-    for name, _command, settings in CONFIGS:
-        if s := storm.get(name):
-            why, after = reasons(s) or "–", all_after(s, cfg["n"])
-            rows.append(
-                {
-                    **s,
-                    "name": name,
-                    "settings": settings,
-                    "connected": connected(s),
-                    "why": why,
-                    "all_after": after,
-                }
-            )
+    rows = [
+        {**s, "name": name, "settings": settings, "connected": connected(s)}
+        | {"why": reasons(s) or "–", "all_after": all_after(s, cfg["n"])}
+        for name, _command, settings in CONFIGS
+        if (s := storm.get(name))
+    ]
     offered = cfg["n"] / cfg["window"] / cfg["servers"]
-    return fill(SECTION, **cfg, rows=fill_rows(ROW, rows), offered=offered)
+    return fill(
+        TEMPLATES["SECTION"], **cfg, rows=fill_rows(TEMPLATES["ROW"], rows), offered=offered
+    )
