@@ -62,18 +62,15 @@ def measure(ctx: Context, scale: int) -> dict[str, Any]:
     entry: dict[str, Any] = ctx.grow_to(scale)
     entry["list"] = ctx.phase(f"list {scale}", lambda: list_series(ctx, 1))
     runner.log(f"[{scale}] list ratio p50 {entry['list']['ratio']['p50']}")
-    entry["explain"] = {
-        f"{name} list": {
-            "count" if "COUNT(*)" in sql.upper() else "page": {
-                "sql": sql,
-                "plan": runner.explain(sql),
-            }
-            for sql in list_queries(ctx, name, 50)
-            if "salon_invitations_invitation" in sql
-        }
-        for name in LISTS
-    }
+    entry["explain"] = {f"{name} list": explained(ctx, name) for name in LISTS}
     return entry
+
+
+def explained(ctx: Context, name: str) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of list ``name``'s queries of the invitation table: its page and count."""
+    queries = [q for q in list_queries(ctx, name, 50) if "salon_invitations_invitation" in q]
+    kinds = ["count" if "COUNT(*)" in q.upper() else "page" for q in queries]
+    return {k: {"sql": q, "plan": runner.explain(q)} for k, q in zip(kinds, queries, strict=True)}
 
 
 def list_series(ctx: Context, clients: int) -> dict[str, Any]:
@@ -263,10 +260,7 @@ def summary(results: dict[str, Any]) -> list[str]:
     counts = {k: v for k, v in results["query_counts"].items() if k.endswith("list")}
     ratio = lst["ratio"]["p50"]
     text = fill(
-        TEMPLATES["SUMMARY"],
-        rows=rows,
-        target=RATIO_TARGET,
-        lst=lst,
+        TEMPLATES["SUMMARY"], rows=rows, target=RATIO_TARGET, lst=lst,
         ratio_ok=verdict(ratio is not None and ratio <= RATIO_TARGET),
         counts="; ".join(
             f"{name.removesuffix(' list')}: {c['page_size_10']} / {c['page_size_50']}"
@@ -276,7 +270,7 @@ def summary(results: dict[str, Any]) -> list[str]:
         manager=plan_uses(plans["package manager list"]["page"]["plan"]),
         requester=plan_uses(plans["package requester list"]["page"]["plan"]),
         indexes_ok=verdict(not seq_scan(plans)),
-    )
+    )  # fmt: skip
     return text.splitlines()
 
 
@@ -285,13 +279,11 @@ def findings(results: dict[str, Any]) -> list[str]:
         return []
     rows, at_main = main_scale(results)
     sizes = sorted(int(size) for size in results["scales"])
-    values = {
-        "lst": at_main["list"],
-        "growth": growth(results),
-        "first": sizes[0],
-        "last": sizes[-1],
-    }
-    return [fill(TEMPLATES["FINDING"], **values, rows=rows)]
+    text = fill(
+        TEMPLATES["FINDING"], lst=at_main["list"], rows=rows, growth=growth(results),
+        first=sizes[0], last=sizes[-1],
+    )  # fmt: skip
+    return [text]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -299,29 +291,21 @@ def render(results: dict[str, Any]) -> str:
         return ""
     rows, at_main = main_scale(results)
     lst, conc = at_main["list"], at_main["list_concurrent"]
+    one_client = [{"name": k, **lst[k]} for k in SERIES]
+    eight_clients = [{"name": k, **conc[k]} for k in SERIES[:2]]
     counts = [{"name": name, **c} for name, c in results["query_counts"].items()]
-    list_counts = [c for c in counts if "list" in c["name"]]
+    reads = [c for c in counts if "list" in c["name"]]
     plans = [
-        {
-            "name": name,
-            **{k: key_lines(e[k]["plan"]) for k in ("page", "count")},
-            **{f"{k}_uses": plan_uses(e[k]["plan"]) for k in ("page", "count")},
-        }
+        {"name": name, "page": key_lines(e["page"]["plan"]), "count": key_lines(e["count"]["plan"])}
+        | {"page_uses": plan_uses(e["page"]["plan"]), "count_uses": plan_uses(e["count"]["plan"])}
         for name, e in at_main["explain"].items()
     ]
     return fill(
-        TEMPLATES["SECTION"],
-        rows=rows,
-        one_client=fill_rows(TEMPLATES["ONE_CLIENT"], [{"name": k, **lst[k]} for k in SERIES]),
-        ratio=lst["ratio"],
-        eight_clients=fill_rows(
-            TEMPLATES["EIGHT_CLIENTS"], [{"name": k, **conc[k]} for k in SERIES[:2]]
-        ),
-        rps=conc["ratio"]["rps"],
-        list_queries=fill_rows(TEMPLATES["LIST_QUERIES"], list_counts),
-        write_queries=fill_rows(
-            TEMPLATES["WRITE_QUERIES"], [c for c in counts if c not in list_counts]
-        ),
+        TEMPLATES["SECTION"], rows=rows, ratio=lst["ratio"], rps=conc["ratio"]["rps"],
+        one_client=fill_rows(TEMPLATES["ONE_CLIENT"], one_client),
+        eight_clients=fill_rows(TEMPLATES["EIGHT_CLIENTS"], eight_clients),
+        list_queries=fill_rows(TEMPLATES["LIST_QUERIES"], reads),
+        write_queries=fill_rows(TEMPLATES["WRITE_QUERIES"], [c for c in counts if c not in reads]),
         plans="\n\n".join(fill(TEMPLATES["PLAN"], **plan) for plan in plans),
         ip=results["in_process"],
-    )
+    )  # fmt: skip

@@ -1,15 +1,9 @@
 # ruff: noqa: RUF001 - the page uses typographic characters (dashes) on purpose
 """Reconnect storm: after a deploy every client reconnects at once. 2,000 sockets open within
-one second, alternating between the two server processes, each with a real simplejwt access
-token in the query string and ``?since=`` the newest event, as the JavaScript client
-reconnects; each waits for the consumer's accept (the 101) and for its first frame
-(``resumed``). Measured on daphne and on uvicorn with the settings the documentation gives
-for storms, and on daphne with its defaults.
-
-The sockets are opened by several client processes (``BENCH_STORM_CLIENTS``, 2 by default),
-so the client is less likely to be what limits the rate; how late each socket started against
-its plan, and the clients' CPU, are reported to show whether it was.
-"""
+one second over the two server processes, from several client processes, each with a real
+access token and ``?since=`` the newest event, and wait for the 101 and the first frame
+(``resumed``); on daphne and uvicorn as the documentation sets them for storms, and on daphne
+with its defaults."""
 
 from __future__ import annotations
 
@@ -52,11 +46,7 @@ CONFIGS = [
     ("daphne, defaults", Server.DAPHNE, "backlog 50, `--websocket_connect_timeout 5`"),
 ]
 TARGETS = ("daphne", "uvicorn")
-KEYS = (
-    "connected", "failed", "all_connected_s", "last_open_s", "open_p50", "open_p99", "first_p50",
-    "first_p99", "handshakes_per_s_per_process", "server_cpu_ms_per_socket", "start_lag_p99_ms",
-    "offered_s", "client_cores",
-)  # fmt: skip
+PER_ROUND_ONLY = ("failure_reasons", "per_server")  # every other figure: median, min, max
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -139,7 +129,7 @@ def measure(ctx: Context, pool: ProcessPoolExecutor, tokens: list[str], since: i
         time.sleep(2.0)  # the servers finish the disconnects
     failures = sum((Counter(r["failure_reasons"]) for r in rounds), Counter())
     return {
-        **runner.aggregate_rounds(rounds, KEYS),
+        **runner.aggregate_rounds(rounds, tuple(k for k in rounds[0] if k not in PER_ROUND_ONLY)),
         "failures": dict(failures.most_common()),
         "connected_per_round": [r["connected"] for r in rounds],
         "per_round": rounds,
@@ -149,19 +139,15 @@ def measure(ctx: Context, pool: ProcessPoolExecutor, tokens: list[str], since: i
 
 def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: float) -> dict:
     ok = [a for a in attempts if a.outcome == "ok"]
-    failed = [a for a in attempts if a.outcome != "ok"]
+    failed = Counter(a.outcome for a in attempts if a.outcome != "ok")
     per_server = []
-    for i in range(SERVERS):
+    for i, cpu in enumerate(server_cpu):
         mine = [a for a in ok if a.server == i]
-        span = max((a.opened for a in mine), default=0.0) - min(
-            (a.started for a in mine), default=0.0
-        )
+        span = max(a.opened for a in mine) - min(a.started for a in mine) if mine else 0.0
+        rate = round(len(mine) / span, 1) if span > 0 else None
+        cpu_ms = round(cpu * 1000 / max(1, len(mine)), 3)
         per_server.append(
-            {
-                "connected": len(mine),
-                "handshakes_per_s": round(len(mine) / span, 1) if span > 0 else None,
-                "cpu_ms_per_socket": round(server_cpu[i] * 1000 / max(1, len(mine)), 3),
-            }
+            {"connected": len(mine), "handshakes_per_s": rate, "cpu_ms_per_socket": cpu_ms}
         )
     rates = [s["handshakes_per_s"] for s in per_server if s["handshakes_per_s"]]
     opened = loadgen.summary_ms([a.opened - a.started for a in ok])
@@ -171,14 +157,12 @@ def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: floa
     starts = [a.started for a in attempts]
     return {
         "connected": len(ok),
-        "failed": len(failed),
-        "failure_reasons": dict(Counter(a.outcome for a in failed)),
+        "failed": failed.total(),
+        "failure_reasons": dict(failed),
         "all_connected_s": round(last_open, 3) if not failed and last_open else None,
         "last_open_s": round(last_open, 3) if last_open is not None else None,
-        "open_p50": opened.get("p50"),
-        "open_p99": opened.get("p99"),
-        "first_p50": first.get("p50"),
-        "first_p99": first.get("p99"),
+        **{f"open_{q}": opened.get(q) for q in ("p50", "p99")},
+        **{f"first_{q}": first.get(q) for q in ("p50", "p99")},
         "per_server": per_server,
         "handshakes_per_s_per_process": round(sum(rates) / len(rates), 1) if rates else None,
         "server_cpu_ms_per_socket": round(sum(server_cpu) * 1000 / max(1, len(ok)), 3),
@@ -193,22 +177,6 @@ def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: floa
 TEMPLATES = runner.templates(NAME)
 
 
-def connected(s: dict[str, Any]) -> str:
-    """The median connected count, and its range over the rounds if it varied."""
-    low, high = s.get("connected_min"), s.get("connected_max")
-    spread = f" ({fmt(int(low))}–{fmt(int(high))})" if low != high else ""
-    return fmt(int(s["connected"])) + spread
-
-
-def all_after(s: dict[str, Any], n: int) -> str:
-    """When the last socket connected, if every socket of every round did."""
-    return f"{fmt(s.get('all_connected_s'), 2)} s" if s.get("connected_min") == n else "–"
-
-
-def reasons(s: dict[str, Any]) -> str:
-    return "; ".join(f"{why}: {fmt(count)}" for why, count in s["failures"].items())
-
-
 def storm_config(results: dict[str, Any]) -> dict[str, Any]:
     cfg = results["config"]
     return {
@@ -220,18 +188,26 @@ def storm_config(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def shown(s: dict[str, Any], n: int) -> dict[str, Any]:
+    """A server's figures with the page's connected count (its range over the rounds if it
+    varied), when every socket of every round had connected, and why sockets did not."""
+    low, high = s.get("connected_min"), s.get("connected_max")
+    spread = f" ({fmt(int(low))}–{fmt(int(high))})" if low != high else ""
+    return {
+        **s,
+        "connected": fmt(int(s["connected"])) + spread,
+        "all_after": f"{fmt(s.get('all_connected_s'), 2)} s" if low == n else "–",
+        "why": "; ".join(f"{why}: {fmt(count)}" for why, count in s["failures"].items()) or "–",
+    }
+
+
 def summary(results: dict[str, Any]) -> list[str]:
-    storm = results.get("storm")
-    if not storm:
-        return []
-    cfg, rows = storm_config(results), []
-    for name in (name for name in TARGETS if storm.get(name)):
-        s = storm[name]
-        text = fill(
-            TEMPLATES["SUMMARY"], **cfg, name=name, s=s, connected=connected(s),
-            all_after=all_after(s, cfg["n"]), ok=verdict(s.get("connected_min") == cfg["n"]),
-        )  # fmt: skip
-        rows += text.splitlines()
+    storm, rows = results.get("storm") or {}, []
+    for name in [name for name in TARGETS if storm.get(name)]:
+        cfg = storm_config(results)
+        values = cfg | shown(storm[name], cfg["n"])
+        ok = verdict(storm[name].get("connected_min") == cfg["n"])
+        rows += fill(TEMPLATES["SUMMARY"], **values, name=name, ok=ok).splitlines()
     return rows
 
 
@@ -240,10 +216,9 @@ def findings(results: dict[str, Any]) -> list[str]:
     default, tuned = storm.get("daphne, defaults"), storm.get("daphne")
     if not default or not tuned or not default.get("failed"):
         return []
-    failed = {"lost": int(default["failed"]), "default": default, "reasons": reasons(default)}
-    return [
-        fill(TEMPLATES["FINDING"], **storm_config(results), **failed, connected=connected(tuned))
-    ]
+    cfg = storm_config(results)
+    values = cfg | shown(default, cfg["n"]) | {"connected": shown(tuned, cfg["n"])["connected"]}
+    return [fill(TEMPLATES["FINDING"], **values, lost=int(default["failed"]))]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -252,10 +227,9 @@ def render(results: dict[str, Any]) -> str:
         return ""
     cfg = storm_config(results)
     rows = [
-        {**s, "name": name, "settings": settings, "connected": connected(s)}
-        | {"why": reasons(s) or "–", "all_after": all_after(s, cfg["n"])}
+        {**shown(storm[name], cfg["n"]), "name": name, "settings": settings}
         for name, _command, settings in CONFIGS
-        if (s := storm.get(name))
+        if storm.get(name)
     ]
     offered = cfg["n"] / cfg["window"] / cfg["servers"]
     return fill(

@@ -72,10 +72,8 @@ def approvals(ctx: Context) -> dict[str, Any]:
         users = [layout.approvee_first + a for a in range(count)]
         return seed.seed_pending(connection, users=users, salons=salons, role="member")
 
-    rows = pending(
-        -(-len(runner.APPROVE_LEVELS) * APPROVE_ROUNDS * APPROVE_N // len(salons)), salons
-    )
-    rows.sort(key=lambda r: (r[1], salons.index(r[2])))
+    per_salon = -(-len(runner.APPROVE_LEVELS) * APPROVE_ROUNDS * APPROVE_N // len(salons))
+    rows = sorted(pending(per_salon, salons), key=lambda r: (r[1], salons.index(r[2])))
     same = pending(ctx.same_salon_approvals(), [layout.same_salon()])
     connection.close()
     out: dict[str, Any] = {}
@@ -97,19 +95,21 @@ def approvals(ctx: Context) -> dict[str, Any]:
                         f"approve {kind} x{clients}", make, n, clients, offset=offset
                     )
                 per_level[clients].append({**stats, "lock_waits": waits})
-        out[kind] = {}
-        for clients, rounds in per_level.items():
-            waits = [r["lock_waits"] for r in rounds]
-            out[kind][str(clients)] = {
-                **summarise(rounds),
-                "lock_wait_share": round(
-                    statistics.median(w["share_with_lock_waits"] for w in waits), 4
-                ),
-                "max_backends_waiting": max(w["max_backends_waiting"] for w in waits),
-            }
+        out[kind] = {str(clients): with_lock_waits(rounds) for clients, rounds in per_level.items()}
     for name, kind in (("", "different_salons"), ("same_salon_", "same_salon")):
         out[f"{name}scaling_1_to_8"] = ratio(out[kind]["8"].get("rps"), out[kind]["1"].get("rps"))
     return out
+
+
+def with_lock_waits(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summarise(rounds)`` with the median share of samples with lock waits, and the most
+    backends that waited at once."""
+    waits = [r["lock_waits"] for r in rounds]
+    return {
+        **summarise(rounds),
+        "lock_wait_share": round(statistics.median(w["share_with_lock_waits"] for w in waits), 4),
+        "max_backends_waiting": max(w["max_backends_waiting"] for w in waits),
+    }
 
 
 def invites(ctx: Context) -> dict[str, Any]:
@@ -166,14 +166,15 @@ def summary(results: dict[str, Any]) -> list[str]:
         rows.append(fill(TEMPLATES["CREATE_SUMMARY"], create=create, ok=ok))
     if "package create" in counts:
         # In process, authentication's one query left out (the budgets are the domain's).
-        names = (
-            ("created", "package create"),
-            ("approved", "package approve"),
-            ("baseline", "baseline create"),
+        created, approved, baseline = (
+            counts[name]["queries"] - 1
+            for name in ("package create", "package approve", "baseline create")
         )
-        n = {key: counts[name]["queries"] - 1 for key, name in names}
-        ok = {"created_ok": verdict(n["created"] <= 8), "approved_ok": verdict(n["approved"] <= 10)}
-        rows.append(fill(TEMPLATES["STATEMENTS_SUMMARY"], **n, **ok))
+        text = fill(
+            TEMPLATES["STATEMENTS_SUMMARY"], created=created, approved=approved, baseline=baseline,
+            created_ok=verdict(created <= 8), approved_ok=verdict(approved <= 10),
+        )  # fmt: skip
+        rows.append(text)
     if silent:
         rows.append(fill(TEMPLATES["SILENT_SUMMARY"], silent=silent))
     if diff:
@@ -192,16 +193,10 @@ def findings(results: dict[str, Any]) -> list[str]:
     create, silent = results.get("create"), results.get("create_without_notifications")
     if not create or "query_counts" not in results:  # the list scenario counts the queries
         return []
-    counts, in_process = results["query_counts"], results["in_process"]
     cpu, silent_cpu = (r["package"]["cpu_ms_per_request"] for r in (create, silent))
     finding = fill(
-        TEMPLATES["FINDING"], cpu=cpu, baseline_cpu=create["baseline"]["cpu_ms_per_request"],
-        ratio=create["ratio"], queries=counts["package create"]["queries"],
-        baseline_queries=counts["baseline create"]["queries"], silent_cpu=silent_cpu,
-        share=100 * (1 - silent_cpu / cpu), silent_rps_ratio=silent["ratio"]["rps"],
-        in_process=in_process["package create"]["p50_ms"],
-        in_process_silent=in_process["package create without notification backends"]["p50_ms"],
-        in_process_baseline=in_process["baseline create"]["p50_ms"],
+        TEMPLATES["FINDING"], create=create, silent=silent, counts=results["query_counts"],
+        ip=results["in_process"], share=100 * (1 - silent_cpu / cpu),
     )  # fmt: skip
     return [finding]
 
@@ -220,26 +215,18 @@ def render(results: dict[str, Any]) -> str:
         "baseline (same servers)": silent["baseline"],
     }
     operations = {
-        "invite (create)": invites["invite"],
-        "request (create)": create["package"],
-        "accept an invite": invites["accept"],
-        "approve a request": diff["16"],
-    }
+        "invite (create)": invites["invite"], "request (create)": create["package"],
+        "accept an invite": invites["accept"], "approve a request": diff["16"],
+    }  # fmt: skip
     approve_rows = [{"level": k, **diff[k], "same": same.get(k)} for k in sorted(diff, key=int)]
     return fill(
-        TEMPLATES["SECTION"],
-        config=results["config"],
-        create=create,
-        silent=silent,
+        TEMPLATES["SECTION"], config=results["config"], create=create, silent=silent,
+        approve=approve, invites=invites, approve_cpu=cpu1, nproc=nproc,
+        ceiling=1000 * (nproc or 1) / cpu1 if cpu1 else None,
         create_rows=fill_rows(TEMPLATES["CREATE_ROW"], named(sides)),
         approve_rows=fill_rows(TEMPLATES["APPROVE_ROW"], approve_rows),
-        approve_cpu=cpu1,
-        nproc=nproc,
-        ceiling=1000 * (nproc or 1) / cpu1 if cpu1 else None,
-        approve=approve,
-        invites=invites,
         invite_rows=fill_rows(TEMPLATES["INVITE_ROW"], named(operations)),
-    )
+    )  # fmt: skip
 
 
 def named(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
