@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001 - the page uses typographic characters (times, dashes) on purpose
 """List: a page of 50 as a salon manager and as a requester, package against plain DRF, one
 and eight clients; queries per request, EXPLAIN of the views' queries, in-process times and
 profiles. Measured at every table size up to the main one (``scale`` takes the larger ones).
@@ -9,12 +8,13 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import loadgen
 import runner
 import seed
-from runner import Context, fill, fill_rows, fmt, ratios, rotated, verdict
+from runner import Context, fill, fill_rows, ratios, rotated, summarise, verdict
 
 NAME = "list"
 LIST_N = runner.env("BENCH_LIST_N", 40 if runner.QUICK else 300)  # per round and series, 1 client
@@ -22,15 +22,25 @@ LIST_ROUND_SECONDS = runner.env("BENCH_LIST_ROUND_SECONDS", 10.0)  # bound per r
 LIST_CONC_N = runner.env("BENCH_LIST_CONC_N", 60 if runner.QUICK else 400)  # per round, 8 clients
 PROFILE_N = runner.env("BENCH_PROFILE_N", 30 if runner.QUICK else 150)
 RATIO_TARGET = 1.25
-SERIES = ("package manager", "baseline manager", "package requester")
 SEQ_SCAN = "Seq Scan on salon_invitations_invitation"
 PACKAGE, BASELINE = "/api/invitations", "/baseline/invitations"
-# The lists whose queries are counted and explained: (name, layout's user, path).
-LISTS = (
-    ("package manager list", "list_manager", PACKAGE),
-    ("package requester list", "requester", PACKAGE),
-    ("baseline manager list", "list_manager", BASELINE),
-)
+#: The lists measured, counted and explained: name, the layout's user, path.
+LISTS = {
+    "package manager": ("list_manager", PACKAGE),
+    "package requester": ("requester", PACKAGE),
+    "baseline manager": ("list_manager", BASELINE),
+}
+SERIES = ("package manager", "baseline manager", "package requester")  # the page's order
+
+
+def interleaved(names: Iterable[str], rounds: range, measure: Callable[[str, int], Any]) -> dict:
+    """``measure(name, r)`` for every name in every round ``r``, the names' order rotated
+    round by round: ``{name: [its results]}``."""
+    out: dict[str, list[Any]] = {name: [] for name in names}
+    for r in rounds:
+        for name in rotated(list(names), r):
+            out[name].append(measure(name, r))
+    return out
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -52,47 +62,36 @@ def measure(ctx: Context, scale: int) -> dict[str, Any]:
     entry: dict[str, Any] = ctx.grow_to(scale)
     entry["list"] = ctx.phase(f"list {scale}", lambda: list_series(ctx, 1))
     runner.log(f"[{scale}] list ratio p50 {entry['list']['ratio']['p50']}")
-    entry["explain"] = {
-        name: {
-            "count" if "COUNT(*)" in sql.upper() else "page": {
-                "sql": sql,
-                "plan": runner.explain(sql),
-            }
-            for sql in list_queries(ctx, user, path, 50)
-            if "salon_invitations_invitation" in sql
-        }
-        for name, user, path in LISTS
-    }
+    entry["explain"] = {f"{name} list": explained(ctx, name) for name in LISTS}
     return entry
+
+
+def explained(ctx: Context, name: str) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of list ``name``'s queries of the invitation table: its page and count."""
+    queries = [q for q in list_queries(ctx, name, 50) if "salon_invitations_invitation" in q]
+    kinds = ["count" if "COUNT(*)" in q.upper() else "page" for q in queries]
+    return {k: {"sql": q, "plan": runner.explain(q)} for k, q in zip(kinds, queries, strict=True)}
 
 
 def list_series(ctx: Context, clients: int) -> dict[str, Any]:
     """The series, interleaved round by round (one client: also the requester's list)."""
-    layout = ctx.layout
-    requests = {
-        "package manager": loadgen.Req("GET", PACKAGE, layout.list_manager),
-        "baseline manager": loadgen.Req("GET", BASELINE, layout.list_manager),
-        "package requester": loadgen.Req("GET", PACKAGE, layout.requester),
-    }
-    names = list(requests)[: 3 if clients == 1 else 2]
-    n, rounds_count = (LIST_N, runner.ROUNDS) if clients == 1 else (LIST_CONC_N, 3)
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(min(runner.ROUNDS, rounds_count)):
-        for name in rotated(names, r):
-            result, stats = ctx.series(
-                f"list {name}", lambda i, req=requests[name]: req, n, clients, warm=4,
-                deadline_s=LIST_ROUND_SECONDS,
-            )  # fmt: skip
-            rounds[name].append(stats)
-            samples[name].extend(s.latency for s in result.ok)
+    one = clients == 1
+    n, rounds = (LIST_N, runner.ROUNDS) if one else (LIST_CONC_N, min(runner.ROUNDS, 3))
+
+    def series(name: str, _r: int) -> tuple[Any, dict[str, Any]]:
+        user, path = LISTS[name]
+        req = loadgen.Req("GET", path, getattr(ctx.layout, user))
+        return ctx.series(
+            f"list {name}", lambda i: req, n, clients, warm=4, deadline_s=LIST_ROUND_SECONDS
+        )
+
     keys = ("p50", "p99", "mean", "server_p50", "server_p99", "rps", "cpu_ms_per_request")
     out: dict[str, Any] = {
         name: {
-            **runner.summarise(rounds[name], keys),
-            "all_samples": loadgen.summary_ms(samples[name]),
+            **summarise([stats for _result, stats in done], keys),
+            "all_samples": loadgen.summary_ms([s.latency for res, _ in done for s in res.ok]),
         }
-        for name in names
+        for name, done in interleaved(SERIES if one else SERIES[:2], range(rounds), series).items()
     }
     out["ratio"] = ratios(
         out["package manager"], out["baseline manager"], "p50 p99 server_p50",
@@ -101,8 +100,9 @@ def list_series(ctx: Context, clients: int) -> dict[str, Any]:
     return out
 
 
-def list_queries(ctx: Context, user: str, path: str, size: int) -> list[str]:
-    """The SQL of one in-process list request of the layout's ``user``, page size ``size``."""
+def list_queries(ctx: Context, name: str, size: int) -> list[str]:
+    """The SQL of one in-process request of list ``name``, page size ``size``."""
+    user, path = LISTS[name]
     status, queries = ctx.capture(getattr(ctx.layout, user), "get", f"{path}?page_size={size}")
     assert status == 200, (path, status)
     return queries
@@ -113,16 +113,17 @@ def query_counts(ctx: Context) -> dict[str, Any]:
 
     from salon_invitations import events
 
-    layout = ctx.layout
     out: dict[str, Any] = {
-        name: {f"page_size_{size}": len(list_queries(ctx, user, path, size)) for size in (10, 50)}
-        for name, user, path in LISTS
+        f"{name} list": {
+            f"page_size_{size}": len(list_queries(ctx, name, size)) for size in (10, 50)
+        }
+        for name in LISTS
     }
     # Writes (one each; they use rows reserved for this), counted once the event log's order
     # row exists (the very first event of a database creates it).
     with transaction.atomic():
         events.hold_order()
-    salons = layout.write_salons()
+    layout, salons = ctx.layout, ctx.layout.write_salons()
     writer = layout.writer_first + layout.writers - 1
     ((inv, _u, _s),) = seed.seed_pending(
         connection, users=[writer], salons=[salons[1]], role="member"
@@ -156,10 +157,10 @@ def profile(ctx: Context) -> dict[str, Any]:
             client.get(path)
         out[name] = timed(lambda k, c=client, p=path: c.get(p), PROFILE_N, 200)
         if "without" not in name:
-            with profiled(f"profile-list-{name}") as profile_path:
+            with profiled(f"profile-list-{name}") as noted:
                 for _ in range(PROFILE_N):
                     client.get(path)
-            out[name].update(profile_path)
+            out[name].update(noted)
     salons = layout.write_salons()
     writers = [layout.writer_first + layout.writers - 2 - k for k in range(3)]  # unused pairs
     silent = {**settings.SALON_INVITATIONS, "NOTIFICATION_BACKENDS": []}
@@ -175,13 +176,13 @@ def profile(ctx: Context) -> dict[str, Any]:
             body = {"salon": salons[2 + k], "role": "seller", "message": "profile"}
             return client.post(path, body, content_type="application/json")
 
-        with context as profile_path:
+        with context as noted:
             out[side] = timed(create, min(PROFILE_N, len(salons) - 2), 201)
-        out[side].update(profile_path or {})
+        out[side].update(noted or {})
     return out
 
 
-def timed(call: Any, n: int, status: int) -> dict[str, Any]:
+def timed(call: Callable[[int], Any], n: int, status: int) -> dict[str, Any]:
     """Mean and median ms of ``call(k)`` for k < n, one after the other."""
     times = []
     for k in range(n):
@@ -210,6 +211,7 @@ def profiled(name: str) -> Any:
 
 # The page -------------------------------------------------------------------------------------
 
+TEMPLATES = runner.templates(NAME)
 KEY_PLAN_NODES = ("Scan", "BitmapOr", "Sort", "SubPlan", "Filter:", "Index Cond", "Execution Time",
                   "Nested Loop", "Limit", "Gather", "Aggregate", "Rows Removed")  # fmt: skip
 
@@ -238,9 +240,9 @@ def seq_scan(plans: dict[str, Any]) -> bool:
     return any(SEQ_SCAN in "\n".join(plans[n][k]["plan"]) for n in lists for k in ("page", "count"))
 
 
-def main_scale(results: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    main = str(results["config"]["main_scale"])
-    return main, results["scales"][main]
+def main_scale(results: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    main = results["config"]["main_scale"]
+    return int(main), results["scales"][str(main)]
 
 
 def growth(results: dict[str, Any]) -> dict[str, float]:
@@ -250,27 +252,15 @@ def growth(results: dict[str, Any]) -> dict[str, float]:
     return {k: scales[last]["list"][k]["p50"] / scales[first]["list"][k]["p50"] for k in SERIES}
 
 
-SUMMARY = """\
-| 1 | list, page of 50, package ÷ plain DRF, p50, {rows:0} rows | ≤ {target} \
-| **{lst[ratio][p50]:2}×** ({lst[package manager][p50]:2} vs {lst[baseline manager][p50]:2} ms) \
-| {ratio_ok} |
-| 1 | queries per list request, page size 10 / 50 | constant | {counts} | {counts_ok} |
-| 1 | EXPLAIN: indexes for the manager's and the requester's list | index scans \
-| manager: {manager}; requester: {requester} | {indexes_ok} |"""
-
-
 def summary(results: dict[str, Any]) -> list[str]:
     if "scales" not in results:
         return []
-    main, at_main = main_scale(results)
+    rows, at_main = main_scale(results)
     lst, plans = at_main["list"], at_main["explain"]
     counts = {k: v for k, v in results["query_counts"].items() if k.endswith("list")}
     ratio = lst["ratio"]["p50"]
     text = fill(
-        SUMMARY,
-        rows=int(main),
-        target=RATIO_TARGET,
-        lst=lst,
+        TEMPLATES["SUMMARY"], rows=rows, target=RATIO_TARGET, lst=lst,
         ratio_ok=verdict(ratio is not None and ratio <= RATIO_TARGET),
         counts="; ".join(
             f"{name.removesuffix(' list')}: {c['page_size_10']} / {c['page_size_50']}"
@@ -280,120 +270,42 @@ def summary(results: dict[str, Any]) -> list[str]:
         manager=plan_uses(plans["package manager list"]["page"]["plan"]),
         requester=plan_uses(plans["package requester list"]["page"]["plan"]),
         indexes_ok=verdict(not seq_scan(plans)),
-    )
+    )  # fmt: skip
     return text.splitlines()
 
 
 def findings(results: dict[str, Any]) -> list[str]:
     if "scales" not in results or not seq_scan(main_scale(results)[1]["explain"]):
         return []
-    main, at_main = main_scale(results)
-    sizes = sorted(results["scales"], key=int)
-    return [
-        "**The invitation list reads the whole table.** The plans below show a\n"
-        "   sequential scan: an `OR` that contains a sub-select cannot be answered with index\n"
-        "   scans by PostgreSQL, which filters every row instead, for the page and again for\n"
-        f"   the paginator's `COUNT(*)`. The list is {fmt(at_main['list']['ratio']['p50'], 1)}× "
-        f"the baseline at {int(main):,} rows and grows ×{growth(results)['package manager']:.1f} "
-        f"from {int(sizes[0]):,} to {int(sizes[-1]):,} rows."
-    ]
-
-
-SECTION = """\
-## 1. List: page of 50 as a salon manager ({rows:0} invitations)
-
-One client, sequential requests:
-
-| series | p50 ms (min–max) | p99 ms | server p50 ms | Python CPU/request ms | requests |
-|--------|-----------------:|-------:|--------------:|----------------------:|---------:|
-{one_client}
-
-Package ÷ baseline: p50 **{ratio[p50]:2}×**, p99 {ratio[p99]:2}×, server p50 \
-{ratio[server_p50]:2}×, Python CPU/request {ratio[cpu_per_request]:2}×.
-
-Eight concurrent clients:
-
-| series | requests/s | p50 ms | p99 ms |
-|--------|-----------:|-------:|-------:|
-{eight_clients}
-
-Throughput package ÷ baseline: {rps:2}×.
-
-### Queries per request
-
-Counted in-process with `CaptureQueriesContext`, authentication included:
-
-| request | page size 10 | page size 50 |
-|---------|-------------:|-------------:|
-{list_queries}
-
-| write | queries (with BEGIN, SAVEPOINT, COMMIT) |
-|-------|--------:|
-{write_queries}
-
-### EXPLAIN (ANALYZE, BUFFERS)
-
-Key lines of the plans of the queries the views ran (the full plans are in
-`bench/results/results.json`):
-
-{plans}
-The composite indexes `salon_inv_salon_status` (salon, status, -created) and
-`salon_inv_user` (user, -created) share their leading column with the one-column
-indexes Django creates for the `salon` and `user` foreign keys; the planner may pick
-either for these queries (the names above come from the plans).
-
-In-process (Django test client, no server, no network), median per list request: package \
-{ip[package][p50_ms]:2} ms, the same without its filter and ordering backends \
-{ip[package without filter backends][p50_ms]:2} ms, baseline {ip[baseline][p50_ms]:2} ms. \
-pyinstrument profiles: `bench/results/profile-list-package.txt` and `profile-list-baseline.txt`.
-"""
-ONE_CLIENT = (
-    "| {name} | {p50:2} ({p50_min:2}–{p50_max:2}) | {p99:2} | {server_p50:2} "
-    "| {cpu_ms_per_request:2} | {all_samples[n]} |"
-)
-PLAN = """\
-**{name}**: page {page_uses}, count {count_uses}
-
-```text
--- the page
-{page}
--- the paginator's COUNT(*)
-{count}
-```
-"""
+    rows, at_main = main_scale(results)
+    sizes = sorted(int(size) for size in results["scales"])
+    text = fill(
+        TEMPLATES["FINDING"], lst=at_main["list"], rows=rows, growth=growth(results),
+        first=sizes[0], last=sizes[-1],
+    )  # fmt: skip
+    return [text]
 
 
 def render(results: dict[str, Any]) -> str:
     if "scales" not in results:
         return ""
-    main, at_main = main_scale(results)
+    rows, at_main = main_scale(results)
     lst, conc = at_main["list"], at_main["list_concurrent"]
-    counts = results["query_counts"]
+    one_client = [{"name": k, **lst[k]} for k in SERIES]
+    eight_clients = [{"name": k, **conc[k]} for k in SERIES[:2]]
+    counts = [{"name": name, **c} for name, c in results["query_counts"].items()]
+    reads = [c for c in counts if "list" in c["name"]]
     plans = [
-        {
-            "name": name,
-            **{f"{k}_uses": plan_uses(entry[k]["plan"]) for k in ("page", "count")},
-            **{k: key_lines(entry[k]["plan"]) for k in ("page", "count")},
-        }
-        for name, entry in at_main["explain"].items()
+        {"name": name, "page": key_lines(e["page"]["plan"]), "count": key_lines(e["count"]["plan"])}
+        | {"page_uses": plan_uses(e["page"]["plan"]), "count_uses": plan_uses(e["count"]["plan"])}
+        for name, e in at_main["explain"].items()
     ]
     return fill(
-        SECTION,
-        rows=int(main),
-        one_client=fill_rows(ONE_CLIENT, [{"name": k, **lst[k]} for k in SERIES]),
-        ratio=lst["ratio"],
-        eight_clients=fill_rows(
-            "| {name} | {rps:0} | {p50:2} | {p99:2} |", [{"name": k, **conc[k]} for k in SERIES[:2]]
-        ),
-        rps=conc["ratio"]["rps"],
-        list_queries=fill_rows(
-            "| {name} | {page_size_10} | {page_size_50} |",
-            [{"name": n, **c} for n, c in counts.items() if "list" in n],
-        ),
-        write_queries=fill_rows(
-            "| {name} | {queries} |",
-            [{"name": n, **c} for n, c in counts.items() if "list" not in n],
-        ),
-        plans="\n".join(fill(PLAN, **plan) for plan in plans),
+        TEMPLATES["SECTION"], rows=rows, ratio=lst["ratio"], rps=conc["ratio"]["rps"],
+        one_client=fill_rows(TEMPLATES["ONE_CLIENT"], one_client),
+        eight_clients=fill_rows(TEMPLATES["EIGHT_CLIENTS"], eight_clients),
+        list_queries=fill_rows(TEMPLATES["LIST_QUERIES"], reads),
+        write_queries=fill_rows(TEMPLATES["WRITE_QUERIES"], [c for c in counts if c not in reads]),
+        plans="\n\n".join(fill(TEMPLATES["PLAN"], **plan) for plan in plans),
         ip=results["in_process"],
-    )
+    )  # fmt: skip

@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001 - the page uses typographic characters (times, dashes) on purpose
 """Writes: create (package against plain DRF, with and without the notification backends),
 approve at 1-16 clients over 100 salons and in one salon, and invites (create, accept)."""
 
@@ -12,9 +11,11 @@ import runner
 import seed
 from runner import APPROVE_N, APPROVE_ROUNDS, Context, fill, fill_rows, ratio, summarise, verdict
 
+from scenarios.list import BASELINE, PACKAGE, interleaved
+
 NAME = "write"
 INVITE_N = runner.env("BENCH_INVITE_N", 48 if runner.QUICK else 240)  # per round and phase
-PACKAGE, BASELINE = "/api/invitations", "/baseline/invitations"
+CREATE_BODY = {"role": "seller", "message": "Benchmark request."}
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -34,26 +35,26 @@ def run(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def creates(ctx: Context, rounds_count: int = runner.ROUNDS) -> dict[str, Any]:
-    """16 clients, package and baseline alternating round by round; every create has a
-    (writer, salon) pair of its own."""
+def creates(ctx: Context, rounds: int = runner.ROUNDS) -> dict[str, Any]:
+    """16 clients, package and baseline alternating round by round (round -1 warms both up
+    and is not recorded); every create has a (writer, salon) pair of its own."""
     layout, salons = ctx.layout, ctx.layout.write_salons()
-    body = {"role": "seller", "message": "Benchmark request."}
-    rounds: dict[str, list[dict[str, Any]]] = {"package": [], "baseline": []}
-    sides = [("package", PACKAGE), ("baseline", BASELINE)]
-    for r in range(-1, rounds_count):  # round -1 warms both sides up and is not recorded
-        for side, path in sides if r % 2 == 0 else sides[::-1]:
+    paths = {"package": PACKAGE, "baseline": BASELINE}
 
-            def make(i: int, path: str = path) -> Any:
-                writer = layout.writer_first + i // len(salons)
-                return loadgen.Req("POST", path, writer, {"salon": salons[i % len(salons)], **body})
+    def series(side: str, r: int) -> dict[str, Any]:
+        def make(i: int) -> Any:
+            body = {"salon": salons[i % len(salons)], **CREATE_BODY}
+            return loadgen.Req("POST", paths[side], layout.writer_first + i // len(salons), body)
 
-            n = runner.CREATE_WARM_N if r < 0 else runner.CREATE_N
-            stats = ctx.measured(f"create {side}", make, n, 16, offset=ctx.create_counter)
-            ctx.create_counter += n
-            if r >= 0:
-                rounds[side].append(stats)
-    out = {side: summarise(rs) for side, rs in rounds.items()}
+        n = runner.CREATE_WARM_N if r < 0 else runner.CREATE_N
+        stats = ctx.measured(f"create {side}", make, n, 16, offset=ctx.create_counter)
+        ctx.create_counter += n
+        return stats
+
+    out = {
+        side: summarise(rs[1:])
+        for side, rs in interleaved(paths, range(-1, rounds), series).items()
+    }
     out["ratio"] = runner.ratios(
         out["package"], out["baseline"], "rps p50", cpu_per_request="cpu_ms_per_request"
     )
@@ -66,12 +67,14 @@ def approvals(ctx: Context) -> dict[str, Any]:
     from django.db import connection
 
     layout, salons = ctx.layout, ctx.layout.write_salons()
+
+    def pending(count: int, salons: list[int]) -> list[tuple[int, int, int]]:
+        users = [layout.approvee_first + a for a in range(count)]
+        return seed.seed_pending(connection, users=users, salons=salons, role="member")
+
     per_salon = -(-len(runner.APPROVE_LEVELS) * APPROVE_ROUNDS * APPROVE_N // len(salons))
-    users = [layout.approvee_first + a for a in range(per_salon)]
-    rows = seed.seed_pending(connection, users=users, salons=salons, role="member")
-    rows.sort(key=lambda r: (r[1], salons.index(r[2])))
-    users = [layout.approvee_first + a for a in range(ctx.same_salon_approvals())]
-    same = seed.seed_pending(connection, users=users, salons=[layout.same_salon()], role="member")
+    rows = sorted(pending(per_salon, salons), key=lambda r: (r[1], salons.index(r[2])))
+    same = pending(ctx.same_salon_approvals(), [layout.same_salon()])
     connection.close()
     out: dict[str, Any] = {}
     for kind, levels, n, pool in (
@@ -92,21 +95,21 @@ def approvals(ctx: Context) -> dict[str, Any]:
                         f"approve {kind} x{clients}", make, n, clients, offset=offset
                     )
                 per_level[clients].append({**stats, "lock_waits": waits})
-        out[kind] = {
-            str(clients): {
-                **summarise(rounds),
-                "lock_wait_share": round(
-                    statistics.median(r["lock_waits"]["share_with_lock_waits"] for r in rounds), 4
-                ),
-                "max_backends_waiting": max(
-                    r["lock_waits"]["max_backends_waiting"] for r in rounds
-                ),
-            }
-            for clients, rounds in per_level.items()
-        }
+        out[kind] = {str(clients): with_lock_waits(rounds) for clients, rounds in per_level.items()}
     for name, kind in (("", "different_salons"), ("same_salon_", "same_salon")):
         out[f"{name}scaling_1_to_8"] = ratio(out[kind]["8"].get("rps"), out[kind]["1"].get("rps"))
     return out
+
+
+def with_lock_waits(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summarise(rounds)`` with the median share of samples with lock waits, and the most
+    backends that waited at once."""
+    waits = [r["lock_waits"] for r in rounds]
+    return {
+        **summarise(rounds),
+        "lock_wait_share": round(statistics.median(w["share_with_lock_waits"] for w in waits), 4),
+        "max_backends_waiting": max(w["max_backends_waiting"] for w in waits),
+    }
 
 
 def invites(ctx: Context) -> dict[str, Any]:
@@ -148,151 +151,54 @@ def invites(ctx: Context) -> dict[str, Any]:
 
 # The page -------------------------------------------------------------------------------------
 
-CREATE_SUMMARY = """\
-| 2 | create, 16 clients over 100 salons, package ÷ plain DRF, requests/s | ≥ 0.85 \
-| {create[ratio][rps]:2}× ({create[package][rps]:0} vs {create[baseline][rps]:0} req/s) | {ok} |"""
-# In process, authentication's one query left out (the budgets are the domain's).
-STATEMENTS_SUMMARY = """\
-| 2 | statements per create / approve, transaction statements and everything after the commit \
-included (plain DRF's create: {baseline}) | ≤ 8 / ≤ 10 | {created} / {approved} \
-| create {created_ok}, approve {approved_ok} |"""
-SILENT_SUMMARY = """\
-| 2 | the same with the notification backends switched off | – | {silent[ratio][rps]:2}× | |"""
-APPROVE_SUMMARY = """\
-| 2 | approve, {top} clients over 100 salons | – | {top_rps:0} req/s | |
-| 2 | approvals in different salons do not serialise: requests/s, 1 → 8 clients | grows \
-| ×{approve[scaling_1_to_8]:2} ({one[rps]:0} → {eight[rps]:0}); lock waits in \
-{eight[lock_wait_share]:%1} of samples (one salon: ×{approve[same_salon_scaling_1_to_8]:2}, \
-{same_eight[lock_wait_share]:%1}) | {ok} |"""
+TEMPLATES = runner.templates(NAME)
 
 
 def summary(results: dict[str, Any]) -> list[str]:
     create, silent = results.get("create"), results.get("create_without_notifications")
     approve = results.get("approve") or {}
     diff, same = approve.get("different_salons"), approve.get("same_salon")
+    counts = results.get("query_counts") or {}
     rows: list[str] = []
     if create:
         rps = create["ratio"]["rps"]
-        rows.append(
-            fill(CREATE_SUMMARY, create=create, ok=verdict(rps is not None and rps >= 0.85))
-        )
-    counts = results.get("query_counts") or {}
+        ok = verdict(rps is not None and rps >= 0.85)
+        rows.append(fill(TEMPLATES["CREATE_SUMMARY"], create=create, ok=ok))
     if "package create" in counts:
+        # In process, authentication's one query left out (the budgets are the domain's).
         created, approved, baseline = (
             counts[name]["queries"] - 1
             for name in ("package create", "package approve", "baseline create")
         )
-        ok = {"created_ok": verdict(created <= 8), "approved_ok": verdict(approved <= 10)}
-        text = fill(STATEMENTS_SUMMARY, baseline=baseline, created=created, approved=approved, **ok)
+        text = fill(
+            TEMPLATES["STATEMENTS_SUMMARY"], created=created, approved=approved, baseline=baseline,
+            created_ok=verdict(created <= 8), approved_ok=verdict(approved <= 10),
+        )  # fmt: skip
         rows.append(text)
     if silent:
-        rows.append(fill(SILENT_SUMMARY, silent=silent))
+        rows.append(fill(TEMPLATES["SILENT_SUMMARY"], silent=silent))
     if diff:
         top = str(max(int(k) for k in diff))
         scaling = approve.get("scaling_1_to_8")
-        ok = verdict(scaling is not None and scaling > 1.2)
-        levels = {"one": diff["1"], "eight": diff["8"], "same_eight": same["8"]}
         text = fill(
-            APPROVE_SUMMARY, top=top, top_rps=diff[top]["rps"], approve=approve, ok=ok, **levels
-        )
+            TEMPLATES["APPROVE_SUMMARY"], top=top, top_rps=diff[top]["rps"], approve=approve,
+            ok=verdict(scaling is not None and scaling > 1.2),
+            one=diff["1"], eight=diff["8"], same_eight=same["8"],
+        )  # fmt: skip
         rows += text.splitlines()
     return rows
-
-
-FINDING = """\
-**A create costs the servers {cpu:1} ms of Python CPU, the baseline's {baseline_cpu:1} ms** \
-({ratio[cpu_per_request]:2}×; requests/s {ratio[rps]:2}×, a noisier number).
-   The package's create does more than an insert: it locks the salon row, checks membership,
-   the role's limit and duplicates in one statement ({queries} statements with the
-   transaction's and authentication's, against {baseline_queries}), and after commit computes
-   the recipients, serialises the invitation and sends it to each over Redis. On servers
-   without notification backends a create costs {silent_cpu:1} ms, so the notifications are
-   about {share:0}% of it (requests/s {silent_rps_ratio:2}× the baseline there). In-process
-   medians: package {in_process:1} ms, without backends {in_process_silent:1} ms, baseline
-   {in_process_baseline:1} ms (in-process each `async_to_sync` starts an event loop and a Redis
-   connection, which overstates the notifications; profile:
-   `bench/results/profile-create-package.txt`)."""
 
 
 def findings(results: dict[str, Any]) -> list[str]:
     create, silent = results.get("create"), results.get("create_without_notifications")
     if not create or "query_counts" not in results:  # the list scenario counts the queries
         return []
-    counts = results["query_counts"]
     cpu, silent_cpu = (r["package"]["cpu_ms_per_request"] for r in (create, silent))
-    in_process = {k: v["p50_ms"] for k, v in results["in_process"].items()}
     finding = fill(
-        FINDING, cpu=cpu, baseline_cpu=create["baseline"]["cpu_ms_per_request"],
-        ratio=create["ratio"], queries=counts["package create"]["queries"],
-        baseline_queries=counts["baseline create"]["queries"], silent_cpu=silent_cpu,
-        share=100 * (1 - silent_cpu / cpu), silent_rps_ratio=silent["ratio"]["rps"],
-        in_process=in_process["package create"],
-        in_process_silent=in_process["package create without notification backends"],
-        in_process_baseline=in_process["baseline create"],
+        TEMPLATES["FINDING"], create=create, silent=silent, counts=results["query_counts"],
+        ip=results["in_process"], share=100 * (1 - silent_cpu / cpu),
     )  # fmt: skip
     return [finding]
-
-
-SECTION = """\
-## 2. Create and approve
-
-Create: 16 clients, spread over 100 salons, {config[create_requests_per_round]} requests per \
-round and side, {create[package][rounds]} rounds; and the same on servers whose notification \
-backends are switched off.
-
-| side | requests/s (min–max) | p50 ms | p99 ms | server p50 ms | Python CPU/request ms |
-|------|---------------------:|-------:|-------:|--------------:|----------------------:|
-{create_rows}
-
-Package ÷ baseline: requests/s **{create[ratio][rps]:2}×**, Python CPU/request \
-{create[ratio][cpu_per_request]:2}×; without notifications {silent[ratio][rps]:2}× and \
-{silent[ratio][cpu_per_request]:2}×.
-The package's create locks the salon row, checks membership, the role's limit and
-duplicates, saves, and after commit sends `invitation.created` to the requester and
-each manager over Redis; the baseline only inserts.
-
-Approve: spread over 100 salons, and for contrast all in one salon. *Lock waits*:
-share of 5 ms samples of `pg_stat_activity` in which a backend of the benchmark
-database waited for a lock.
-
-| clients | 100 salons req/s | p50 ms | p99 ms | Python CPU/request ms | lock waits \
-| one salon req/s | lock waits |
-|--:|--:|--:|--:|--:|--:|--:|--:|
-{approve_rows}
-
-An approval costs the server processes about {approve_cpu:1} ms of Python CPU (two events, \
-each serialised and sent to its recipients), so {nproc} cores could serve at most about \
-{ceiling:0} approvals/s even with PostgreSQL, Redis and the load generator costing nothing.
-
-From 1 to 8 clients, throughput grows ×{approve[scaling_1_to_8]:2} over 100 salons and \
-×{approve[same_salon_scaling_1_to_8]:2} in one salon.
-An approval locks only its own salon's row (`select_for_update`), so approvals in
-different salons do not wait for each other, while in one salon they queue on that
-row. With {config[servers]} server processes on 2 cores shared with the client and
-PostgreSQL, throughput cannot grow much beyond 2×: the machine is CPU-bound.
-
-### Invites beside requests
-
-Invite create (`POST …/invite` by each salon's owner, to a new address) and accept \
-(`POST …/invite/<token>/accept` by the invited account), 16 clients over 100 salons, \
-{invites[invite][rounds]} rounds; beside them the request direction's create and approve at \
-16 clients from above.
-
-| operation | requests/s (min–max) | p50 ms | p99 ms | Python CPU/request ms |
-|---|--:|--:|--:|--:|
-{invite_rows}
-
-An invite does what a request's create does (salon lock, role, membership and duplicate \
-checks, one event) plus a token and its digest; an accept does what an approval does (two \
-events) plus the token lookup.
-"""
-RPS_SPREAD = "| {name} | {rps:0} ({rps_min:0}–{rps_max:0}) "
-CREATE_ROW = RPS_SPREAD + "| {p50:2} | {p99:2} | {server_p50:2} | {cpu_ms_per_request:2} |"
-APPROVE_ROW = (
-    "| {level} | {rps:0} | {p50:2} | {p99:2} | {cpu_ms_per_request:1} | {lock_wait_share:%1} "
-    "| {same[rps]:0} | {same[lock_wait_share]:%1} |"
-)
-INVITE_ROW = RPS_SPREAD + "| {p50:2} | {p99:2} | {cpu_ms_per_request:1} |"
 
 
 def render(results: dict[str, Any]) -> str:
@@ -302,32 +208,27 @@ def render(results: dict[str, Any]) -> str:
     invites, approve, nproc = results["invites"], results["approve"], results["machine"]["nproc"]
     diff, same = approve["different_salons"], approve["same_salon"]
     cpu1 = diff["1"]["cpu_ms_per_request"]
-    sides = (
-        ("package", create["package"]),
-        ("baseline", create["baseline"]),
-        ("package, no notifications", silent["package"]),
-        ("baseline (same servers)", silent["baseline"]),
-    )
-    operations = (
-        ("invite (create)", invites["invite"]),
-        ("request (create)", create["package"]),
-        ("accept an invite", invites["accept"]),
-        ("approve a request", diff["16"]),
-    )
+    sides = {
+        "package": create["package"],
+        "baseline": create["baseline"],
+        "package, no notifications": silent["package"],
+        "baseline (same servers)": silent["baseline"],
+    }
+    operations = {
+        "invite (create)": invites["invite"], "request (create)": create["package"],
+        "accept an invite": invites["accept"], "approve a request": diff["16"],
+    }  # fmt: skip
+    approve_rows = [{"level": k, **diff[k], "same": same.get(k)} for k in sorted(diff, key=int)]
     return fill(
-        SECTION,
-        config=results["config"],
-        create=create,
-        silent=silent,
-        create_rows=fill_rows(CREATE_ROW, [{"name": name, **s} for name, s in sides]),
-        approve_rows=fill_rows(
-            APPROVE_ROW,
-            [{"level": k, **diff[k], "same": same.get(k)} for k in sorted(diff, key=int)],
-        ),
-        approve_cpu=cpu1,
-        nproc=nproc,
+        TEMPLATES["SECTION"], config=results["config"], create=create, silent=silent,
+        approve=approve, invites=invites, approve_cpu=cpu1, nproc=nproc,
         ceiling=1000 * (nproc or 1) / cpu1 if cpu1 else None,
-        approve=approve,
-        invites=invites,
-        invite_rows=fill_rows(INVITE_ROW, [{"name": name, **s} for name, s in operations]),
-    )
+        create_rows=fill_rows(TEMPLATES["CREATE_ROW"], named(sides)),
+        approve_rows=fill_rows(TEMPLATES["APPROVE_ROW"], approve_rows),
+        invite_rows=fill_rows(TEMPLATES["INVITE_ROW"], named(operations)),
+    )  # fmt: skip
+
+
+def named(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A table's rows: each name with its figures."""
+    return [{"name": name, **figures} for name, figures in rows.items()]
