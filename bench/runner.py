@@ -11,6 +11,7 @@ Environment (all optional):
     BENCH_ROUNDS=5         repetitions of each measurement
     BENCH_LIST_N, BENCH_LIST_CONC_N, BENCH_CREATE_N, BENCH_INVITE_N, BENCH_APPROVE_N,
     BENCH_APPROVE_ROUNDS, BENCH_CONTENTION_ROUNDS, BENCH_SILENT_ROUNDS, BENCH_PROFILE_N
+    BENCH_LIST_ROUND_SECONDS=10 (bound of each list series and round)
     BENCH_FANOUT_SOCKETS=1000,5000, BENCH_FANOUT_EVENTS=400 (per stream),
     BENCH_FANOUT_RATES=10,25 (events/s of each stream; the first is the headline),
     BENCH_FANOUT_LAYERS=core,pubsub (RedisChannelLayer, RedisPubSubChannelLayer),
@@ -76,6 +77,8 @@ def env_list(name: str, default: str, kind: type = int) -> list[Any]:
 QUICK = os.environ.get("BENCH_QUICK", "").strip() not in ("", "0")
 SCALES = sorted(env_list("BENCH_SCALES", "5000,20000,50000" if QUICK else "10000,100000,1000000"))
 MAIN_SCALE = env("BENCH_MAIN_SCALE", 20_000 if QUICK else 100_000)
+if MAIN_SCALE not in SCALES:
+    raise SystemExit(f"BENCH_MAIN_SCALE ({MAIN_SCALE}) must be one of BENCH_SCALES {SCALES}")
 ROUNDS = env("BENCH_ROUNDS", 2 if QUICK else 5)
 DB_NAME = os.environ.get("BENCH_DB_NAME", "salon_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
