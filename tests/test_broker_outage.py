@@ -148,9 +148,10 @@ def test_parallel_writes_with_a_dead_broker_leave_reads_answering(dead_broker, s
         thread.join(timeout=30)
 
     assert [status for status, _ in results] == [201] * 8
-    assert max(took for _, took in results) < 2.0, results
+    # QUEUE_TIMEOUT (1 s) and the request itself, with nine threads on two cores.
+    assert max(took for _, took in results) < 2.5, results
     assert [status for status, _ in reads] == [200] * 5
-    assert max(took for _, took in reads) < 2.0, reads
+    assert max(took for _, took in reads) < 2.5, reads
     assert Delivery.objects.filter(status="pending").count() == 8
 
 
