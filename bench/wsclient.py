@@ -1,10 +1,7 @@
-"""WebSocket clients: sockets held open in client processes of their own (:class:`ClientPool`)
-recording the frames they receive, the analysis of who received which frame when, and the
-reconnect storm's sockets (:func:`storm`).
-
-Frames and events carry ``time.perf_counter()``, the storm ``time.monotonic()``: both are
-CLOCK_MONOTONIC on Linux, one clock for every process of the machine, so "receipt minus HTTP
-response" is well defined across the client processes and the benchmark's.
+"""WebSocket clients: sockets held open in client processes of their own (:class:`ClientPool`),
+the analysis of who received which frame when (:func:`analyse`), the reconnect storm's sockets
+(:func:`storm`). Frames and events carry ``time.perf_counter()``, the storm ``time.monotonic()``:
+both are CLOCK_MONOTONIC on Linux, one clock for every process of the machine.
 """
 
 from __future__ import annotations
@@ -62,6 +59,13 @@ def _serve(pipe: Any, plan: list[tuple[int, str]]) -> None:
             frames: list[Any] = []
             opened[i] = _Socket(user, ws, asyncio.create_task(_read(ws, frames)), frames)
 
+        async def close(conn: _Socket) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.ws.close(), 5)
+            conn.reader.cancel()
+            with contextlib.suppress(BaseException):
+                await conn.reader
+
         for lo in range(0, len(plan), 50):
             if time.perf_counter() > start + 120.0 + len(plan) / 20:
                 errors.append("connect deadline")
@@ -73,39 +77,24 @@ def _serve(pipe: Any, plan: list[tuple[int, str]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             command = await loop.run_in_executor(None, pipe.recv)
-            if command == "reset":
-                for c in conns:
-                    c.frames.clear()
-                pipe.send(None)
-            elif command == "count":
+            if command == "count":
                 pipe.send(sum(len(c.frames) for c in conns))
             elif command == "alive":
                 pipe.send(sum(1 for c in conns if not c.reader.done()))
-            elif command == "collect":
+            elif command == "take":  # the frames so far, forgotten here
                 pipe.send([(c.user, c.frames) for c in conns])
-            else:  # ("close", batch)
-                await _close(conns, batch=command[1])
-                pipe.send(None)
-                return
+                for c in conns:
+                    c.frames.clear()
+            else:  # ("close", batch): batch at a time, or all at once
+                break
+        size = command[1] or max(1, len(conns))
+        for lo in range(0, len(conns), size):
+            closing = asyncio.gather(*(close(c) for c in conns[lo : lo + size]))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(closing, 30.0)
+        pipe.send(None)
 
     asyncio.run(main())
-
-
-async def _close(conns: list[_Socket], batch: int | None) -> None:
-    """Close ``conns`` ``batch`` at a time (``None``: all at once)."""
-
-    async def close_one(conn: _Socket) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.ws.close(), 5)
-        conn.reader.cancel()
-        with contextlib.suppress(BaseException):
-            await conn.reader
-
-    size = batch or max(1, len(conns))
-    for lo in range(0, len(conns), size):
-        closing = asyncio.gather(*(close_one(c) for c in conns[lo : lo + size]))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(closing, 30.0)
 
 
 class ClientPool:
@@ -129,20 +118,19 @@ class ClientPool:
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
-        opened = [pipe.recv() for pipe in self.pipes]  # each answers once it has connected
-        self.connections = sum(o[0] for o in opened)
-        self.connect_seconds = max(o[1] for o in opened)
-        self.errors = [e for o in opened for e in o[2]]
-        self.error_count = sum(o[3] for o in opened)
+        # Each process answers once it has connected.
+        counts, seconds, errors, error_counts = zip(*(p.recv() for p in self.pipes), strict=True)
+        self.connections, self.connect_seconds = sum(counts), max(seconds)
+        self.errors, self.error_count = [e for some in errors for e in some], sum(error_counts)
 
     def ask(self, command: Any) -> list[Any]:
         for pipe in self.pipes:
             pipe.send(command)
         return [pipe.recv() for pipe in self.pipes]
 
-    def collect(self) -> list[tuple[int, list[Any]]]:
-        """``(user, frames)`` of every connected socket."""
-        return [socket for answer in self.ask("collect") for socket in answer]
+    def take(self) -> list[tuple[int, list[Any]]]:
+        """``(user, frames)`` of every connected socket: the frames since the last ``take``."""
+        return [socket for answer in self.ask("take") for socket in answer]
 
     def cpu_seconds(self) -> float:
         return sum(proc_cpu_seconds(p.pid) for p in self.processes)

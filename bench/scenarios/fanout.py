@@ -44,12 +44,13 @@ def run(ctx: Context) -> dict[str, Any]:
             key = f"{layer} {sockets}"
             sessions[key] = ctx.phase(phase_name(key), lambda s=sockets: session(ctx, s))
 
-    for layer in FANOUT_LAYERS:
-        if layer == "core":  # the main servers' layer
+    for layer in FANOUT_LAYERS:  # "core" is the main servers' layer
+        if layer == "core":
             measure(layer)
         else:
-            env = {"BENCH_CHANNEL_LAYER": layer}
-            ctx.with_servers(f"-{layer}", env, lambda la=layer: measure(la))
+            ctx.with_servers(
+                f"-{layer}", {"BENCH_CHANNEL_LAYER": layer}, lambda la=layer: measure(la)
+            )
     out: dict[str, Any] = {"fanout_sessions": sessions}
     if headline := sessions.get(f"{FANOUT_LAYERS[0]} {FANOUT_SOCKETS[0]}"):
         out["fanout"] = headline
@@ -161,50 +162,43 @@ def run_stream(ctx: Context, pool: Any, members: dict[int, Any], rate: float) ->
     if len(plan) < FANOUT_EVENTS // 2:
         raise RuntimeError("not enough fan-out requesters for the requested events")
     _ASKED.update(plan)
-    recipients = [frozenset({requester, *members[salon][:2]}) for salon, requester in plan]
+    body = {"role": "member", "message": "fan-out"}
+    asks = [loadgen.Req("POST", "/api/invitations", r, {"salon": s, **body}) for s, r in plan]
+
+    async def stream() -> list[tuple[str, Any, Any]]:
+        """The creates, then the approvals of those created: (kind, result, index in plan of
+        each request)."""
+        clients = loadgen.Clients(ctx.servers.urls(), connections=8)
+        try:
+            created = await loadgen.run_paced(clients, asks, rate)
+            ids = {s.index: s.body["id"] for s in created.samples if s.status < 300}
+            approved = sorted(ids)
+            decisions = [
+                loadgen.Req("PATCH", f"/api/invitations/{ids[k]}/approved", members[plan[k][0]][0])
+                for k in approved
+            ]
+            approvals = await loadgen.run_paced(clients, decisions, rate)
+        finally:
+            await clients.aclose()
+        return [("created", created, range(len(plan))), ("approved", approvals, approved)]
+
+    pool.take()  # forget the frames so far
+    cpu0 = cpu_seconds(ctx, pool)
+    begin = time.perf_counter()
+    requests = ctx.run_async(stream())
+    duration = time.perf_counter() - begin
     events: list[wsclient.Event] = []
     http_errors: list[str] = []
-
-    def record(kind: str, result: Any, planned: Any) -> dict[int, int]:
-        """The events of the successful requests; their invitations by index of ``plan``."""
-        http_errors.extend(result.errors)
-        ids = {}
+    for kind, result, planned in requests:
+        http_errors += result.errors
         for s in result.samples:
             if s.status >= 300:
                 http_errors.append(f"{s.status} {str(s.body)[:200]}")
                 continue
-            ids[planned[s.index]] = s.body["id"]
-            events.append(
-                wsclient.Event(kind, s.body["id"], recipients[planned[s.index]], s.sent, s.done)
-            )
-        return ids
-
-    async def stream() -> None:
-        clients = loadgen.Clients(ctx.servers.urls(), connections=8)
-        try:
-            body = {"role": "member", "message": "fan-out"}
-            asks = [
-                loadgen.Req("POST", "/api/invitations", r, {"salon": s, **body}) for s, r in plan
-            ]
-            result = await loadgen.run_paced(clients, asks, rate)
-            created = record("invitation.created", result, range(len(plan)))
-            approved = sorted(created)
-            decisions = [
-                loadgen.Req(
-                    "PATCH", f"/api/invitations/{created[k]}/approved", members[plan[k][0]][0]
-                )
-                for k in approved
-            ]
-            result = await loadgen.run_paced(clients, decisions, rate)
-            record("invitation.approved", result, approved)
-        finally:
-            await clients.aclose()
-
-    pool.ask("reset")
-    cpu0 = cpu_seconds(ctx, pool)
-    begin = time.perf_counter()
-    ctx.run_async(stream())
-    duration = time.perf_counter() - begin
+            salon, requester = plan[planned[s.index]]
+            recipients = frozenset({requester, *members[salon][:2]})
+            event = wsclient.Event(f"invitation.{kind}", s.body["id"], recipients, s.sent, s.done)
+            events.append(event)
     # Wait (bounded) for the last frames; frames to non-recipients would have come meanwhile.
     deadline = time.perf_counter() + 10
     sockets_of = Counter(pool.users)
@@ -214,7 +208,7 @@ def run_stream(ctx: Context, pool: Any, members: dict[int, Any], rate: float) ->
     time.sleep(1.0)
     wall = time.perf_counter() - begin
     cpu1 = cpu_seconds(ctx, pool)
-    analysis = wsclient.analyse(events, pool.collect())
+    analysis = wsclient.analyse(events, pool.take())
     return {
         "rate": rate,
         "events": len(events),
@@ -243,9 +237,8 @@ def sessions(results: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for key, session in (results.get("fanout_sessions") or {}).items():
         layer, sockets = key.split()
-        out.append(
-            {**session, "key": key, "layer": layer, "name": LAYERS[layer], "sockets": int(sockets)}
-        )
+        named = {"key": key, "layer": layer, "name": LAYERS[layer], "sockets": int(sockets)}
+        out.append({**session, **named})
     return out
 
 
@@ -287,9 +280,9 @@ def findings(results: dict[str, Any]) -> list[str]:
 
 def pool_finding(results: dict[str, Any]) -> list[str]:
     fan, pool = results.get("fanout"), results.get("default_pool_idle")
-    if not fan or (
-        pool["alive_after_idle"] == pool["connections"] and not pool["server_exceptions"]
-    ):
+    if not fan:
+        return []
+    if pool["alive_after_idle"] == pool["connections"] and not pool["server_exceptions"]:
         return []
     sets_it = False
     with contextlib.suppress(OSError):
@@ -311,15 +304,10 @@ def layer_finding(results: dict[str, Any]) -> list[str]:
     cpu_core, cpu_pubsub = (
         r["cpu_cores"]["servers"] + r["cpu_cores"]["redis"] for r in (core, pubsub)
     )
-    if p99_pubsub <= p99_core and cpu_pubsub <= cpu_core:
-        verb = "outran"
-    elif p99_pubsub > p99_core and cpu_pubsub > cpu_core:
-        verb = "fell behind"
-    else:
-        verb = "traded with"
-    p99 = {"p99_core": p99_core, "p99_pubsub": p99_pubsub}
+    verbs = {(True, True): "outran", (False, False): "fell behind"}  # faster, leaner
+    verb = verbs.get((p99_pubsub <= p99_core, cpu_pubsub <= cpu_core), "traded with")
     values = {"verb": verb, "sockets": sockets, "rate": rate, "core": core, "pubsub": pubsub}
-    return [fill(TEMPLATES["FINDING_LAYERS"], **values, **p99)]
+    return [fill(TEMPLATES["FINDING_LAYERS"], **values, p99_core=p99_core, p99_pubsub=p99_pubsub)]
 
 
 def render(results: dict[str, Any]) -> str:
