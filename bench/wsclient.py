@@ -1,10 +1,7 @@
-"""WebSocket clients: sockets held open in client processes of their own (:class:`ClientPool`)
-recording each frame they receive, the analysis of who received which frame when, and the
-connection storm.
-
-Frames and events carry ``time.perf_counter()``, the storm ``time.monotonic()``: both are
-CLOCK_MONOTONIC on Linux, one clock for every process of the machine, so "receipt minus HTTP
-response" is well defined across the client processes and the benchmark's.
+"""WebSocket clients: sockets held open in client processes of their own (:class:`ClientPool`),
+the analysis of who received which frame when (:func:`analyse`), the reconnect storm's sockets
+(:func:`storm`). Frames and events carry ``time.perf_counter()``, the storm ``time.monotonic()``:
+both are CLOCK_MONOTONIC on Linux, one clock for every process of the machine.
 """
 
 from __future__ import annotations
@@ -15,152 +12,125 @@ import json
 import multiprocessing
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import websockets
-from runner import proc_cpu_seconds
+from loadgen import summary_ms
+from runner import WS_PATH, proc_cpu_seconds
 
 
-@dataclass
-class Conn:
-    user: int
-    server: int  # index of the server process it is connected to
-    ws: Any = None
-    frames: list[tuple[float, str, Any]] = field(default_factory=list)  # (time, type, id)
-    reader: asyncio.Task[None] | None = None
-
-
-async def _read(conn: Conn) -> None:
+async def _read(ws: Any, frames: list[tuple[float, str, Any]]) -> None:
+    """Append ``(time, type, invitation id)`` for each frame until the connection ends."""
     with contextlib.suppress(Exception):  # a broken connection ends its reader: missing frames
-        async for message in conn.ws:
+        async for message in ws:
             now = time.perf_counter()
             try:
                 data = json.loads(message)
             except ValueError:
-                conn.frames.append((now, "invalid", None))
-                continue
-            invitation = data.get("invitation") if isinstance(data, dict) else None
-            conn.frames.append(
-                (now, str(data.get("type")), invitation.get("id") if invitation else None)
-            )
+                data = {"type": "invalid"}
+            invitation = data.get("invitation") or {}
+            frames.append((now, str(data.get("type")), invitation.get("id")))
 
 
-async def open_conns(
-    conns: Sequence[Conn], ws_bases: Sequence[str], tokens: dict[int, str], path: str,
-    timeout_s: float, batch: int = 50,
-) -> tuple[list[Conn], float, list[str]]:  # fmt: skip
-    """Open ``conns``, ``batch`` at a time: those connected, the seconds it took, the
-    errors."""
-    errors: list[str] = []
-    start = time.perf_counter()
-
-    async def open_one(conn: Conn) -> None:
-        url = f"{ws_bases[conn.server]}{path}?token={tokens[conn.user]}"
-        try:
-            conn.ws = await websockets.connect(
-                url, ping_interval=None, open_timeout=30, close_timeout=2, max_queue=None
-            )
-        except Exception as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
-            return
-        conn.reader = asyncio.create_task(_read(conn))
-
-    for lo in range(0, len(conns), batch):
-        if time.perf_counter() > start + timeout_s:
-            errors.append("connect deadline")
-            break
-        await asyncio.gather(*(open_one(c) for c in conns[lo : lo + batch]))
-    return [c for c in conns if c.ws is not None], time.perf_counter() - start, errors
+class _Socket(NamedTuple):
+    user: int
+    ws: Any
+    reader: asyncio.Task[None]
+    frames: list[tuple[float, str, Any]]  # (time, type, invitation id)
 
 
-async def close_all(conns: Sequence[Conn], batch: int | None, timeout_s: float = 30.0) -> None:
-    """Close ``conns``: all at once, or ``batch`` at a time."""
-
-    async def close_one(conn: Conn) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.ws.close(), 5)
-        conn.reader.cancel()
-        with contextlib.suppress(BaseException):
-            await conn.reader
-
-    size = batch or max(1, len(conns))
-    for lo in range(0, len(conns), size):
-        closing = asyncio.gather(*(close_one(c) for c in conns[lo : lo + size]))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(closing, timeout_s)
-
-
-def _serve(
-    pipe: Any, plan: list[tuple[int, int]], tokens: dict[int, str], ws_bases: list[str], path: str
-) -> None:
-    """A client process: open the sockets of ``plan`` ((user, server) pairs), then answer the
-    parent's commands until ``("close", batch)``."""
+def _serve(pipe: Any, plan: list[tuple[int, str]]) -> None:
+    """A client process: open a socket per ``(user, url)`` of ``plan``, 50 at a time, then
+    answer the parent's commands until ``("close", batch)``."""
 
     async def main() -> None:
-        conns = [Conn(user=u, server=s) for u, s in plan]
-        timeout_s = 120.0 + len(conns) / 20
-        connected, seconds, errors = await open_conns(conns, ws_bases, tokens, path, timeout_s)
-        pipe.send((len(connected), seconds, errors[:5], len(errors)))
+        opened: list[_Socket | None] = [None] * len(plan)
+        errors: list[str] = []
+        start = time.perf_counter()
+
+        async def connect(i: int, user: int, url: str) -> None:
+            try:
+                ws = await websockets.connect(
+                    url, ping_interval=None, open_timeout=30, close_timeout=2, max_queue=None
+                )
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            frames: list[Any] = []
+            opened[i] = _Socket(user, ws, asyncio.create_task(_read(ws, frames)), frames)
+
+        async def close(conn: _Socket) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.ws.close(), 5)
+            conn.reader.cancel()
+            with contextlib.suppress(BaseException):
+                await conn.reader
+
+        for lo in range(0, len(plan), 50):
+            if time.perf_counter() > start + 120.0 + len(plan) / 20:
+                errors.append("connect deadline")
+                break
+            batch = enumerate(plan[lo : lo + 50], lo)
+            await asyncio.gather(*(connect(i, user, url) for i, (user, url) in batch))
+        conns = [c for c in opened if c is not None]
+        pipe.send((len(conns), time.perf_counter() - start, errors[:5], len(errors)))
         loop = asyncio.get_running_loop()
         while True:
             command = await loop.run_in_executor(None, pipe.recv)
-            if command == "reset":
-                for conn in connected:
-                    conn.frames = []
-                pipe.send(None)
-            elif command == "count":
-                pipe.send(sum(len(c.frames) for c in connected))
+            if command == "count":
+                pipe.send(sum(len(c.frames) for c in conns))
             elif command == "alive":
-                pipe.send(sum(1 for c in connected if c.reader and not c.reader.done()))
-            elif command == "collect":
-                pipe.send([(c.user, c.server, c.frames) for c in connected])
-            else:
-                await close_all(connected, batch=command[1])
-                pipe.send(None)
-                return
+                pipe.send(sum(1 for c in conns if not c.reader.done()))
+            elif command == "take":  # the frames so far, forgotten here
+                pipe.send([(c.user, c.frames) for c in conns])
+                for c in conns:
+                    c.frames.clear()
+            else:  # ("close", batch): batch at a time, or all at once
+                break
+        size = command[1] or max(1, len(conns))
+        for lo in range(0, len(conns), size):
+            closing = asyncio.gather(*(close(c) for c in conns[lo : lo + size]))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(closing, 30.0)
+        pipe.send(None)
 
     asyncio.run(main())
 
 
 class ClientPool:
-    """``len(users)`` sockets (user ``users[i]`` on server ``i % servers``) spread over
+    """A socket for each of ``users`` (the i-th on server ``i % len(ws_bases)``) spread over
     ``processes`` client processes, so that reading thousands of sockets does not queue
-    behind the load generator's event loop."""
+    behind the load generator's event loop. ``ask(command)``: each process's answer."""
 
     def __init__(
         self, ws_bases: Sequence[str], users: Sequence[int], tokens: dict[int, str], *,
-        path: str, processes: int,
+        processes: int, path: str = WS_PATH,
     ) -> None:  # fmt: skip
         context = multiprocessing.get_context("spawn")
         self.users = list(users)
-        plan = [(u, i % len(ws_bases)) for i, u in enumerate(users)]
+        n = len(ws_bases)
+        plan = [(u, f"{ws_bases[i % n]}{path}?token={tokens[u]}") for i, u in enumerate(users)]
+        self.per_server = [len(plan[i::n]) for i in range(n)]
         self.pipes, self.processes = [], []
         for k in range(processes):
             parent, child = context.Pipe()
-            share = plan[k::processes]
-            mine = {u: tokens[u] for u, _s in share}
-            process = context.Process(
-                target=_serve, args=(child, share, mine, list(ws_bases), path), daemon=True
-            )
+            process = context.Process(target=_serve, args=(child, plan[k::processes]), daemon=True)
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
-        opened = [pipe.recv() for pipe in self.pipes]  # each answers once it has connected
-        self.connections = sum(o[0] for o in opened)
-        self.connect_seconds = max(o[1] for o in opened)
-        self.errors = [e for o in opened for e in o[2]]
-        self.error_count = sum(o[3] for o in opened)
-        self.per_server = [sum(1 for _u, s in plan if s == i) for i in range(len(ws_bases))]
+        # Each process answers once it has connected.
+        counts, seconds, errors, error_counts = zip(*(p.recv() for p in self.pipes), strict=True)
+        self.connections, self.connect_seconds = sum(counts), max(seconds)
+        self.errors, self.error_count = [e for some in errors for e in some], sum(error_counts)
 
     def ask(self, command: Any) -> list[Any]:
         for pipe in self.pipes:
             pipe.send(command)
         return [pipe.recv() for pipe in self.pipes]
 
-    def collect(self) -> list[Conn]:
-        answers = self.ask("collect")
-        return [Conn(user=u, server=s, frames=f) for answer in answers for u, s, f in answer]
+    def take(self) -> list[tuple[int, list[Any]]]:
+        """``(user, frames)`` of every connected socket: the frames since the last ``take``."""
+        return [socket for answer in self.ask("take") for socket in answer]
 
     def cpu_seconds(self) -> float:
         return sum(proc_cpu_seconds(p.pid) for p in self.processes)
@@ -175,51 +145,48 @@ class ClientPool:
                 process.kill()
 
 
-@dataclass
-class Event:
+class Event(NamedTuple):
     kind: str  # "invitation.created" | "invitation.approved"
     invitation: int
     recipients: frozenset[int]
-    sent: float
-    done: float
-    status: int
+    sent: float  # the HTTP request's
+    done: float  # the HTTP response's
 
 
-def analyse(events: Sequence[Event], conns: Sequence[Conn]) -> dict[str, Any]:
-    """Latencies (receipt - HTTP response, and receipt - request sent) at every recipient
-    connection, frames at non-recipients, missing deliveries."""
+def analyse(events: Sequence[Event], sockets: Sequence[tuple[int, list]]) -> dict[str, Any]:
+    """Of ``(user, frames)`` per socket: latencies (receipt - HTTP response, and receipt -
+    request sent) at every recipient socket, frames elsewhere, missing deliveries."""
     by_key = {(e.kind, e.invitation): e for e in events}
-    expected = sum(1 for conn in conns for e in events if conn.user in e.recipients)
-    from_response: list[float] = []
-    from_request: list[float] = []
-    by_kind: dict[str, list[float]] = {}
+    expected = sum(1 for user, _frames in sockets for e in events if user in e.recipients)
+    got: dict[tuple[str, int, int], tuple[str, float, float]] = {}  # -> (kind, delays)
     non_recipient = unexpected = duplicates = 0
-    got: set[tuple[str, int, int]] = set()
-    for i, conn in enumerate(conns):
-        for t, kind, inv in conn.frames:
-            event = by_key.get((kind, inv))
+    for i, (user, frames) in enumerate(sockets):
+        for t, kind, invitation in frames:
+            event = by_key.get((kind, invitation))
             if event is None:
                 unexpected += 1
-            elif conn.user not in event.recipients:
+            elif user not in event.recipients:
                 non_recipient += 1
-            elif (kind, inv, i) in got:
+            elif (kind, invitation, i) in got:
                 duplicates += 1
             else:
-                got.add((kind, inv, i))
-                by_kind.setdefault(kind, []).append(t - event.done)
-                from_response.append(t - event.done)
-                from_request.append(t - event.sent)
+                got[kind, invitation, i] = (kind, t - event.done, t - event.sent)
+    delays = list(got.values())
+    out = {
+        "latency_from_response_ms": summary_ms([d for _k, d, _r in delays]),
+        "latency_from_request_ms": summary_ms([r for _k, _d, r in delays]),
+    }
+    for kind in dict.fromkeys(k for k, _d, _r in delays):
+        out[f"latency_from_response_ms {kind}"] = summary_ms([d for k, d, _ in delays if k == kind])
     return {
+        **out,
         "expected_deliveries": expected,
         "delivered": len(got),
         "missing": expected - len(got),
         "non_recipient_frames": non_recipient,
         "unexpected_frames": unexpected,
         "duplicate_frames": duplicates,
-        "from_response": from_response,
-        "from_request": from_request,
-        "from_response_by_kind": by_kind,
-        "before_response": sum(1 for v in from_response if v < 0),
+        "before_response": sum(1 for _k, d, _r in delays if d < 0),
     }
 
 
@@ -268,9 +235,8 @@ async def storm(
         try:
             message = await asyncio.wait_for(ws.recv(), frame_timeout)
         except websockets.ConnectionClosed as exc:
-            return failed(
-                f"closed {exc.rcvd.code if exc.rcvd is not None else 1006} after 101", opened
-            )
+            code = exc.rcvd.code if exc.rcvd is not None else 1006
+            return failed(f"closed {code} after 101", opened)
         except TimeoutError:
             return failed(f"no frame within {frame_timeout:.0f} s", opened)
         first = time.monotonic() - start_at
