@@ -27,6 +27,8 @@ async def _read(ws: Any, frames: list[tuple[float, str, Any]]) -> None:
             try:
                 data = json.loads(message)
             except ValueError:
+                data = None
+            if not isinstance(data, dict):
                 data = {"type": "invalid"}
             invitation = data.get("invitation") or {}
             frames.append((now, str(data.get("type")), invitation.get("id")))
@@ -79,6 +81,8 @@ def _serve(pipe: Any, plan: list[tuple[int, str]]) -> None:
             command = await loop.run_in_executor(None, pipe.recv)
             if command == "count":
                 pipe.send(sum(len(c.frames) for c in conns))
+            elif command == "users":
+                pipe.send([c.user for c in conns])
             elif command == "alive":
                 pipe.send(sum(1 for c in conns if not c.reader.done()))
             elif command == "take":  # the frames so far, forgotten here
@@ -99,8 +103,9 @@ def _serve(pipe: Any, plan: list[tuple[int, str]]) -> None:
 
 class ClientPool:
     """A socket for each of ``users`` (the i-th on server ``i % len(ws_bases)``) spread over
-    ``processes`` client processes, so that reading thousands of sockets does not queue
-    behind the load generator's event loop. ``ask(command)``: each process's answer."""
+    ``processes`` client processes (each with sockets on every server), so that reading
+    thousands of sockets does not queue behind the load generator's event loop.
+    ``ask(command)``: each process's answer; ``connected``: the users of the open sockets."""
 
     def __init__(
         self, ws_bases: Sequence[str], users: Sequence[int], tokens: dict[int, str], *,
@@ -114,7 +119,8 @@ class ClientPool:
         self.pipes, self.processes = [], []
         for k in range(processes):
             parent, child = context.Pipe()
-            process = context.Process(target=_serve, args=(child, plan[k::processes]), daemon=True)
+            mine = [socket for i, socket in enumerate(plan) if (i // n) % processes == k]
+            process = context.Process(target=_serve, args=(child, mine), daemon=True)
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
@@ -122,6 +128,7 @@ class ClientPool:
         counts, seconds, errors, error_counts = zip(*(p.recv() for p in self.pipes), strict=True)
         self.connections, self.connect_seconds = sum(counts), max(seconds)
         self.errors, self.error_count = [e for some in errors for e in some], sum(error_counts)
+        self.connected = [user for users in self.ask("users") for user in users]
 
     def ask(self, command: Any) -> list[Any]:
         for pipe in self.pipes:
