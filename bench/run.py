@@ -24,10 +24,11 @@ def main(names: list[str]) -> int:
     chosen = [s for s in SCENARIOS if s.NAME in (names or by_name)]
     shared = [s for s in chosen if not getattr(s, "OWN_DATABASE", False)]
     own = [s for s in chosen if s not in shared]
+    full = len(chosen) == len(SCENARIOS)  # a full run keeps nothing of earlier runs
     if len(chosen) == 1 or not own:
-        status = runner.run(chosen)
+        status = runner.run(chosen, replace=full)
     else:
-        status = runner.run(shared)
+        status = runner.run(shared, replace=full)
         for scenario in own:
             command = [sys.executable, __file__, scenario.NAME]
             status = status or subprocess.run([*command, "--no-report"], check=False).returncode

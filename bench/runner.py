@@ -690,10 +690,10 @@ def merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-def run(scenarios: list[ModuleType]) -> int:
-    """Run ``scenarios`` in order. A run of some of them replaces their keys of the saved
-    results, so one scenario can be measured again without the others; a run of all of them
-    replaces the file."""
+def run(scenarios: list[ModuleType], *, replace: bool = False) -> int:
+    """Run ``scenarios`` in order. Their keys replace the same keys of the saved results, so
+    one scenario can be measured again without the others; with ``replace`` (a full run) the
+    results replace the file."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     for old in LOG_DIR.glob("*.log"):
         old.unlink()
@@ -749,12 +749,10 @@ def run(scenarios: list[ModuleType]) -> int:
         results["load_after"] = os.getloadavg()
         results["total_seconds"] = round(time.perf_counter() - started, 1)
     out = results_path()
-    from scenarios import SCENARIOS
-
     if status != 0:
         out = out.with_name(out.stem + "-failed.json")  # never replaces a good run's results
         saved = results
-    elif set(names) >= {s.NAME for s in SCENARIOS}:  # a full run keeps nothing older
+    elif replace:  # the first part of a full run: nothing older is kept
         saved = {**results, "scenarios": sorted(names)}
     else:
         saved = merge(load_results(), results)
