@@ -126,7 +126,7 @@ export TOX_RESULTS_SUMMARY
 # baseline on PostgreSQL under two uvicorn processes with the Redis channel layer. Needs
 # PostgreSQL (PGHOST/PGPORT/PGUSER/PGPASSWORD, default 127.0.0.1:5432 postgres; it creates and
 # drops the database salon_bench) and Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/9).
-# Runs every scenario of bench/scenarios/ (25 to 40 minutes on two cores; the event log's in a
+# Runs every scenario of bench/scenarios/ (20 to 40 minutes on two cores; the event log's in a
 # database of its own, salon_bench_eventlog) and rewrites bench/results/results.json,
 # docs/benchmarks.md and docs/img/benchmarks.png; BENCH_QUICK=1 make bench is a short run that writes
 # bench/results/quick.*. bench/run.py list write runs only those scenarios.
