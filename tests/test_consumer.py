@@ -669,3 +669,34 @@ async def test_a_client_gone_before_a_frame_is_sent_ends_the_socket_without_an_e
 
     assert received == [{"type": "websocket.accept", "subprotocol": None}]
     assert await group_members(group) == before
+
+
+async def test_a_consumer_the_server_cancels_still_leaves_its_groups(cast):
+    """daphne cancels a consumer still busy ``application_close_timeout`` after its client left
+    (with frames the client queued before it closed, say): ``disconnect`` never runs, and the
+    groups must not keep the dead channel (nor the layer its messages) until the group expiry."""
+    group = group_name("invitation", cast.requester.pk)
+    before = await group_members(group)
+    token = await database_sync_to_async(token_for)(cast.requester)
+    scope = WebsocketCommunicator(application, f"{INVITATIONS}?token={token}").scope
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    accepted = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.accept":
+            accepted.set()
+
+    await inbox.put({"type": "websocket.connect"})
+    consumer = asyncio.create_task(application(scope, inbox.get, send))
+    await asyncio.wait_for(accepted.wait(), 5)
+    assert len(await group_members(group) - before) == 1
+
+    consumer.cancel()  # what daphne does after application_close_timeout
+    # Cancelled, or what channels-redis raises when its pending receive is cancelled.
+    await asyncio.wait([consumer], timeout=10)
+    assert consumer.done()
+    for _ in range(50):  # the groups are left in a shielded task
+        if await group_members(group) == before:
+            break
+        await asyncio.sleep(0.02)
+    assert await group_members(group) == before

@@ -131,7 +131,14 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
             except CLIENT_GONE as exc:
                 logger.debug("WebSocket message dropped: the client has gone (%r)", exc)
 
-        await super().__call__(scope, receive, send_unless_gone)
+        try:
+            await super().__call__(scope, receive, send_unless_gone)
+        finally:
+            # A server cancels a consumer still busy a while after its client left (daphne:
+            # ``application_close_timeout``, 10 s), e.g. with frames the client queued before
+            # it closed; ``disconnect`` then never ran. Leave the groups anyway, or they
+            # would hold the dead channel until the layer's group expiry.
+            await asyncio.shield(self._leave())
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -178,11 +185,19 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         self._joined.append(group)
 
     async def disconnect(self, code: int) -> None:
+        await self._leave()
+
+    async def _leave(self) -> None:
+        """Cancel the credentials' close and leave the groups this socket joined."""
         self._close_at(None)
-        for group in self._joined:
-            await retrying_dropped_connection(
-                functools.partial(self.channel_layer.group_discard, group, self.channel_name)
-            )
+        joined, self._joined = self._joined, []
+        try:
+            for group in joined:
+                await retrying_dropped_connection(
+                    functools.partial(self.channel_layer.group_discard, group, self.channel_name)
+                )
+        except Exception as exc:  # the layer's group expiry removes them in the end
+            logger.warning("WebSocket could not leave its groups %s (%r)", joined, exc)
 
     def _close_at(self, expires_at: float | None) -> None:
         """(Re)schedule the 4401 close for when the credentials expire; ``None``: never."""
