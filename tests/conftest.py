@@ -78,6 +78,15 @@ def undescribed_frames(problems: list[str]) -> None:
 
 
 @pytest.fixture(autouse=True)
+def resumes_unpaced(monkeypatch):
+    """A socket's replays follow each other at once in the tests (in production they are
+    ``RESUME_INTERVAL`` apart); ``test_replay`` checks the pacing itself."""
+    from salon_invitations import consumer
+
+    monkeypatch.setattr(consumer, "RESUME_INTERVAL", 0.0)
+
+
+@pytest.fixture(autouse=True)
 def frames_match_asyncapi(monkeypatch):
     """Every frame the consumer sends, and every close code, is one ``docs/asyncapi.yaml``
     describes on the socket's channel: the test fails otherwise. The value is the list of

@@ -8,6 +8,7 @@ on-commit hooks and channel layer (in-memory, or Redis with ``SALON_TEST_CHANNEL
 
 from __future__ import annotations
 
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 from unittest import mock
@@ -18,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connection
 
-from salon_invitations import services
+from salon_invitations import consumer, services
 from salon_invitations.conf import DEFAULTS
 from salon_invitations.consumer import SalonEventsConsumer
 from salon_invitations.models import Invitation, SalonEvent, get_membership_model
@@ -174,6 +175,26 @@ async def test_resume_action_on_an_open_socket_replays_then_resumes_live(salon, 
             "last_id": frame["id"],
         }
         await assert_quiet(socket)
+
+
+async def test_a_socket_s_replays_are_paced(salon, owner, monkeypatch):
+    """A client that floods ``resume`` costs one replay per ``RESUME_INTERVAL``: the next one
+    waits, and each is answered in order."""
+    monkeypatch.setattr(consumer, "RESUME_INTERVAL", 0.5)
+    since = await database_sync_to_async(last_id)()
+    async with AsyncExitStack() as stack:
+        socket = await connect(stack, owner, since=since)
+        assert await socket.receive_json_from(timeout=WAIT) == {"type": "resumed", "last_id": since}
+        started = time.monotonic()
+        for _ in range(3):
+            await socket.send_json_to({"action": "resume", "since": since})
+        for _ in range(3):
+            resumed = await socket.receive_json_from(timeout=WAIT)
+            assert resumed == {"type": "resumed", "last_id": since}
+        # The connect's replay, then three 0.5 s apart.
+        assert time.monotonic() - started >= 1.4
+        await socket.send_json_to({"action": "ping"})
+        assert await socket.receive_json_from(timeout=WAIT) == {"type": "pong"}
 
 
 async def test_nothing_missed_resumes_at_once_from_the_same_id(salon, owner):

@@ -82,6 +82,9 @@ CLOSE_TRY_AGAIN = 4503
 #: Seconds a new socket waits to join its groups; below the handshake timeouts the WebSocket
 #: page recommends (30 s), so a stalled Redis gets the socket a 4503, not a dropped handshake.
 JOIN_TIMEOUT = 10.0
+#: Seconds between two replays of one socket: a faster ``resume`` waits, so a client that
+#: floods resumes costs the database one replay a second (its live frames wait meanwhile).
+RESUME_INTERVAL = 1.0
 #: How much earlier than the resumed-from event an event may have been written and still have
 #: its frame arrive after it (see ``SalonEventsConsumer._missed``).
 OVERTAKING = timedelta(minutes=5)
@@ -100,6 +103,8 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         self._replayed: frozenset[int] = frozenset()
         #: The channel layer groups this socket joined (its user's; its session's).
         self._joined: list[str] = []
+        #: When the last replay started (the event loop's clock).
+        self._resumed_at = -RESUME_INTERVAL
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its ``close_old_connections`` before every message.
@@ -246,6 +251,10 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
         if after is None:
             await self.send_error("invalid_since", '"since" must be an event id (an integer ≥ 0).')
             return
+        loop = asyncio.get_running_loop()
+        if (wait := self._resumed_at + RESUME_INTERVAL - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        self._resumed_at = loop.time()
         frames, last_id = await database_read(self._missed)(after)
         if frames is None:
             await self.send_json({"type": "resync_required", "last_id": last_id})
