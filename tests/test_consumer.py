@@ -700,3 +700,29 @@ async def test_a_consumer_the_server_cancels_still_leaves_its_groups(cast):
             break
         await asyncio.sleep(0.02)
     assert await group_members(group) == before
+
+
+async def test_a_join_that_reached_the_layer_but_timed_out_is_left(cast, monkeypatch):
+    """A stalled layer that added the socket to its group but never answered: the socket is
+    closed with 4503 after ``JOIN_TIMEOUT``, and leaves that group all the same."""
+    from salon_invitations import consumer
+
+    layer = get_channel_layer()
+    real_group_add = layer.group_add
+
+    async def group_add(group: str, channel: str) -> None:
+        await real_group_add(group, channel)
+        await asyncio.sleep(60)  # the answer never comes
+
+    monkeypatch.setattr(consumer, "JOIN_TIMEOUT", 0.3)
+    monkeypatch.setattr(layer, "group_add", group_add)
+    group = group_name("invitation", cast.requester.pk)
+    before = await group_members(group)
+    communicator = WebsocketCommunicator(
+        application,
+        f"{INVITATIONS}?token=" + (await database_sync_to_async(token_for)(cast.requester)),
+    )
+    assert (await communicator.connect())[0] is True
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4503}
+    await communicator.disconnect()
+    assert await group_members(group) == before

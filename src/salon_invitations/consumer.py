@@ -184,10 +184,12 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._join(group)
 
     async def _join(self, group: str) -> None:
+        # Noted first: a join cut short (JOIN_TIMEOUT, a cancelled consumer) may have reached
+        # the layer, and leaving a group one is not in is harmless.
+        self._joined.append(group)
         await retrying_dropped_connection(
             functools.partial(self.channel_layer.group_add, group, self.channel_name)
         )
-        self._joined.append(group)
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
