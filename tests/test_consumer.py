@@ -634,6 +634,27 @@ async def test_a_channel_layer_that_fails_the_join_gets_a_retry_then_a_close_to_
         await communicator.disconnect()
 
 
+async def accepted_consumer(
+    user: Any, send: Callable[[dict[str, Any]], Any], query: str = ""
+) -> tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]]]:
+    """The application run as a server runs it, with ``send`` as the server's send: the
+    consumer's task, once it accepted ``user``'s socket, and the queue of its messages in."""
+    token = await database_sync_to_async(token_for)(user)
+    scope = WebsocketCommunicator(application, f"{INVITATIONS}?token={token}{query}").scope
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    accepted = asyncio.Event()
+
+    async def server_send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.accept":
+            accepted.set()
+        await send(message)
+
+    await inbox.put({"type": "websocket.connect"})
+    consumer = asyncio.create_task(application(scope, inbox.get, server_send))
+    await asyncio.wait_for(accepted.wait(), 5)
+    return consumer, inbox
+
+
 @pytest.mark.parametrize("gone", ["OSError", "autobahn"])
 async def test_a_client_gone_before_a_frame_is_sent_ends_the_socket_without_an_error(cast, gone):
     """A client that closes while its connect-time replay is being sent: the server raises on
@@ -648,22 +669,14 @@ async def test_a_client_gone_before_a_frame_is_sent_ends_the_socket_without_an_e
     error = OSError("client gone") if gone == "OSError" else Disconnected("closed protocol")
     group = group_name("invitation", cast.requester.pk)
     before = await group_members(group)
-    token = await database_sync_to_async(token_for)(cast.requester)
-    scope = WebsocketCommunicator(application, f"{INVITATIONS}?token={token}&since=0").scope
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     received: list[dict[str, Any]] = []
-    accepted = asyncio.Event()
 
     async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.accept":
-            accepted.set()
-        elif message["type"] == "websocket.send":
+        if message["type"] == "websocket.send":
             raise error
         received.append(message)
 
-    await inbox.put({"type": "websocket.connect"})
-    consumer = asyncio.create_task(application(scope, inbox.get, send))
-    await asyncio.wait_for(accepted.wait(), 5)
+    consumer, inbox = await accepted_consumer(cast.requester, send, "&since=0")
     await inbox.put({"type": "websocket.disconnect", "code": 1006})
     await asyncio.wait_for(consumer, 5)  # re-raises what ended the consumer
 
@@ -677,18 +690,11 @@ async def test_a_consumer_the_server_cancels_still_leaves_its_groups(cast):
     groups must not keep the dead channel (nor the layer its messages) until the group expiry."""
     group = group_name("invitation", cast.requester.pk)
     before = await group_members(group)
-    token = await database_sync_to_async(token_for)(cast.requester)
-    scope = WebsocketCommunicator(application, f"{INVITATIONS}?token={token}").scope
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    accepted = asyncio.Event()
 
     async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.accept":
-            accepted.set()
+        pass
 
-    await inbox.put({"type": "websocket.connect"})
-    consumer = asyncio.create_task(application(scope, inbox.get, send))
-    await asyncio.wait_for(accepted.wait(), 5)
+    consumer, _inbox = await accepted_consumer(cast.requester, send)
     assert len(await group_members(group) - before) == 1
 
     consumer.cancel()  # what daphne does after application_close_timeout

@@ -143,7 +143,8 @@ class SalonEventsConsumer(AsyncJsonWebsocketConsumer):
             # ``application_close_timeout``, 10 s), e.g. with frames the client queued before
             # it closed; ``disconnect`` then never ran. Leave the groups anyway, or they
             # would hold the dead channel until the layer's group expiry.
-            await asyncio.shield(self._leave())
+            if self._joined or self._expiry is not None:
+                await asyncio.shield(self._leave())
 
     async def connect(self) -> None:
         user = self.scope.get("user")
