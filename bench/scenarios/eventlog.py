@@ -25,17 +25,15 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from runner import Context, explain, fill, fill_rows, log, sql
+from runner import QUICK, Context, explain, fill, fill_rows, log, sql
 
 NAME = "eventlog"
 OWN_DATABASE = True
 DB_NAME = runner.env("BENCH_EVENTLOG_DB", f"{runner.DB_NAME}_eventlog")
 SIZES = sorted(  # the log grows from one to the next
-    runner.env_list(
-        "BENCH_EVENTLOG_SIZES", "5000,20000,50000" if runner.QUICK else "10000,100000,1000000"
-    )
+    runner.env_list("BENCH_EVENTLOG_SIZES", "5000,20000,50000" if QUICK else "10000,100000,1000000")
 )
-REQUESTS = runner.env("BENCH_EVENTLOG_REQUESTS", 100 if runner.QUICK else 600)
+REQUESTS = runner.env("BENCH_EVENTLOG_REQUESTS", 100 if QUICK else 600)
 WARM = 20  # requests per variant and operation before the measured ones
 QUERIES = runner.env("BENCH_EVENTLOG_QUERIES", 200)
 REPLAY_EVENTS, REPLAY_RUNS = 1000, 5
@@ -61,13 +59,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "nproc": os.cpu_count(),
         "load_before": os.getloadavg(),
-        "config": {
-            "sizes": SIZES,
-            "requests": REQUESTS,
-            "queries": QUERIES,
-            "replay_runs": REPLAY_RUNS,
-            "target_cpu_ratio": CPU_TARGET,
-        },
+        "config": {"queries": QUERIES, "replay_runs": REPLAY_RUNS},
     }
     try:
         runner.django_setup(DB_NAME)
@@ -78,16 +70,7 @@ def run(ctx: Context) -> dict[str, Any]:
         results["sizes"] = by_size(layout)
     finally:
         runner.close_database(DB_NAME)
-    first, last = (results["sizes"][str(size)]["audit"] for size in (SIZES[0], SIZES[-1]))
-    results["growth"] = {
-        key: {
-            field: round(last[key][field] / max(first[key][field], 0.001), 2)
-            for field in ("p50_ms", "db_exec_ms", "buffers")
-        }
-        for key in first
-    }
-    results["load_after"] = os.getloadavg()
-    return {"eventlog": results}
+    return {"eventlog": {**results, "load_after": os.getloadavg()}}
 
 
 # 1. What writing the log costs a create and an approve ----------------------------------------
@@ -104,10 +87,12 @@ def without_log() -> Any:
 
 
 VARIANTS = {"log": contextlib.nullcontext, "no log": without_log}
+MEDIANS = ("cpu_ms", "app_ms", "db_ms", "latency_p50_ms")  # of each variant's samples
 
 
 def write_cost(layout: Any) -> dict[str, Any]:
-    """Creates and approvals in process, one at a time, with and without the log."""
+    """Creates and approvals in process, one at a time, with and without the log: each
+    variant's medians and statements (of three more calls), the ratios."""
     from salon_invitations.models import SalonEvent
 
     salons, client, creates = layout.write_salons(), Client(), itertools.count()
@@ -131,9 +116,9 @@ def write_cost(layout: Any) -> dict[str, Any]:
         inv, owner = next(approvals)
         return request("patch", f"/api/invitations/{inv}/approved", owner, {})
 
-    out: dict[str, Any] = {"requests_per_variant": REQUESTS, "warm_up": WARM}
+    out: dict[str, Any] = {"requests_per_variant": REQUESTS}
     for op, call, expected in (("create", create, 201), ("approve", approve, 200)):
-        samples: dict[str, list[tuple[float, float, float]]] = {v: [] for v in VARIANTS}
+        samples: dict[str, list[tuple[float, ...]]] = {v: [] for v in VARIANTS}
         events0 = SalonEvent.objects.count()
         gc.collect()
         (pid,) = sql("SELECT pg_backend_pid()")[0]
@@ -149,51 +134,26 @@ def write_cost(layout: Any) -> dict[str, Any]:
                 cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
                 db = int(schedstat.read_text().split()[0]) - db0
             assert status == expected, (op, variant, status)
-            if i >= 2 * WARM:
-                samples[variant].append((cpu * 1000, db / 1e6, wall * 1000))
+            if i >= 2 * WARM:  # the columns of MEDIANS
+                samples[variant].append((cpu * 1000 + db / 1e6, cpu * 1000, db / 1e6, wall * 1000))
         assert sql("SELECT pg_backend_pid()")[0][0] == pid, "the database connection changed"
         events = (SalonEvent.objects.count() - events0) / (WARM + REQUESTS)
-        w = out[op] = write_stats(call, samples, events)
+        w, sqls = {}, {}
+        for variant, measured in samples.items():
+            with VARIANTS[variant](), CaptureQueriesContext(connection) as queries:
+                for _ in range(3):
+                    call()
+            sqls[variant] = [q["sql"][:160] for q in queries.captured_queries[: len(queries) // 3]]
+            w[variant] = dict(zip(MEDIANS, map(median3, zip(*measured, strict=True)), strict=True))
+            w[variant]["queries_per_request"] = len(queries) / 3
+            w[variant]["events"] = events if variant == "log" else 0
+        r = runner.ratios(w["log"], w["no log"], cpu="cpu_ms", app_cpu="app_ms", db_cpu="db_ms")
+        bare = {re.sub(r"\d+", "N", q) for q in sqls["no log"]}
+        w.update(ratio=r, met=r["cpu"] <= CPU_TARGET)
+        w["queries_added_by_log"] = [q for q in sqls["log"] if re.sub(r"\d+", "N", q) not in bare]
+        out[op] = w
         log(f"{op}: {w['log']['cpu_ms']} vs {w['no log']['cpu_ms']} CPU ms, ratio {w['ratio']}")
     return out
-
-
-def write_stats(call: Any, samples: dict[str, list[tuple[float, ...]]], events: float) -> dict:
-    """Each variant's medians and statements (of three more calls); the ratios."""
-    entry: dict[str, Any] = {}
-    totals = {v: [app + db for app, db, _wall in m] for v, m in samples.items()}
-    for variant, measured in samples.items():
-        with VARIANTS[variant](), CaptureQueriesContext(connection) as queries:
-            for _ in range(3):
-                call()
-        app, db, wall = zip(*measured, strict=True)
-        entry[variant] = {
-            "cpu_ms": median3(totals[variant]),
-            "cpu_ms_mean": round(statistics.fmean(totals[variant]), 3),
-            "app_ms": median3(app),
-            "db_ms": median3(db),
-            "latency_p50_ms": median3(wall),
-            "queries_per_request": len(queries) / 3,
-            "events": events if variant == "log" else 0,
-            "sql": [q["sql"][:160] for q in queries.captured_queries[: len(queries) // 3]],
-        }
-    logged, bare, n = entry["log"], entry["no log"], REQUESTS // 4
-    keys = {"app_cpu": "app_ms", "db_cpu": "db_ms", "latency": "latency_p50_ms"}
-    entry["ratio"] = {
-        **runner.ratios(logged, bare, cpu="cpu_ms", cpu_mean="cpu_ms_mean", **keys),
-        # The median ratio in each quarter of the run: how steady the figure is.
-        "cpu_by_quarter": [
-            runner.ratio(*(statistics.median(totals[v][lo : lo + n]) for v in VARIANTS))
-            for lo in range(0, n * 4, n)
-        ],
-    }
-    entry["met"] = entry["ratio"]["cpu"] <= CPU_TARGET
-    shape = re.compile(r"\d+")
-    bare_shapes = {shape.sub("N", q) for q in bare["sql"]}
-    entry["queries_added_by_log"] = [
-        q for q in logged["sql"] if shape.sub("N", q) not in bare_shapes
-    ]
-    return entry
 
 
 # 2. The log at each size: the audit query and the replay ----------------------------------------
@@ -213,8 +173,8 @@ def by_size(layout: Any) -> dict[str, Any]:
         " SELECT now(), now(), %s, id, 'superuser' FROM s RETURNING salon_id",
         [replay_owner, replay_owner],
     )[0]
-    first_user = layout.pool_first
-    replayed = (first_user + EVENT_USERS, REPLAY_EVENTS)
+    pool, staff = layout.pool_first, layout.requester
+    replayed = (pool + EVENT_USERS, REPLAY_EVENTS)
     insert_events(template, 0, REPLAY_EVENTS, (replay_salon, 1), replayed)
     sql(
         "UPDATE salon_invitations_salonevent SET kind = 'invitation.created' WHERE salon_id = %s",
@@ -223,45 +183,37 @@ def by_size(layout: Any) -> dict[str, Any]:
     # The measured readers' own rows, first in the log, so that their page is full at every
     # size (as seed.py's LIST_SALON_ROWS): 100 in each measured salon, 100 about each
     # measured user; the bulk adds its share on top.
-    others = first_user + EVENT_USERS + REPLAY_EVENTS
+    others = pool + EVENT_USERS + REPLAY_EVENTS
     insert_events(template, 0, 10 * MEASURED_ROWS, (layout.salon(0), 10), (others, 1000))
-    insert_events(template, 0, 10 * MEASURED_ROWS, (layout.salon(500), 100), (first_user, 10))
+    insert_events(template, 0, 10 * MEASURED_ROWS, (layout.salon(500), 100), (pool, 10))
     User = get_user_model()
-    User.objects.filter(pk=layout.requester).update(is_staff=True)
-    managed = [layout.salon(k) for k in range(10)]
-    salon_of = {layout.owner_of(salon): salon for salon in managed}
-    users = {
-        "manager": [User.objects.get(pk=owner) for owner in salon_of],
-        "user": [User.objects.get(pk=first_user + k) for k in range(10)],
-        "staff": [User.objects.get(pk=layout.requester)],
-    }
-    bulk = (layout.salon_first, EVENT_SALONS), (first_user, EVENT_USERS)
-    out, done = {}, 0
+    User.objects.filter(pk=staff).update(is_staff=True)
+    salon_of = {layout.owner_of(layout.salon(k)): layout.salon(k) for k in range(10)}
+    reader_ids = {"manager": list(salon_of), "user": range(pool, pool + 10), "staff": [staff]}
+    users = {kind: [User.objects.get(pk=pk) for pk in ids] for kind, ids in reader_ids.items()}
+    bulk = (layout.salon_first, EVENT_SALONS), (pool, EVENT_USERS)
+    out = {}
     command = "-m daphne -b 127.0.0.1 -p {port} --verbosity 0 benchproject.asgi:application"
     server = runner.Server("daphne-eventlog", {"BENCH_DB_NAME": DB_NAME}, command)
     server.start()
     try:
-        for size in SIZES:
+        for before, size in itertools.pairwise([0, *SIZES]):
             t = time.perf_counter()
-            for lo in range(done, size, 250_000):
+            for lo in range(before, size, 250_000):
                 insert_events(template, lo, min(size, lo + 250_000), *bulk)
-            done = size
             sql("VACUUM ANALYZE salon_invitations_salonevent")
             rows = sql("SELECT count(*) FROM salon_invitations_salonevent")[0][0]
             log(f"[{size}] {rows} event rows (seeded in {time.perf_counter() - t:.1f}s); audit")
-            entry = {"rows": rows, "audit": audit(users, salon_of)}
+            out[str(size)] = entry = {"audit": audit(users, salon_of)}
             log(f"[{size}] " + ", ".join(f"{k} {v['p50_ms']}" for k, v in entry["audit"].items()))
             entry["replay"] = replay(server, replay_owner)
             log(f"[{size}] replay of {REPLAY_EVENTS}: {entry['replay']['median_ms']} ms")
-            out[str(size)] = entry
     finally:
         server.stop()
     return out
 
 
-def insert_events(
-    template: dict[str, Any], lo: int, hi: int, salons: tuple[int, int], users: tuple[int, int]
-) -> None:
+def insert_events(template: dict[str, Any], lo: int, hi: int, salons: tuple, users: tuple) -> None:
     """Rows ``lo``..``hi - 1``, with ``salons`` and ``users`` as (first id, count): salon
     ``(7i + i // nusers) % nsalons``, user ``i % nusers`` (every user in many salons, every
     salon's rows spread evenly over the ids), a real event's ``data`` with its own ids."""
@@ -286,15 +238,15 @@ def insert_events(
 
 
 def db_work(statement: str, params: Any = None) -> dict[str, Any]:
-    """The database's own work, far less sensitive to the machine's load than p50: the median
-    execution ms of ``EXPLAIN_RUNS`` ``EXPLAIN ANALYZE`` and the shared buffers it touches."""
+    """The plan (``EXPLAIN ANALYZE``), then the database's own work, far less sensitive to the
+    machine's load than p50: the median execution ms of ``EXPLAIN_RUNS`` more and the shared
+    buffers it touches."""
+    plan = explain(statement, params)
     query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement
-    plans = [sql(query, params)[0][0][0] for _ in range(EXPLAIN_RUNS)]
-    top = plans[-1]["Plan"]
-    return {
-        "db_exec_ms": median3(p["Execution Time"] for p in plans),
-        "buffers": top["Shared Hit Blocks"] + top["Shared Read Blocks"],
-    }
+    runs = [sql(query, params)[0][0][0] for _ in range(EXPLAIN_RUNS)]
+    execution = median3(run["Execution Time"] for run in runs)
+    buffers = runs[-1]["Plan"]["Shared Hit Blocks"] + runs[-1]["Plan"]["Shared Read Blocks"]
+    return {"plan": plan, "db_exec_ms": execution, "buffers": buffers}
 
 
 async def replay_once(url: str) -> tuple[float, int, dict[str, Any]]:
@@ -325,65 +277,30 @@ def replay(server: runner.Server, owner: int) -> dict[str, Any]:
     events = SalonEvent.objects.filter(id__gt=0, kind__startswith="invitation.")
     events = get_policy().replayable_events(user, events).order_by("id")
     query = events.values_list("id", "kind", "data")[: app_settings.REPLAY_LIMIT + 1].query
-    plan, work = explain(*query.sql_with_params()), db_work(*query.sql_with_params())
+    work = db_work(*query.sql_with_params())
     asyncio.run(replay_once(url))  # warm-up: imports, pooled connections
-    times, cpu0 = [], server.cpu_seconds()
-    for _ in range(REPLAY_RUNS):
-        seconds, frames, last = asyncio.run(replay_once(url))
-        assert frames == REPLAY_EVENTS and last["type"] == "resumed", (frames, last)
-        times.append(seconds)
-    return {
-        "events": REPLAY_EVENTS,
-        "median_ms": ms(statistics.median(times)),
-        "runs_ms": [ms(t) for t in times],
-        "server_cpu_ms_per_replay": round((server.cpu_seconds() - cpu0) * 1000 / REPLAY_RUNS, 1),
-        **work,
-        "plan": plan,
-    }
-
-
-def audit_or(user: Any, salon: int | None = None) -> list[Any]:
-    """The endpoint's query: the policy's OR (``salon=``: and that salon)."""
-    from salon_invitations.models import SalonEvent
-    from salon_invitations.policies import get_policy
-
-    events = SalonEvent.objects.filter(id__gt=0)
-    if salon is not None:
-        events = events.filter(salon_id=salon)
-    return list(get_policy().visible_events(user, events).order_by("id")[:PAGE])
-
-
-def audit_union(user: Any) -> list[Any]:
-    """The candidate shape: one ``ORDER BY id LIMIT 51`` per branch (each an index range scan
-    of ``(user_id, id)`` or ``(salon_id, id)``), then the first 51 ids of their union."""
-    from salon_invitations.models import SalonEvent
-    from salon_invitations.policies import get_policy
-
-    base = SalonEvent.objects.filter(id__gt=0).order_by("id")
-    if user.is_staff or user.is_superuser:
-        return list(base[:PAGE])
-    managed = get_policy()._managed_salon_ids(user)
-    ids, *others = [base.filter(user=user), *(base.filter(salon_id=s) for s in managed)]
-    ids = ids.values("id")[:PAGE]
-    if others:
-        ids = ids.union(*(b.values("id")[:PAGE] for b in others))
-    return list(SalonEvent.objects.filter(id__in=ids).order_by("id")[:PAGE])
-
-
-def audit_salon_only(user: Any, salon: int) -> list[Any]:
-    """``salon=`` without the policy's OR if ``user`` manages it (its rows are all visible)."""
-    from salon_invitations.models import SalonEvent
-    from salon_invitations.policies import get_policy
-
-    if salon not in get_policy()._managed_salon_ids(user):
-        return audit_or(user, salon)
-    return list(SalonEvent.objects.filter(id__gt=0, salon_id=salon).order_by("id")[:PAGE])
+    cpu0 = server.cpu_seconds()
+    runs = [asyncio.run(replay_once(url)) for _ in range(REPLAY_RUNS)]
+    assert all(n == REPLAY_EVENTS and end["type"] == "resumed" for _s, n, end in runs), runs
+    cpu = round((server.cpu_seconds() - cpu0) * 1000 / REPLAY_RUNS, 1)
+    median = ms(statistics.median(seconds for seconds, _n, _end in runs))
+    return {**work, "events": REPLAY_EVENTS, "median_ms": median, "server_cpu_ms_per_replay": cpu}
 
 
 def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, Any]:
-    """The first page (``since=0``) per reader (the kind its name starts with): the ORM query,
-    the candidate shapes for managers, and the endpoint itself through the test client."""
+    """The first page (``since=0``) per reader (the kind its name starts with): the endpoint's
+    ORM query (the policy's OR; ``salon``: and that salon) and the endpoint itself through the
+    test client."""
+    from salon_invitations.models import SalonEvent
+    from salon_invitations.policies import get_policy
+
     client = Client()
+
+    def orm(user: Any, salon: int | None = None) -> list[Any]:
+        events = SalonEvent.objects.filter(id__gt=0)
+        if salon is not None:
+            events = events.filter(salon_id=salon)
+        return list(get_policy().visible_events(user, events).order_by("id")[:PAGE])
 
     def get(user: Any, salon: int | None = None) -> list[Any]:
         path = "/api/salon_events?since=0" + ("" if salon is None else f"&salon={salon}")
@@ -392,43 +309,37 @@ def audit(users: dict[str, list[Any]], salon_of: dict[int, int]) -> dict[str, An
         return response.json()["results"]
 
     series = {
-        "manager, ORM": audit_or,
-        "manager, ORM, per-branch shape": audit_union,
-        "user, ORM": audit_or,
-        "staff, ORM": audit_or,
-        "manager, ORM ?salon=": lambda u: audit_or(u, salon_of[u.pk]),
-        "manager, ORM ?salon=, salon only": lambda u: audit_salon_only(u, salon_of[u.pk]),
+        "manager, ORM": orm,
+        "user, ORM": orm,
+        "staff, ORM": orm,
+        "manager, ORM ?salon=": lambda u: orm(u, salon_of[u.pk]),
         "manager, GET": get,
         "manager, GET ?salon=": lambda u: get(u, salon_of[u.pk]),
         "user, GET": get,
         "staff, GET": get,
     }
-    for _ in range(3):  # warm the caches; the candidate shapes must give the same page
-        for user in users["manager"] + users["user"] + users["staff"]:
-            assert [e.id for e in audit_or(user)] == [e.id for e in audit_union(user)]
-            if user.pk in salon_of:
-                salon = salon_of[user.pk]
-                assert audit_or(user, salon) == audit_salon_only(user, salon)
-    times: dict[str, list[float]] = {name: [] for name in series}
-    counts: dict[str, set[int]] = {name: set() for name in series}
+    for user in 3 * (users["manager"] + users["user"] + users["staff"]):  # warm the caches
+        orm(user)
+        if user.pk in salon_of:
+            orm(user, salon_of[user.pk])
+    samples: dict[str, list[tuple[float, int]]] = {name: [] for name in series}
     for i in range(QUERIES):
         for name in runner.rotated(list(series), i):
             readers = users[name.split(",")[0]]
             t = time.perf_counter()
             rows = series[name](readers[i % len(readers)])
-            times[name].append(time.perf_counter() - t)
-            counts[name].add(len(rows))
+            samples[name].append((time.perf_counter() - t, len(rows)))
     out: dict[str, Any] = {}
     for name, call in series.items():
         with CaptureQueriesContext(connection) as queries:
             call(users[name.split(",")[0]][0])
         statement = [q["sql"] for q in queries.captured_queries if "salonevent" in q["sql"]][-1]
+        times, counts = zip(*samples[name], strict=True)
         out[name] = {
-            "p50_ms": ms(statistics.median(times[name])),
-            "p95_ms": ms(loadgen.percentile(times[name], 95)),
-            "rows_returned": sorted(counts[name]),
+            "p50_ms": ms(statistics.median(times)),
+            "p95_ms": ms(loadgen.percentile(times, 95)),
+            "rows_returned": sorted(set(counts)),
             "queries": len(queries),
-            "plan": explain(statement),
             **db_work(statement),
         }
     return out
@@ -443,64 +354,41 @@ def plan_summary(plan: list[str]) -> str:
     return "; ".join(dict.fromkeys(nodes)) + (f" ({timing[0]})" if timing else "")
 
 
-def size_row(name: str, entries: list[dict[str, Any]], cell: str) -> str:
-    """A row of the table by size: ``cell`` of each size's entry, then largest/smallest of
-    the database's time and buffers (p50 follows the machine's load, which changes between
-    sizes): "flat" if the buffers and the time are within FLAT_FACTOR (or 0.1 ms: timer noise)."""
+def size_row(name: str, entries: list[dict[str, Any]]) -> str:
+    """A row of the table by size: each size's cell, then largest/smallest of the database's
+    time and buffers (p50 follows the machine's load, which changes between sizes): "flat" if
+    the buffers and the time are within FLAT_FACTOR (or 0.1 ms: timer noise)."""
     first, last = entries[0], entries[-1]
     db = last["db_exec_ms"] / max(first["db_exec_ms"], 0.001)
     buffers = last["buffers"] / max(first["buffers"], 1)
     steady = db <= FLAT_FACTOR or last["db_exec_ms"] - first["db_exec_ms"] < 0.1
     flat = "flat" if buffers <= FLAT_FACTOR and steady else "**grows**"
-    cells = [fill(TEMPLATES[cell], **e, rows=max(e.get("rows_returned") or [0])) for e in entries]
+    title = fill(TEMPLATES["REPLAY_ROW"], **last) if name == "replay" else name
+    cell = TEMPLATES["REPLAY_CELL" if name == "replay" else "AUDIT_CELL"]
+    cells = [fill(cell, **e, rows=max(e.get("rows_returned") or [0])) for e in entries]
     growth = fill(TEMPLATES["GROWTH_CELL"], db=db, buffers=buffers, flat=flat)
-    return runner.row(name, *cells, growth)
-
-
-def write_ratio(op: str, entry: dict[str, Any]) -> str:
-    added = [f"`{q.split(' WHERE')[0].split(' (')[0][:60]}`" for q in entry["queries_added_by_log"]]
-    return fill(
-        TEMPLATES["WRITE_RATIO"], op=op, **entry["ratio"], target=CPU_TARGET,
-        quarters=", ".join(f"{q:.2f}" for q in entry["ratio"]["cpu_by_quarter"]),
-        met=runner.verdict(entry["met"]), added=", ".join(added),
-    )  # fmt: skip
+    return runner.row(title, *cells, growth)
 
 
 def render(results: dict[str, Any]) -> str:
-    results = results.get("eventlog") or {}
-    if not results:
+    if not (results := results.get("eventlog")):
         return ""
-    write, by_size = results["write"], results["sizes"]
-    sizes, last = list(by_size), list(by_size.values())[-1]
-    write_rows = [
-        {**write[op][variant], "op": op, "with_": "with" if variant == "log" else "without"}
-        for op in ("create", "approve")
-        for variant in VARIANTS
-    ]
-    rows = [
-        size_row(name, [by_size[s]["audit"][name] for s in sizes], "AUDIT_CELL")
-        for name in last["audit"]
-    ]
-    replays = [by_size[s]["replay"] for s in sizes]
-    rows.append(size_row(fill(TEMPLATES["REPLAY_ROW"], **replays[-1]), replays, "REPLAY_CELL"))
-    plans = {name: entry["plan"] for name, entry in last["audit"].items()}
-    plans["replay"] = last["replay"]["plan"]
+    write, sizes = results["write"], list(results["sizes"].values())
+    ops = [{**write[op], "op": op} for op in ("create", "approve")]
+    for op in ops:
+        short = [q.split(" WHERE")[0].split(" (")[0][:60] for q in op["queries_added_by_log"]]
+        op.update(verdict=runner.verdict(op["met"]), added=", ".join(f"`{q}`" for q in short))
+    series = {name: [s["audit"][name] for s in sizes] for name in sizes[-1]["audit"]}
+    series["replay"] = [s["replay"] for s in sizes]
+    plans = [{"name": name, "plan": plan_summary(e[-1]["plan"])} for name, e in series.items()]
+    heads = [fill(TEMPLATES["SIZE_HEAD"], size=int(size)) for size in results["sizes"]]
     return fill(
-        TEMPLATES["SECTION"],
-        **results,
-        write_rows=fill_rows(TEMPLATES["WRITE_ROW"], write_rows),
-        write_ratios="\n".join(write_ratio(op, write[op]) for op in ("create", "approve")),
-        salons=EVENT_SALONS,
-        users=EVENT_USERS,
-        measured=MEASURED_ROWS,
-        replay=REPLAY_EVENTS,
-        flat=FLAT_FACTOR,
-        explain_runs=EXPLAIN_RUNS,
-        size_heads=" | ".join(fill(TEMPLATES["SIZE_HEAD"], size=int(s)) for s in sizes),
-        size_aligns="---:|" * len(sizes),
-        size_rows="\n".join(rows),
-        largest=int(sizes[-1]),
-        plans=fill_rows(
-            TEMPLATES["PLAN"], [{"name": k, "plan": plan_summary(p)} for k, p in plans.items()]
-        ),
-    )
+        TEMPLATES["SECTION"], **results,
+        write_rows=fill_rows(TEMPLATES["WRITE_ROWS"], ops),
+        write_ratios=fill_rows(TEMPLATES["WRITE_RATIO"], ops, target=CPU_TARGET),
+        salons=EVENT_SALONS, users=EVENT_USERS, measured=MEASURED_ROWS, replay=REPLAY_EVENTS,
+        flat=FLAT_FACTOR, explain_runs=EXPLAIN_RUNS, largest=int(list(results["sizes"])[-1]),
+        size_heads=" | ".join(heads), size_aligns="---:|" * len(sizes),
+        size_rows="\n".join(size_row(name, entries) for name, entries in series.items()),
+        plans=fill_rows(TEMPLATES["PLAN"], plans),
+    )  # fmt: skip
