@@ -4,10 +4,8 @@ CPU, memory per idle connection, and idle connections with the default Redis poo
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
-from collections import Counter
 from typing import Any
 
 import loadgen
@@ -40,9 +38,8 @@ def run(ctx: Context) -> dict[str, Any]:
     sessions: dict[str, Any] = {}
 
     def measure(layer: str) -> None:
-        for sockets in FANOUT_SOCKETS:
-            key = f"{layer} {sockets}"
-            sessions[key] = ctx.phase(phase_name(key), lambda s=sockets: session(ctx, s))
+        for n in FANOUT_SOCKETS:
+            sessions[f"{layer} {n}"] = ctx.phase(phase_name(layer, n), lambda n=n: session(ctx, n))
 
     for layer in FANOUT_LAYERS:  # "core" is the main servers' layer
         if layer == "core":
@@ -61,27 +58,21 @@ def run(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def phase_name(key: str) -> str:
-    """The phase (of ``results["other_cores"]``) of the session ``"<layer> <sockets>"``."""
-    layer, sockets = key.split()
+def phase_name(layer: str, sockets: int) -> str:
+    """The phase (of ``results["other_cores"]``) of a session."""
     return f"fan-out, {LAYERS[layer]}, {sockets} sockets"
 
 
 def fanout_users(ctx: Context, sockets: int) -> tuple[list[int], dict[int, Any], dict[int, str]]:
     """The connecting users (per salon: owner, admin, requesters; one per socket up to the
     seeded 1,000), each salon's (owner, admin, requesters), a simplejwt access token each."""
-    from django.contrib.auth import get_user_model
-    from rest_framework_simplejwt.tokens import AccessToken
-
     layout, per_salon = ctx.layout, seed.FANOUT_REQUESTERS_PER_SALON
-    users: list[int] = []
     members: dict[int, tuple[int, int, list[int]]] = {}
     for k, salon in enumerate(layout.fanout_salons()[: max(1, sockets // (2 + per_salon))]):
         fans = [layout.fanout_requester(k, j) for j in range(per_salon)]
         members[salon] = (layout.owner_of(salon), layout.fanout_admin(k), fans)
-        users += [members[salon][0], members[salon][1], *fans]
-    User = get_user_model()
-    return users, members, {u: str(AccessToken.for_user(User(id=u))) for u in users}
+    users = [user for owner, admin, fans in members.values() for user in (owner, admin, *fans)]
+    return users, members, dict(zip(users, wsclient.access_tokens(users), strict=True))
 
 
 def default_pool(ctx: Context) -> dict[str, Any]:
@@ -113,10 +104,8 @@ def session(ctx: Context, sockets: int) -> dict[str, Any]:
     users, members, tokens = fanout_users(ctx, sockets)
     errors_before = ctx.servers.log_text().count(ASGI_ERROR)
     rss_before = ctx.servers.rss_kib()
-    users_in_turn = [users[i % len(users)] for i in range(sockets)]
-    pool = wsclient.ClientPool(
-        ctx.servers.urls("ws"), users_in_turn, tokens, processes=FANOUT_CLIENTS
-    )
+    in_turn = [users[i % len(users)] for i in range(sockets)]
+    pool = wsclient.ClientPool(ctx.servers.urls("ws"), in_turn, tokens, processes=FANOUT_CLIENTS)
     try:
         time.sleep(FANOUT_IDLE_SECONDS)
         rss_after = ctx.servers.rss_kib()
@@ -145,12 +134,12 @@ def session(ctx: Context, sockets: int) -> dict[str, Any]:
     }
 
 
-def cpu_seconds(ctx: Context, pool: Any) -> tuple[float, float, float]:
+def cpu_seconds(ctx: Context, pool: Any) -> dict[str, float]:
     """CPU seconds so far of the servers, Redis and the WebSocket client processes."""
     with runner.redis_client() as client:
         info = client.info("cpu")
     redis = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-    return ctx.servers.cpu(), redis, pool.cpu_seconds()
+    return {"servers": ctx.servers.cpu(), "redis": redis, "clients": pool.cpu_seconds()}
 
 
 def run_stream(ctx: Context, pool: Any, members: dict[int, Any], rate: float) -> dict[str, Any]:
@@ -171,54 +160,47 @@ def run_stream(ctx: Context, pool: Any, members: dict[int, Any], rate: float) ->
         clients = loadgen.Clients(ctx.servers.urls(), connections=8)
         try:
             created = await loadgen.run_paced(clients, asks, rate)
-            ids = {s.index: s.body["id"] for s in created.samples if s.status < 300}
-            approved = sorted(ids)
+            ids = dict(sorted((s.index, s.body["id"]) for s in created.ok))
             decisions = [
-                loadgen.Req("PATCH", f"/api/invitations/{ids[k]}/approved", members[plan[k][0]][0])
-                for k in approved
+                loadgen.Req("PATCH", f"/api/invitations/{i}/approved", members[plan[k][0]][0])
+                for k, i in ids.items()
             ]
             approvals = await loadgen.run_paced(clients, decisions, rate)
         finally:
             await clients.aclose()
-        return [("created", created, range(len(plan))), ("approved", approvals, approved)]
+        return [("created", created, range(len(plan))), ("approved", approvals, list(ids))]
 
-    pool.take()  # forget the frames so far
+    pool.ask("take")  # forget the frames so far
     cpu0 = cpu_seconds(ctx, pool)
     begin = time.perf_counter()
     requests = ctx.run_async(stream())
     duration = time.perf_counter() - begin
-    events: list[wsclient.Event] = []
-    http_errors: list[str] = []
+    events, http_errors = [], []
     for kind, result, planned in requests:
-        http_errors += result.errors
-        for s in result.samples:
-            if s.status >= 300:
-                http_errors.append(f"{s.status} {str(s.body)[:200]}")
-                continue
+        failed = [s for s in result.samples if s.status >= 300]
+        http_errors += result.errors + [f"{s.status} {str(s.body)[:200]}" for s in failed]
+        for s in result.ok:
             salon, requester = plan[planned[s.index]]
             recipients = frozenset({requester, *members[salon][:2]})
             event = wsclient.Event(f"invitation.{kind}", s.body["id"], recipients, s.sent, s.done)
             events.append(event)
     # Wait (bounded) for the last frames; frames to non-recipients would have come meanwhile.
     deadline = time.perf_counter() + 10
-    sockets_of = Counter(pool.connected)  # a socket that did not connect expects nothing
-    expected = sum(sockets_of[user] for e in events for user in e.recipients)
+    # A socket that did not connect expects nothing.
+    expected = sum(pool.connected[user] for e in events for user in e.recipients)
     while time.perf_counter() < deadline and sum(pool.ask("count")) < expected:
         time.sleep(0.1)
     time.sleep(1.0)
     wall = time.perf_counter() - begin
     cpu1 = cpu_seconds(ctx, pool)
-    analysis = wsclient.analyse(events, pool.take())
+    analysis = wsclient.analyse(events, pool.ask("take"))
     return {
         "rate": rate,
         "events": len(events),
         "seconds": round(duration, 2),
         "frames_per_s": round(analysis["delivered"] / duration, 1),
         # Cores busy on average from the first request to the last frame (and 1 s more).
-        "cpu_cores": {
-            who: round((after - before) / wall, 2)
-            for who, before, after in zip(("servers", "redis", "clients"), cpu0, cpu1, strict=True)
-        },
+        "cpu_cores": {who: round((cpu1[who] - cpu0[who]) / wall, 2) for who in cpu0},
         "http_errors": http_errors[:5],
         "http_error_count": len(http_errors),
         "http_ms": loadgen.summary_ms([e.done - e.sent for e in events]),
@@ -232,32 +214,25 @@ TEMPLATES = runner.templates(NAME)
 
 
 def sessions(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The measured sessions, each with its ``key``, ``layer``, ``name`` (the layer's class)
-    and ``sockets``."""
-    out, cfg = [], results.get("config", {})
-    for key, session in (results.get("fanout_sessions") or {}).items():
+    """The sessions of the current settings (not those kept from earlier runs with others),
+    each with its ``layer``, ``name`` (the layer's class), ``sockets`` and ``others`` (the cores
+    the machine's other processes used meanwhile)."""
+    cfg, others, out = results["config"], results.get("other_cores", {}), []
+    for key, session in results.get("fanout_sessions", {}).items():
         layer, sockets = key.split()
-        if layer not in cfg.get("fanout_layers", [layer]) or int(sockets) not in cfg.get(
-            "fanout_sockets", [int(sockets)]
-        ):
-            continue  # kept from an earlier run with other settings
-        named = {"key": key, "layer": layer, "name": LAYERS[layer], "sockets": int(sockets)}
-        out.append({**session, **named})
+        if layer in cfg["fanout_layers"] and int(sockets) in cfg["fanout_sockets"]:
+            named = {"layer": layer, "name": LAYERS[layer], "sockets": int(sockets)}
+            out.append({**session, **named, "others": others.get(phase_name(layer, sockets))})
     return out
 
 
 def layer_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every measured stream with its session's ``layer``, ``name`` and ``sockets``."""
-    return [
-        {**stream, "layer": s["layer"], "name": s["name"], "sockets": s["sockets"]}
-        for s in sessions(results)
-        for stream in s["streams"].values()
-    ]
+    """Every measured stream with its session's figures (``layer``, ``name``, ``sockets``...)."""
+    return [{**s, **stream} for s in sessions(results) for stream in s["streams"].values()]
 
 
 def summary(results: dict[str, Any]) -> list[str]:
-    fan = results.get("fanout")
-    if not fan:
+    if not (fan := results.get("fanout")):
         return []
     p99 = fan["latency_from_response_ms"].get("p99")
     ok = verdict(p99 is not None and p99 < P99_TARGET_MS)
@@ -271,80 +246,58 @@ def summary(results: dict[str, Any]) -> list[str]:
             by_layer.setdefault(r["name"], []).append(fill(TEMPLATES["SUMMARY_LAYER_P99"], **r))
         layers = "; ".join(f"{name}: {', '.join(cells)}" for name, cells in by_layer.items())
         rows.append(fill(TEMPLATES["SUMMARY_BY_LAYER"], layers=layers))
-    wrong = sum(r["non_recipient_frames"] for r in table)
-    missing = sum(r["missing"] for r in table)
+    wrong, missing = (sum(r[key] for r in table) for key in ("non_recipient_frames", "missing"))
     ok = verdict(wrong == missing == 0)
     delivery = fill(TEMPLATES["SUMMARY_DELIVERY"], fan=fan, wrong=wrong, missing=missing, ok=ok)
     return rows + delivery.splitlines()
 
 
 def findings(results: dict[str, Any]) -> list[str]:
-    return pool_finding(results) + layer_finding(results)
-
-
-def pool_finding(results: dict[str, Any]) -> list[str]:
-    fan, pool = results.get("fanout"), results.get("default_pool_idle")
+    """The default Redis pool's, if its idle connections died or it logged exceptions; pub/sub
+    against the core layer at the most sockets and the fastest rate."""
+    fan, pool, out = results.get("fanout"), results.get("default_pool_idle"), []
     if not fan:
-        return []
-    if pool["alive_after_idle"] == pool["connections"] and not pool["server_exceptions"]:
-        return []
-    sets_it = False
-    with contextlib.suppress(OSError):
-        sets_it = "socket_timeout" in EXAMPLE_CONF.read_text()
-    example = TEMPLATES["EXAMPLE_SETS_IT" if sets_it else "EXAMPLE_PROPOSED"]
-    died = pool["connections"] - pool["alive_after_idle"]
-    return [fill(TEMPLATES["FINDING_POOL"], died=died, pool=pool, fan=fan, example=example)]
-
-
-def layer_finding(results: dict[str, Any]) -> list[str]:
-    """Pub/sub against the core layer at the most sockets and the fastest rate."""
+        return out
+    if pool["alive_after_idle"] != pool["connections"] or pool["server_exceptions"]:
+        sets_it = EXAMPLE_CONF.is_file() and "socket_timeout" in EXAMPLE_CONF.read_text()
+        example = TEMPLATES["EXAMPLE_SETS_IT" if sets_it else "EXAMPLE_PROPOSED"]
+        died = pool["connections"] - pool["alive_after_idle"]
+        out.append(fill(TEMPLATES["FINDING_POOL"], died=died, pool=pool, fan=fan, example=example))
     by = {(r["layer"], r["sockets"], r["rate"]): r for r in layer_rows(results)}
-    sockets = max((n for _la, n, _r in by), default=0)
-    rate = max((r for _la, _n, r in by), default=0)
-    core, pubsub = by.get(("core", sockets, rate)), by.get(("pubsub", sockets, rate))
-    if not core or not pubsub:
-        return []
-    p99_core, p99_pubsub = (r["latency_from_response_ms"].get("p99") or 0 for r in (core, pubsub))
-    cpu_core, cpu_pubsub = (
-        r["cpu_cores"]["servers"] + r["cpu_cores"]["redis"] for r in (core, pubsub)
-    )
-    verbs = {(True, True): "outran", (False, False): "fell behind"}  # faster, leaner
-    verb = verbs.get((p99_pubsub <= p99_core, cpu_pubsub <= cpu_core), "traded with")
-    values = {"verb": verb, "sockets": sockets, "rate": rate, "core": core, "pubsub": pubsub}
-    return [fill(TEMPLATES["FINDING_LAYERS"], **values, p99_core=p99_core, p99_pubsub=p99_pubsub)]
+    most = max((n for _la, n, _r in by), default=0), max((r for *_, r in by), default=0)
+    core, pubsub = by.get(("core", *most)), by.get(("pubsub", *most))
+    if core and pubsub:
+        p99 = [r["latency_from_response_ms"].get("p99") or 0 for r in (pubsub, core)]
+        cpu = [r["cpu_cores"]["servers"] + r["cpu_cores"]["redis"] for r in (pubsub, core)]
+        verbs = {(True, True): "outran", (False, False): "fell behind"}  # faster, leaner
+        verb = verbs.get((p99[0] <= p99[1], cpu[0] <= cpu[1]), "traded with")
+        out.append(fill(TEMPLATES["FINDING_LAYERS"], verb=verb, core=core, pubsub=pubsub))
+    return out
 
 
 def render(results: dict[str, Any]) -> str:
-    fan = results.get("fanout")
-    if not fan:
+    if not (fan := results.get("fanout")):
         return ""
-    cfg = results["config"]
-    measured = sessions(results)
+    cfg, measured = results["config"], sessions(results)
     p99 = fan["latency_from_response_ms"].get("p99") or 0
     worst = max(s["latency_from_response_ms"].get("p99") or 0 for s in fan["streams"].values())
     short = [
-        fill(TEMPLATES["SHORT_SESSION"], **s, first_error=(s["connect_errors"] or [None])[0])
-        for s in measured
-        if s["connections"] < s["sockets"]
+        fill(TEMPLATES["SHORT_SESSION"], **s) for s in measured if s["connections"] < s["sockets"]
     ]
     return fill(
         TEMPLATES["SECTION"],
         fan=fan,
+        cfg=cfg,
         pool=results["default_pool_idle"],
         split=" + ".join(str(c) for c in fan["connections_per_server"]),
-        servers=cfg["servers"],
-        salons=fan.get("users", fan["connections"]) // 10,
+        salons=fan["users"] // 10,
         rows=fill_rows(TEMPLATES["STREAM_ROW"], fan["streams"].values()),
         stress=" " + TEMPLATES["STRESS"] if p99 and worst > 2 * max(p99, 1.0) else "",
         rss_before=sum(fan["rss_kib_before"]) / 1024,
         rss_after=sum(fan["rss_kib_after"]) / 1024,
         short_sessions="".join(f"\n{text}\n" for text in short),
-        sizes=" and ".join(fmt(n) for n in cfg.get("fanout_sockets", [])),
-        users=fan.get("users", fan["connections"]),
-        clients=cfg.get("fanout_clients", 1),
+        sizes=" and ".join(fmt(n) for n in cfg["fanout_sockets"]),
         connect="; ".join(fill(TEMPLATES["CONNECT"], **s) for s in measured),
-        others=" / ".join(
-            fmt(results.get("other_cores", {}).get(phase_name(s["key"])), 2) for s in measured
-        ),
+        others=" / ".join(fmt(s["others"], 2) for s in measured),
         layer_rows=fill_rows(TEMPLATES["LAYER_ROW"], layer_rows(results)),
     )

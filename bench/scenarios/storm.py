@@ -7,8 +7,7 @@ with its defaults."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import multiprocessing
 import resource
 import time
@@ -39,19 +38,17 @@ DAPHNE_STORM = (
 # uvicorn's own default WebSocket protocol (``--ws auto``), which sets no time limit on a
 # handshake; ``--ws websockets``, the other scenarios', gives one 10 s.
 UVICORN_STORM = Server.UVICORN.replace("--ws websockets", "--ws websockets-sansio")
-#: (name, server command, what it is); the first two are the measured targets.
+#: (name, server command, what it is); the first two are the summary's targets.
 CONFIGS = [
     ("daphne", DAPHNE_STORM, "backlog 4096, `--websocket_connect_timeout 30`, `-v 0`"),
     ("uvicorn", UVICORN_STORM, "`--backlog 4096`, `--ws websockets-sansio`, no access log"),
     ("daphne, defaults", Server.DAPHNE, "backlog 50, `--websocket_connect_timeout 5`"),
 ]
-TARGETS = ("daphne", "uvicorn")
 PER_ROUND_ONLY = ("failure_reasons", "per_server")  # every other figure: median, min, max
 
 
 def run(ctx: Context) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
-    from rest_framework_simplejwt.tokens import AccessToken
 
     from salon_invitations import events
 
@@ -61,24 +58,20 @@ def run(ctx: Context) -> dict[str, Any]:
     )  # fmt: skip
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < SOCKETS + 256:  # runner.run raised it
         raise RuntimeError(f"the file-descriptor limit is too low for {SOCKETS} sockets")
-    # A real simplejwt access token for each socket (distinct users while there are enough;
-    # then users again, as a user with several tabs), and the newest event id.
-    User = get_user_model()
-    users = User.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True)
-    tokens = [str(AccessToken.for_user(User(pk=u))) for u in users[:SOCKETS]]
+    # A real access token for each socket (distinct users while there are enough; then users
+    # again, as a user with several tabs), and the newest event id.
+    users = get_user_model().objects.filter(is_active=True).order_by("pk")
+    tokens = wsclient.access_tokens(users.values_list("pk", flat=True)[:SOCKETS])
     tokens = [tokens[i % len(tokens)] for i in range(SOCKETS)]
     since = events.newest_id()
     out: dict[str, Any] = {}
     with ProcessPoolExecutor(CLIENTS, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(_warm, range(CLIENTS)))  # the client processes import websockets now
+        measured = functools.partial(measure, ctx, pool, tokens, since)
         for name, command, _settings in CONFIGS:
             tag = f"-storm-{name.split(',')[0]}"
-            out[name] = s = ctx.phase(
-                f"storm, {name}",
-                lambda c=command, t=tag: ctx.with_servers(
-                    t, {}, lambda: measure(ctx, pool, tokens, since), command=c
-                ),
-            )
+            go = functools.partial(ctx.with_servers, tag, {}, measured, command=command)
+            out[name] = s = ctx.phase(f"storm, {name}", go)
             runner.log(
                 f"storm {name}: {int(s['connected'])} of {SOCKETS} connected, all after "
                 f"{s.get('all_connected_s')} s; failures {s['failures']}"
@@ -88,21 +81,6 @@ def run(ctx: Context) -> dict[str, Any]:
 
 def _warm(_index: int) -> None:
     import websockets  # noqa: F401
-
-
-def _client_process(plan: list[tuple[int, float, str]], start_at: float) -> tuple[list, float]:
-    """In a client process: run its share of the storm; the attempts and the CPU seconds it
-    used."""
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    attempts = asyncio.run(
-        wsclient.storm(plan, start_at, "resumed", OPEN_TIMEOUT_S, FRAME_TIMEOUT_S)
-    )
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return attempts, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def measure(ctx: Context, pool: ProcessPoolExecutor, tokens: list[str], since: int) -> dict:
@@ -119,7 +97,8 @@ def measure(ctx: Context, pool: ProcessPoolExecutor, tokens: list[str], since: i
             raise RuntimeError("a server process died; see bench/results/logs/")
         cpu0 = [s.cpu_seconds() for s in servers]
         start_at = time.monotonic() + LEAD_S
-        futures = [pool.submit(_client_process, part, start_at) for part in parts]
+        args = (start_at, "resumed", OPEN_TIMEOUT_S, FRAME_TIMEOUT_S)
+        futures = [pool.submit(wsclient.storm, part, *args) for part in parts]
         timeout = LEAD_S + WINDOW_S + OPEN_TIMEOUT_S + FRAME_TIMEOUT_S + 60
         outcomes = [f.result(timeout=timeout) for f in futures]
         wall = time.monotonic() - start_at
@@ -152,9 +131,8 @@ def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: floa
     rates = [s["handshakes_per_s"] for s in per_server if s["handshakes_per_s"]]
     opened = loadgen.summary_ms([a.opened - a.started for a in ok])
     first = loadgen.summary_ms([a.first - a.started for a in ok])
-    lag = loadgen.summary_ms([max(0.0, a.started - a.due) for a in attempts])
+    lag = [max(0.0, a.started - a.due) for a in attempts]
     last_open = max((a.opened for a in ok), default=None)
-    starts = [a.started for a in attempts]
     return {
         "connected": len(ok),
         "failed": failed.total(),
@@ -166,8 +144,8 @@ def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: floa
         "per_server": per_server,
         "handshakes_per_s_per_process": round(sum(rates) / len(rates), 1) if rates else None,
         "server_cpu_ms_per_socket": round(sum(server_cpu) * 1000 / max(1, len(ok)), 3),
-        "start_lag_p99_ms": lag.get("p99"),
-        "offered_s": round(max(starts) - min(starts), 3),
+        "start_lag_p99_ms": loadgen.summary_ms(lag).get("p99"),
+        "offered_s": round(max(a.started for a in attempts) - min(a.started for a in attempts), 3),
         "client_cores": round(client_cores, 2),
     }
 
@@ -177,24 +155,17 @@ def round_stats(attempts: list[Any], server_cpu: list[float], client_cores: floa
 TEMPLATES = runner.templates(NAME)
 
 
-def storm_config(results: dict[str, Any]) -> dict[str, Any]:
-    cfg = results["config"]
-    return {
-        "n": cfg.get("storm_sockets", SOCKETS),
-        "window": cfg.get("storm_window_s", WINDOW_S),
-        "servers": cfg["servers"],
-        "clients": cfg.get("storm_client_processes", CLIENTS),
-        "rounds": cfg.get("storm_rounds", ROUNDS),
-    }
-
-
-def shown(s: dict[str, Any], n: int) -> dict[str, Any]:
-    """A server's figures with the page's connected count (its range over the rounds if it
-    varied), when every socket of every round had connected, and why sockets did not."""
-    low, high = s.get("connected_min"), s.get("connected_max")
+def shown(results: dict[str, Any], name: str) -> dict[str, Any]:
+    """The storm's settings and server ``name``'s figures, with the page's connected count (its
+    range over the rounds if it varied), when every socket of every round had connected, and
+    why sockets did not."""
+    cfg, s = results["config"], results["storm"][name]
+    n, low, high = cfg["storm_sockets"], s.get("connected_min"), s.get("connected_max")
     spread = f" ({fmt(int(low))}–{fmt(int(high))})" if low != high else ""
     return {
+        **cfg,
         **s,
+        "name": name,
         "connected": fmt(int(s["connected"])) + spread,
         "all_after": f"{fmt(s.get('all_connected_s'), 2)} s" if low == n else "–",
         "why": "; ".join(f"{why}: {fmt(count)}" for why, count in s["failures"].items()) or "–",
@@ -203,11 +174,10 @@ def shown(s: dict[str, Any], n: int) -> dict[str, Any]:
 
 def summary(results: dict[str, Any]) -> list[str]:
     storm, rows = results.get("storm") or {}, []
-    for name in [name for name in TARGETS if storm.get(name)]:
-        cfg = storm_config(results)
-        values = cfg | shown(storm[name], cfg["n"])
-        ok = verdict(storm[name].get("connected_min") == cfg["n"])
-        rows += fill(TEMPLATES["SUMMARY"], **values, name=name, ok=ok).splitlines()
+    for name in (name for name, _command, _settings in CONFIGS[:2] if storm.get(name)):
+        values = shown(results, name)
+        ok = verdict(values.get("connected_min") == values["storm_sockets"])
+        rows += fill(TEMPLATES["SUMMARY"], **values, ok=ok).splitlines()
     return rows
 
 
@@ -216,22 +186,21 @@ def findings(results: dict[str, Any]) -> list[str]:
     default, tuned = storm.get("daphne, defaults"), storm.get("daphne")
     if not default or not tuned or not default.get("failed"):
         return []
-    cfg = storm_config(results)
-    values = cfg | shown(default, cfg["n"]) | {"connected": shown(tuned, cfg["n"])["connected"]}
+    values = shown(results, "daphne, defaults")
+    values["connected"] = shown(results, "daphne")["connected"]
     return [fill(TEMPLATES["FINDING"], **values, lost=int(default["failed"]))]
 
 
 def render(results: dict[str, Any]) -> str:
-    storm = results.get("storm")
-    if not storm:
+    if not results.get("storm"):
         return ""
-    cfg = storm_config(results)
+    cfg = results["config"]
     rows = [
-        {**shown(storm[name], cfg["n"]), "name": name, "settings": settings}
+        shown(results, name) | {"settings": settings}
         for name, _command, settings in CONFIGS
-        if storm.get(name)
+        if results["storm"].get(name)
     ]
-    offered = cfg["n"] / cfg["window"] / cfg["servers"]
+    offered = cfg["storm_sockets"] / cfg["storm_window_s"] / cfg["servers"]
     return fill(
         TEMPLATES["SECTION"], **cfg, rows=fill_rows(TEMPLATES["ROW"], rows), offered=offered
     )
