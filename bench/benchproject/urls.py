@@ -1,11 +1,10 @@
 """The package at ``api/…`` (its own URL builders) and the plain-DRF baseline at
-``baseline/…``, the event log at ``api/salon_events``; ``diag/…`` is timed in-process only."""
+``baseline/…``, the event log at ``api/salon_events``."""
 
 from baseline.floor import floor_list
 from baseline.views import BaselineInvitationListCreate
 from django.urls import path
 
-from benchproject.diagnostics import NoFilterBackendsInvitationViewSet
 from salon_invitations.urls import (
     event_patterns,
     invitation_patterns,
@@ -20,9 +19,4 @@ urlpatterns = [
     *event_patterns("api/salon_events"),
     path("baseline/invitations", BaselineInvitationListCreate.as_view(), name="baseline-list"),
     path("floor/invitations", floor_list, name="floor-list"),
-    path(
-        "diag/no-filter-backends/invitations",
-        NoFilterBackendsInvitationViewSet.as_view({"get": "list"}),
-        name="diag-no-filter-backends-list",
-    ),
 ]

@@ -1,13 +1,11 @@
 """List: a page of 50 as a salon manager and as a requester, package against plain DRF, one
-and eight clients; queries per request, EXPLAIN of the views' queries, in-process times and
-profiles. Measured at every table size up to the main one (``scale`` takes the larger ones).
+and eight clients; queries per request and EXPLAIN of the views' queries. Measured at every
+table size up to the main one (``scale`` takes the larger ones).
 """
 
 from __future__ import annotations
 
-import contextlib
-import statistics
-import time
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,7 +18,6 @@ NAME = "list"
 LIST_N = runner.env("BENCH_LIST_N", 40 if runner.QUICK else 300)  # per round and series, 1 client
 LIST_ROUND_SECONDS = runner.env("BENCH_LIST_ROUND_SECONDS", 10.0)  # bound per round and series
 LIST_CONC_N = runner.env("BENCH_LIST_CONC_N", 60 if runner.QUICK else 400)  # per round, 8 clients
-PROFILE_N = runner.env("BENCH_PROFILE_N", 30 if runner.QUICK else 150)
 RATIO_TARGET = 1.25
 SEQ_SCAN = "Seq Scan on salon_invitations_invitation"
 PACKAGE, BASELINE = "/api/invitations", "/baseline/invitations"
@@ -47,30 +44,27 @@ def run(ctx: Context) -> dict[str, Any]:
     ctx.results["config"].update(
         list_requests_per_round=LIST_N, list_concurrent_requests_per_round=LIST_CONC_N
     )
-    out: dict[str, Any] = {"scales": {}}
-    for scale in [s for s in runner.SCALES if s <= runner.MAIN_SCALE]:
-        out["scales"][str(scale)] = entry = measure(ctx, scale)
-    entry["list_concurrent"] = ctx.phase("list, 8 clients", lambda: list_series(ctx, 8))
-    runner.log("query counts, in-process profile")
-    out["query_counts"] = query_counts(ctx)
-    out["in_process"] = profile(ctx)
-    return out
+    scales = {str(s): measure(ctx, s) for s in runner.SCALES if s <= runner.MAIN_SCALE}
+    main = scales[str(runner.MAIN_SCALE)]
+    main["list_concurrent"] = ctx.phase("list, 8 clients", lambda: list_series(ctx, 8))
+    runner.log("query counts")
+    return {"scales": scales, "query_counts": query_counts(ctx)}
 
 
 def measure(ctx: Context, scale: int) -> dict[str, Any]:
-    """The list with one client and the EXPLAIN of its queries, at ``scale`` rows."""
+    """The list with one client and EXPLAIN ANALYZE of each list's queries of the invitation
+    table (its page and count), at ``scale`` rows."""
     entry: dict[str, Any] = ctx.grow_to(scale)
     entry["list"] = ctx.phase(f"list {scale}", lambda: list_series(ctx, 1))
     runner.log(f"[{scale}] list ratio p50 {entry['list']['ratio']['p50']}")
-    entry["explain"] = {f"{name} list": explained(ctx, name) for name in LISTS}
+    entry["explain"] = {}
+    for name in LISTS:
+        queries = [q for q in list_queries(ctx, name, 50) if "salon_invitations_invitation" in q]
+        entry["explain"][f"{name} list"] = {
+            "count" if "COUNT(*)" in q.upper() else "page": {"sql": q, "plan": runner.explain(q)}
+            for q in queries
+        }
     return entry
-
-
-def explained(ctx: Context, name: str) -> dict[str, Any]:
-    """EXPLAIN ANALYZE of list ``name``'s queries of the invitation table: its page and count."""
-    queries = [q for q in list_queries(ctx, name, 50) if "salon_invitations_invitation" in q]
-    kinds = ["count" if "COUNT(*)" in q.upper() else "page" for q in queries]
-    return {k: {"sql": q, "plan": runner.explain(q)} for k, q in zip(kinds, queries, strict=True)}
 
 
 def list_series(ctx: Context, clients: int) -> dict[str, Any]:
@@ -93,10 +87,8 @@ def list_series(ctx: Context, clients: int) -> dict[str, Any]:
         }
         for name, done in interleaved(SERIES if one else SERIES[:2], range(rounds), series).items()
     }
-    out["ratio"] = ratios(
-        out["package manager"], out["baseline manager"], "p50 p99 server_p50",
-        cpu_per_request="cpu_ms_per_request", rps="rps",
-    )  # fmt: skip
+    both = out["package manager"], out["baseline manager"]
+    out["ratio"] = ratios(*both, "p50 p99 server_p50 rps", cpu_per_request="cpu_ms_per_request")
     return out
 
 
@@ -114,9 +106,7 @@ def query_counts(ctx: Context) -> dict[str, Any]:
     from salon_invitations import events
 
     out: dict[str, Any] = {
-        f"{name} list": {
-            f"page_size_{size}": len(list_queries(ctx, name, size)) for size in (10, 50)
-        }
+        f"{name} list": {f"page_size_{n}": len(list_queries(ctx, name, n)) for n in (10, 50)}
         for name in LISTS
     }
     # Writes (one each; they use rows reserved for this), counted once the event log's order
@@ -125,9 +115,7 @@ def query_counts(ctx: Context) -> dict[str, Any]:
         events.hold_order()
     layout, salons = ctx.layout, ctx.layout.write_salons()
     writer = layout.writer_first + layout.writers - 1
-    ((inv, _u, _s),) = seed.seed_pending(
-        connection, users=[writer], salons=[salons[1]], role="member"
-    )
+    ((inv, *_),) = seed.seed_pending(connection, users=[writer], salons=[salons[1]], role="member")
     body = {"salon": salons[0], "role": "seller"}
     for name, user, method, path, data in (
         ("package create", writer, "post", PACKAGE, body),
@@ -139,99 +127,36 @@ def query_counts(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def profile(ctx: Context) -> dict[str, Any]:
-    """In process (no server, no network): time per request of the manager's list and of
-    creates, package and baseline; pyinstrument profiles of the package's and the baseline's
-    list and of the package's create."""
-    from django.conf import settings
-    from django.test.utils import override_settings
-
-    layout, out = ctx.layout, {}
-    for name, path in (
-        ("package", PACKAGE),
-        ("baseline", BASELINE),
-        ("package without filter backends", "/diag/no-filter-backends/invitations"),
-    ):
-        client = ctx.client(layout.list_manager)
-        for _ in range(10):
-            client.get(path)
-        out[name] = timed(lambda k, c=client, p=path: c.get(p), PROFILE_N, 200)
-        if "without" not in name:
-            with profiled(f"profile-list-{name}") as noted:
-                for _ in range(PROFILE_N):
-                    client.get(path)
-            out[name].update(noted)
-    salons = layout.write_salons()
-    writers = [layout.writer_first + layout.writers - 2 - k for k in range(3)]  # unused pairs
-    silent = {**settings.SALON_INVITATIONS, "NOTIFICATION_BACKENDS": []}
-    for side, path, writer, context in (
-        ("baseline create", BASELINE, writers[0], contextlib.nullcontext()),
-        ("package create", PACKAGE, writers[1], profiled("profile-create-package")),
-        ("package create without notification backends", PACKAGE, writers[2],
-         override_settings(SALON_INVITATIONS=silent)),
-    ):  # fmt: skip
-        client = ctx.client(writer)
-
-        def create(k: int, client: Any = client, path: str = path) -> Any:
-            body = {"salon": salons[2 + k], "role": "seller", "message": "profile"}
-            return client.post(path, body, content_type="application/json")
-
-        with context as noted:
-            out[side] = timed(create, min(PROFILE_N, len(salons) - 2), 201)
-        out[side].update(noted or {})
-    return out
-
-
-def timed(call: Callable[[int], Any], n: int, status: int) -> dict[str, Any]:
-    """Mean and median ms of ``call(k)`` for k < n, one after the other."""
-    times = []
-    for k in range(n):
-        start = time.perf_counter()
-        response = call(k)
-        times.append(time.perf_counter() - start)
-        assert response.status_code == status, (response.status_code, response.content)
-    return {
-        "mean_ms": round(statistics.fmean(times) * 1000, 3),
-        "p50_ms": round(statistics.median(times) * 1000, 3),
-    }
-
-
-@contextlib.contextmanager
-def profiled(name: str) -> Any:
-    """pyinstrument over the block: ``results/<name>.txt``, noted in the yielded dict."""
-    from pyinstrument import Profiler
-
-    out: dict[str, str] = {}
-    with Profiler(interval=0.0002) as profiler:
-        yield out
-    target = runner.RESULTS_DIR / f"{'quick-' if runner.QUICK else ''}{name}.txt"
-    target.write_text(profiler.output_text(unicode=False, color=False))
-    out["profile"] = str(target.relative_to(runner.REPO))
-
-
 # The page -------------------------------------------------------------------------------------
 
 TEMPLATES = runner.templates(NAME)
 KEY_PLAN_NODES = ("Scan", "BitmapOr", "Sort", "SubPlan", "Filter:", "Index Cond", "Execution Time",
                   "Nested Loop", "Limit", "Gather", "Aggregate", "Rows Removed")  # fmt: skip
+#: The indexes a plan reads: of bitmap scans, and of index scans of the invitation table.
+INDEXES = re.compile(
+    r"Bitmap Index Scan on (salon_inv\S*)| using (salon_inv\S*) on salon_invitations_invitation"
+)
+
+
+def table(template: str, rows: dict[str, dict[str, Any]]) -> str:
+    """A table's rows: ``template`` filled with each row's name and figures."""
+    return fill_rows(template, [{"name": name, **figures} for name, figures in rows.items()])
 
 
 def plan_uses(plan: list[str]) -> str:
     """A short description of how a plan reads the invitation table."""
-    if SEQ_SCAN in "\n".join(plan):
+    text = "\n".join(plan)
+    if SEQ_SCAN in text:
         return "sequential scan of the whole table"
-    names = set()
-    for line in plan:
-        if "Bitmap Index Scan on " in line:
-            names.add(line.split("Bitmap Index Scan on ", 1)[1].split()[0])
-        elif " using " in line and " on salon_invitations_invitation" in line:
-            names.add(line.split(" using ", 1)[1].split(" on ", 1)[0])
-    names = {n for n in names if n.startswith("salon_inv")}
-    return "index scan (" + ", ".join(f"`{n}`" for n in sorted(names)) + ")" if names else "?"
+    names = sorted({bitmap or scan for bitmap, scan in INDEXES.findall(text)})
+    return "index scan (" + ", ".join(f"`{n}`" for n in names) + ")" if names else "?"
 
 
-def key_lines(plan: list[str]) -> str:
-    return "\n".join(line for line in plan if any(node in line for node in KEY_PLAN_NODES))
+def described(plan: list[str]) -> dict[str, Any]:
+    """How a plan reads the invitation table, its key lines and its execution time (ms)."""
+    lines = "\n".join(line for line in plan if any(node in line for node in KEY_PLAN_NODES))
+    ms = [float(line.split()[2]) for line in plan if line.startswith("Execution Time:")]
+    return {"uses": plan_uses(plan), "lines": lines, "ms": ms[0] if ms else None}
 
 
 def seq_scan(plans: dict[str, Any]) -> bool:
@@ -246,10 +171,12 @@ def main_scale(results: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 def growth(results: dict[str, Any]) -> dict[str, float]:
-    """p50 at the largest table ÷ p50 at the smallest, per series."""
+    """p50 at the largest table ÷ p50 at the smallest, per series; the sizes (``first``,
+    ``last``)."""
     scales = results["scales"]
     first, last = min(scales, key=int), max(scales, key=int)
-    return {k: scales[last]["list"][k]["p50"] / scales[first]["list"][k]["p50"] for k in SERIES}
+    p50s = {k: scales[last]["list"][k]["p50"] / scales[first]["list"][k]["p50"] for k in SERIES}
+    return {**p50s, "first": int(first), "last": int(last)}
 
 
 def summary(results: dict[str, Any]) -> list[str]:
@@ -278,34 +205,24 @@ def findings(results: dict[str, Any]) -> list[str]:
     if "scales" not in results or not seq_scan(main_scale(results)[1]["explain"]):
         return []
     rows, at_main = main_scale(results)
-    sizes = sorted(int(size) for size in results["scales"])
-    text = fill(
-        TEMPLATES["FINDING"], lst=at_main["list"], rows=rows, growth=growth(results),
-        first=sizes[0], last=sizes[-1],
-    )  # fmt: skip
-    return [text]
+    return [fill(TEMPLATES["FINDING"], lst=at_main["list"], rows=rows, growth=growth(results))]
 
 
 def render(results: dict[str, Any]) -> str:
     if "scales" not in results:
         return ""
     rows, at_main = main_scale(results)
-    lst, conc = at_main["list"], at_main["list_concurrent"]
-    one_client = [{"name": k, **lst[k]} for k in SERIES]
-    eight_clients = [{"name": k, **conc[k]} for k in SERIES[:2]]
-    counts = [{"name": name, **c} for name, c in results["query_counts"].items()]
-    reads = [c for c in counts if "list" in c["name"]]
-    plans = [
-        {"name": name, "page": key_lines(e["page"]["plan"]), "count": key_lines(e["count"]["plan"])}
-        | {"page_uses": plan_uses(e["page"]["plan"]), "count_uses": plan_uses(e["count"]["plan"])}
+    lst, conc, counts = at_main["list"], at_main["list_concurrent"], results["query_counts"]
+    reads = {name: c for name, c in counts.items() if "list" in name}
+    writes = {name: c for name, c in counts.items() if name not in reads}
+    plans = "\n\n".join(
+        fill(TEMPLATES["PLAN"], name=name, **{k: described(q["plan"]) for k, q in e.items()})
         for name, e in at_main["explain"].items()
-    ]
+    )
     return fill(
-        TEMPLATES["SECTION"], rows=rows, ratio=lst["ratio"], rps=conc["ratio"]["rps"],
-        one_client=fill_rows(TEMPLATES["ONE_CLIENT"], one_client),
-        eight_clients=fill_rows(TEMPLATES["EIGHT_CLIENTS"], eight_clients),
-        list_queries=fill_rows(TEMPLATES["LIST_QUERIES"], reads),
-        write_queries=fill_rows(TEMPLATES["WRITE_QUERIES"], [c for c in counts if c not in reads]),
-        plans="\n\n".join(fill(TEMPLATES["PLAN"], **plan) for plan in plans),
-        ip=results["in_process"],
+        TEMPLATES["SECTION"], rows=rows, ratio=lst["ratio"], rps=conc["ratio"]["rps"], plans=plans,
+        one_client=table(TEMPLATES["ONE_CLIENT"], {k: lst[k] for k in SERIES}),
+        eight_clients=table(TEMPLATES["EIGHT_CLIENTS"], {k: conc[k] for k in SERIES[:2]}),
+        list_queries=table(TEMPLATES["LIST_QUERIES"], reads),
+        write_queries=table(TEMPLATES["WRITE_QUERIES"], writes),
     )  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 import runner
 from runner import Context, fill, fill_rows, fmt, verdict
 
-from scenarios.list import SERIES, growth, measure, plan_uses
+from scenarios.list import SERIES, described, growth, measure, plan_uses
 
 NAME = "scale"
 FLAT_FACTOR = 1.5  # "flat": p50 at the largest table at most this many times the smallest
@@ -28,25 +28,16 @@ def load_history() -> list[dict[str, Any]]:
         return []
 
 
-def exec_ms(plan: list[str]) -> float | None:
-    for line in plan:
-        if line.startswith("Execution Time:"):
-            return float(line.split(":")[1].split()[0])
-    return None
-
-
 # The page -------------------------------------------------------------------------------------
 
 TEMPLATES = runner.templates(NAME)
 
 
 def summary(results: dict[str, Any]) -> list[str]:
-    sizes = sorted(int(size) for size in results.get("scales") or {})
-    if len(sizes) < 2:
+    if len(results.get("scales") or {}) < 2:
         return []
     g = growth(results)
-    ok = verdict(g["package manager"] <= FLAT_FACTOR)
-    return [fill(TEMPLATES["SUMMARY"], first=sizes[0], last=sizes[-1], g=g, ok=ok)]
+    return [fill(TEMPLATES["SUMMARY"], g=g, ok=verdict(g["package manager"] <= FLAT_FACTOR))]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -55,13 +46,9 @@ def render(results: dict[str, Any]) -> str:
     if len(sizes) < 2:
         return ""
     rows = []
-    for s in (scales[size] for size in sizes):
-        cells = [f"{fmt(s['list'][k]['p50'], 2)} ({fmt(s['list'][k]['p99'], 1)})" for k in SERIES]
-        page, count = (s["explain"]["package manager list"][k]["plan"] for k in ("page", "count"))
-        rows.append(
-            {"rows": s["rows"], "cells": " | ".join(cells), "uses": plan_uses(page)}
-            | {"page_ms": exec_ms(page), "count_ms": exec_ms(count)}
-        )
+    for s in (scales[size] for size in sizes):  # with the plans of the package's list
+        plans = s["explain"]["package manager list"]
+        rows.append({**s, **{k: described(q["plan"]) for k, q in plans.items()}})
     main = scales[str(results["config"]["main_scale"])]
     this_run = {
         "date": "this run",
@@ -76,11 +63,7 @@ def render(results: dict[str, Any]) -> str:
     def p50s(run: dict[str, Any], key: str) -> str:
         return " / ".join(fmt(run["list_p50_ms"].get(x, {}).get(key), 1) for x in sizes)
 
-    history = [
-        {"create_ratio_rps": None, **run}
-        | {"package": p50s(run, "package manager"), "requester": p50s(run, "package requester")}
-        for run in runs
-    ]
+    history = [{"run": run, "p50s": {k: p50s(run, k) for k in SERIES}} for run in runs]
     changes = [fill(TEMPLATES["CHANGE"], **run) for run in runs if run.get("change_after")]
     return fill(
         TEMPLATES["SECTION"],

@@ -43,18 +43,17 @@ def run(ctx: Context) -> dict[str, Any]:
     ctx.results["config"].update(
         topology_requests=TOPOLOGY_N, topology_rounds=runner.TOPOLOGY_ROUNDS
     )
-    rounds = interleaved(
-        TOPOLOGIES,
-        range(runner.TOPOLOGY_ROUNDS),
-        lambda t, r: ctx.phase(f"topology {t} {r + 1}", lambda: under(ctx, t)),
-    )
+
+    def one(topology: str, r: int) -> dict[str, dict[str, Any]]:
+        return ctx.phase(f"topology {topology} {r + 1}", lambda: under(ctx, topology))
+
+    rounds = interleaved(TOPOLOGIES, range(runner.TOPOLOGY_ROUNDS), one)
     out: dict[str, Any] = {
         t: {s: summarise([m[s] for m in measured], KEYS) for s in measured[0]}
         for t, measured in rounds.items()
     }
-    out["wsgi_over_asgi"] = {
-        s: ratio(out["wsgi"][s].get("rps"), out["asgi"][s].get("rps")) for s in out["wsgi"]
-    }
+    wsgi, asgi = out["wsgi"], out["asgi"]
+    out["wsgi_over_asgi"] = {s: ratio(wsgi[s].get("rps"), asgi[s].get("rps")) for s in wsgi}
     for t in TOPOLOGIES:
         rps = {s: out[t][s].get("rps") for s in LISTS}
         out[t]["package_over_floor"] = ratio(rps["floor"], rps["package list"])
@@ -65,12 +64,8 @@ def run(ctx: Context) -> dict[str, Any]:
 
 def under(ctx: Context, topology: str) -> dict[str, dict[str, Any]]:
     """One round of every series against the topology's servers."""
-    if topology == "asgi":
-        return series(ctx)
-    return ctx.with_servers("-wsgi", {}, lambda: series(ctx), count=1, command=GUNICORN)
-
-
-def series(ctx: Context) -> dict[str, dict[str, Any]]:
+    if topology == "wsgi":  # the same series, against gunicorn
+        return ctx.with_servers("-wsgi", {}, lambda: under(ctx, "asgi"), count=1, command=GUNICORN)
     out = {}
     for name, path in LISTS.items():
         request = loadgen.Req("GET", f"{path}?page_size={PAGE}", ctx.layout.list_manager)
@@ -78,8 +73,7 @@ def series(ctx: Context) -> dict[str, dict[str, Any]]:
             f"topology {name}", lambda i, r=request: r, TOPOLOGY_N, CLIENTS, warm=8, deadline_s=60
         )
     created = write.creates(ctx, 1)
-    out["package create"], out["baseline create"] = created["package"], created["baseline"]
-    return out
+    return {**out, "package create": created["package"], "baseline create": created["baseline"]}
 
 
 # The page -------------------------------------------------------------------------------------
@@ -98,14 +92,11 @@ def summary(results: dict[str, Any]) -> list[str]:
         return []
     served_by_wsgi = PROCFILE_WEB.search(PROCFILE.read_text()) is not None
     text = fill(
-        TEMPLATES["SUMMARY"],
-        ratios=top["wsgi_over_asgi"],
-        wsgi=top["wsgi"],
-        asgi=top["asgi"],
+        TEMPLATES["SUMMARY"], **top,
         served_by="gunicorn (WSGI)" if served_by_wsgi else "an ASGI server",
         procfile_ok=verdict(served_by_wsgi == wsgi_faster(top)),
         baseline_ok=verdict((top["wsgi"].get("package_over_baseline") or 9) <= 1.0),
-    )
+    )  # fmt: skip
     return text.splitlines()
 
 
@@ -126,6 +117,6 @@ def render(results: dict[str, Any]) -> str:
         for name, ratio in top["wsgi_over_asgi"].items()
     ]
     return fill(
-        TEMPLATES["SECTION"], cfg=results["config"], threads=THREADS, clients=CLIENTS, page=PAGE,
-        rows=fill_rows(TEMPLATES["ROW"], rows), wsgi=top["wsgi"], asgi=top["asgi"],
+        TEMPLATES["SECTION"], **top, cfg=results["config"], threads=THREADS, clients=CLIENTS,
+        page=PAGE, rows=fill_rows(TEMPLATES["ROW"], rows),
     )  # fmt: skip

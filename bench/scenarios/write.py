@@ -9,9 +9,9 @@ from typing import Any
 import loadgen
 import runner
 import seed
-from runner import APPROVE_N, APPROVE_ROUNDS, Context, fill, fill_rows, ratio, summarise, verdict
+from runner import APPROVE_N, APPROVE_ROUNDS, Context, fill, ratio, summarise, verdict
 
-from scenarios.list import BASELINE, PACKAGE, interleaved
+from scenarios.list import BASELINE, PACKAGE, interleaved, table
 
 NAME = "write"
 INVITE_N = runner.env("BENCH_INVITE_N", 48 if runner.QUICK else 240)  # per round and phase
@@ -51,10 +51,8 @@ def creates(ctx: Context, rounds: int = runner.ROUNDS) -> dict[str, Any]:
         ctx.create_counter += n
         return stats
 
-    out = {
-        side: summarise(rs[1:])
-        for side, rs in interleaved(paths, range(-1, rounds), series).items()
-    }
+    measured = interleaved(paths, range(-1, rounds), series)
+    out = {side: summarise(rs[1:]) for side, rs in measured.items()}
     out["ratio"] = runner.ratios(
         out["package"], out["baseline"], "rps p50", cpu_per_request="cpu_ms_per_request"
     )
@@ -89,11 +87,9 @@ def approvals(ctx: Context) -> dict[str, Any]:
         per_level: dict[int, list[dict[str, Any]]] = {c: [] for c in levels}
         for r in range(APPROVE_ROUNDS):
             for k, clients in enumerate(levels):
-                offset = (r * len(levels) + k) * n
+                what, offset = f"approve {kind} x{clients}", (r * len(levels) + k) * n
                 with runner.lock_waits() as waits:
-                    stats = ctx.measured(
-                        f"approve {kind} x{clients}", make, n, clients, offset=offset
-                    )
+                    stats = ctx.measured(what, make, n, clients, offset=offset)
                 per_level[clients].append({**stats, "lock_waits": waits})
         out[kind] = {str(clients): with_lock_waits(rounds) for clients, rounds in per_level.items()}
     for name, kind in (("", "different_salons"), ("same_salon_", "same_salon")):
@@ -140,11 +136,9 @@ def invites(ctx: Context) -> dict[str, Any]:
         return loadgen.Req("POST", f"{PACKAGE}/invite/{new[i][0]}/accept", first + i)
 
     out: dict[str, Any] = {}
-    for name, make in (("invite", invite), ("accept", accept)):
-        rounds = [
-            ctx.measured(name, make, INVITE_N, 16, offset=(r + 1) * INVITE_N)
-            for r in range(-1, runner.ROUNDS)  # round -1 warms up and is not recorded
-        ]
+    n = INVITE_N
+    for name, make in (("invite", invite), ("accept", accept)):  # round 0 warms up, unrecorded
+        rounds = [ctx.measured(name, make, n, 16, offset=r * n) for r in range(runner.ROUNDS + 1)]
         out[name] = summarise(rounds[1:])
     return out
 
@@ -155,35 +149,25 @@ TEMPLATES = runner.templates(NAME)
 
 
 def summary(results: dict[str, Any]) -> list[str]:
-    create, silent = results.get("create"), results.get("create_without_notifications")
-    approve = results.get("approve") or {}
-    diff, same = approve.get("different_salons"), approve.get("same_salon")
+    create, approve = results.get("create"), results.get("approve")
     counts = results.get("query_counts") or {}
     rows: list[str] = []
     if create:
-        rps = create["ratio"]["rps"]
-        ok = verdict(rps is not None and rps >= 0.85)
+        ok = verdict((create["ratio"]["rps"] or 0) >= 0.85)
         rows.append(fill(TEMPLATES["CREATE_SUMMARY"], create=create, ok=ok))
     if "package create" in counts:
         # In process, authentication's one query left out (the budgets are the domain's).
-        created, approved, baseline = (
-            counts[name]["queries"] - 1
-            for name in ("package create", "package approve", "baseline create")
-        )
-        text = fill(
-            TEMPLATES["STATEMENTS_SUMMARY"], created=created, approved=approved, baseline=baseline,
-            created_ok=verdict(created <= 8), approved_ok=verdict(approved <= 10),
-        )  # fmt: skip
-        rows.append(text)
-    if silent:
-        rows.append(fill(TEMPLATES["SILENT_SUMMARY"], silent=silent))
-    if diff:
+        q = {name: c["queries"] - 1 for name, c in counts.items() if "queries" in c}
+        ok = {"create": q["package create"] <= 8, "approve": q["package approve"] <= 10}
+        ok = {k: verdict(met) for k, met in ok.items()}
+        rows.append(fill(TEMPLATES["STATEMENTS_SUMMARY"], q=q, ok=ok))
+    if approve:  # measured with the creates without notifications (the same run)
+        diff, same = approve["different_salons"], approve["same_salon"]
         top = str(max(int(k) for k in diff))
-        scaling = approve.get("scaling_1_to_8")
         text = fill(
-            TEMPLATES["APPROVE_SUMMARY"], top=top, top_rps=diff[top]["rps"], approve=approve,
-            ok=verdict(scaling is not None and scaling > 1.2),
-            one=diff["1"], eight=diff["8"], same_eight=same["8"],
+            TEMPLATES["SILENT_APPROVE_SUMMARY"], silent=results["create_without_notifications"],
+            approve=approve, top=top, top_rps=diff[top]["rps"], one=diff["1"], eight=diff["8"],
+            same_eight=same["8"], ok=verdict((approve["scaling_1_to_8"] or 0) > 1.2),
         )  # fmt: skip
         rows += text.splitlines()
     return rows
@@ -194,11 +178,8 @@ def findings(results: dict[str, Any]) -> list[str]:
     if not create or "query_counts" not in results:  # the list scenario counts the queries
         return []
     cpu, silent_cpu = (r["package"]["cpu_ms_per_request"] for r in (create, silent))
-    finding = fill(
-        TEMPLATES["FINDING"], create=create, silent=silent, counts=results["query_counts"],
-        ip=results["in_process"], share=100 * (1 - silent_cpu / cpu),
-    )  # fmt: skip
-    return [finding]
+    share = 100 * (1 - silent_cpu / cpu)
+    return [fill(TEMPLATES["FINDING"], **results, silent=silent, share=share)]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -218,17 +199,12 @@ def render(results: dict[str, Any]) -> str:
         "invite (create)": invites["invite"], "request (create)": create["package"],
         "accept an invite": invites["accept"], "approve a request": diff["16"],
     }  # fmt: skip
-    approve_rows = [{"level": k, **diff[k], "same": same.get(k)} for k in sorted(diff, key=int)]
+    levels = {k: {**diff[k], "same": same.get(k)} for k in sorted(diff, key=int)}
     return fill(
         TEMPLATES["SECTION"], config=results["config"], create=create, silent=silent,
         approve=approve, invites=invites, approve_cpu=cpu1, nproc=nproc,
         ceiling=1000 * (nproc or 1) / cpu1 if cpu1 else None,
-        create_rows=fill_rows(TEMPLATES["CREATE_ROW"], named(sides)),
-        approve_rows=fill_rows(TEMPLATES["APPROVE_ROW"], approve_rows),
-        invite_rows=fill_rows(TEMPLATES["INVITE_ROW"], named(operations)),
+        create_rows=table(TEMPLATES["CREATE_ROW"], sides),
+        approve_rows=table(TEMPLATES["APPROVE_ROW"], levels),
+        invite_rows=table(TEMPLATES["INVITE_ROW"], operations),
     )  # fmt: skip
-
-
-def named(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """A table's rows: each name with its figures."""
-    return [{"name": name, **figures} for name, figures in rows.items()]
