@@ -10,7 +10,7 @@ Environment (all optional):
     BENCH_MAIN_SCALE=100000             the size at which everything else is measured
     BENCH_ROUNDS=5         repetitions of each measurement
     BENCH_LIST_N, BENCH_LIST_CONC_N, BENCH_CREATE_N, BENCH_INVITE_N, BENCH_APPROVE_N,
-    BENCH_APPROVE_ROUNDS, BENCH_CONTENTION_ROUNDS, BENCH_SILENT_ROUNDS, BENCH_PROFILE_N
+    BENCH_APPROVE_ROUNDS, BENCH_CONTENTION_ROUNDS, BENCH_SILENT_ROUNDS
     BENCH_LIST_ROUND_SECONDS=10 (bound of each list series and round)
     BENCH_FANOUT_SOCKETS=1000,5000, BENCH_FANOUT_EVENTS=400 (per stream),
     BENCH_FANOUT_RATES=10,25 (events/s of each stream; the first is the headline),
@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
@@ -357,9 +357,6 @@ class ServerSet:
     def urls(self, scheme: str = "http") -> list[str]:
         return [s.url(scheme) for s in self.servers]
 
-    def pids(self) -> list[int]:
-        return [pid for s in self.servers for pid in s.pids()]
-
     def cpu(self) -> float:
         return sum(s.cpu_seconds() for s in self.servers)
 
@@ -404,6 +401,16 @@ def rotated(items: list[Any], r: int) -> list[Any]:
     """``items`` starting at the ``r``-th (round ``r`` of series interleaved round by round)."""
     k = r % len(items)
     return items[k:] + items[:k]
+
+
+def interleaved(names: Iterable[str], rounds: range, measure: Callable[[str, int], Any]) -> dict:
+    """``measure(name, r)`` for every name in every round ``r``, the names' order rotated
+    round by round: ``{name: [its results]}``."""
+    out: dict[str, list[Any]] = {name: [] for name in names}
+    for r in rounds:
+        for name in rotated(list(names), r):
+            out[name].append(measure(name, r))
+    return out
 
 
 class Context:

@@ -6,13 +6,12 @@ table size up to the main one (``scale`` takes the larger ones).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import loadgen
 import runner
 import seed
-from runner import Context, fill, fill_rows, ratios, rotated, summarise, verdict
+from runner import Context, fill, fill_rows, interleaved, ratios, summarise, verdict
 
 NAME = "list"
 LIST_N = runner.env("BENCH_LIST_N", 40 if runner.QUICK else 300)  # per round and series, 1 client
@@ -28,16 +27,6 @@ LISTS = {
     "baseline manager": ("list_manager", BASELINE),
 }
 SERIES = ("package manager", "baseline manager", "package requester")  # the page's order
-
-
-def interleaved(names: Iterable[str], rounds: range, measure: Callable[[str, int], Any]) -> dict:
-    """``measure(name, r)`` for every name in every round ``r``, the names' order rotated
-    round by round: ``{name: [its results]}``."""
-    out: dict[str, list[Any]] = {name: [] for name in names}
-    for r in rounds:
-        for name in rotated(list(names), r):
-            out[name].append(measure(name, r))
-    return out
 
 
 def run(ctx: Context) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import runner
 from runner import SERVERS, Context, fill, fill_rows, ratio, summarise, verdict
 
 from scenarios import write
-from scenarios.list import interleaved
 
 NAME = "topology"
 TOPOLOGY_N = runner.env("BENCH_TOPOLOGY_N", 120 if runner.QUICK else 600)  # per series and round
@@ -47,7 +46,7 @@ def run(ctx: Context) -> dict[str, Any]:
     def one(topology: str, r: int) -> dict[str, dict[str, Any]]:
         return ctx.phase(f"topology {topology} {r + 1}", lambda: under(ctx, topology))
 
-    rounds = interleaved(TOPOLOGIES, range(runner.TOPOLOGY_ROUNDS), one)
+    rounds = runner.interleaved(TOPOLOGIES, range(runner.TOPOLOGY_ROUNDS), one)
     out: dict[str, Any] = {
         t: {s: summarise([m[s] for m in measured], KEYS) for s in measured[0]}
         for t, measured in rounds.items()

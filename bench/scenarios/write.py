@@ -11,7 +11,7 @@ import runner
 import seed
 from runner import APPROVE_N, APPROVE_ROUNDS, Context, fill, ratio, summarise, verdict
 
-from scenarios.list import BASELINE, PACKAGE, interleaved, table
+from scenarios.list import BASELINE, PACKAGE, table
 
 NAME = "write"
 INVITE_N = runner.env("BENCH_INVITE_N", 48 if runner.QUICK else 240)  # per round and phase
@@ -51,7 +51,7 @@ def creates(ctx: Context, rounds: int = runner.ROUNDS) -> dict[str, Any]:
         ctx.create_counter += n
         return stats
 
-    measured = interleaved(paths, range(-1, rounds), series)
+    measured = runner.interleaved(paths, range(-1, rounds), series)
     out = {side: summarise(rs[1:]) for side, rs in measured.items()}
     out["ratio"] = runner.ratios(
         out["package"], out["baseline"], "rps p50", cpu_per_request="cpu_ms_per_request"
