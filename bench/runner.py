@@ -18,7 +18,7 @@ Environment (all optional):
     BENCH_FANOUT_CLIENTS=2 (WebSocket client processes)
     BENCH_STORM_SOCKETS=2000, BENCH_STORM_WINDOW=1 (seconds they open within),
     BENCH_STORM_CLIENTS=2 (client processes), BENCH_STORM_ROUNDS (BENCH_ROUNDS)
-    BENCH_TOPOLOGY_N=600 (requests per series and round), BENCH_TOPOLOGY_ROUNDS=3
+    BENCH_TOPOLOGY_N=600 (requests per series and round), BENCH_TOPOLOGY_ROUNDS=5
     BENCH_EVENTLOG_SIZES=10000,100000,1000000, BENCH_EVENTLOG_REQUESTS=600,
     BENCH_EVENTLOG_QUERIES=200, BENCH_EVENTLOG_DB=<BENCH_DB_NAME>_eventlog
     BENCH_DB_NAME=salon_bench, PGHOST/PGPORT/PGUSER/PGPASSWORD
@@ -86,7 +86,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 # database of a Redis server: benchmarks sharing one need prefixes of their own.
 CHANNEL_PREFIX = os.environ.get("BENCH_CHANNEL_PREFIX", "salonbench")
 SERVERS = 2
-TOPOLOGY_ROUNDS = env("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 3)
+TOPOLOGY_ROUNDS = env("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 5)
 # The writes' sizes: the seed reserves users for them before anything runs.
 CREATE_N = env("BENCH_CREATE_N", 64 if QUICK else 480)  # per round and side, 16 clients
 CREATE_WARM_N = 48  # per side, before the measured rounds
