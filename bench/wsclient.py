@@ -45,6 +45,13 @@ def frame(message: Any) -> dict[str, Any]:
     return {"type": "invalid"}
 
 
+class _Socket(NamedTuple):
+    user: int
+    ws: Any
+    reader: asyncio.Task[None]
+    frames: list[tuple[float, str, Any]]  # (time, type, invitation id)
+
+
 async def _read(ws: Any, frames: list[tuple[float, str, Any]]) -> None:
     """Append ``(time, type, invitation id)`` for each frame until the connection ends."""
     with contextlib.suppress(Exception):  # a broken connection ends its reader: missing frames
@@ -58,18 +65,18 @@ def _serve(pipe: Any, plan: list[tuple[int, str]]) -> None:
     the users connected, then answer the parent's commands until ``("close", batch)``."""
 
     async def main() -> None:
-        conns: list[Any] = []  # (user, ws, reader, frames) per connected socket, in plan order
+        conns: list[_Socket] = []  # the connected sockets, in plan order
         errors: list[str] = []
         start = time.perf_counter()
 
-        async def open_one(user: int, url: str) -> Any:
+        async def open_one(user: int, url: str) -> _Socket | None:
             try:
                 ws = await connect(url, 30)
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 return None
             frames: list[Any] = []
-            return user, ws, asyncio.create_task(_read(ws, frames)), frames
+            return _Socket(user, ws, asyncio.create_task(_read(ws, frames)), frames)
 
         async def close(ws: Any, reader: asyncio.Task[None]) -> None:
             with contextlib.suppress(Exception):
@@ -83,21 +90,21 @@ def _serve(pipe: Any, plan: list[tuple[int, str]]) -> None:
                 break
             batch = await asyncio.gather(*(open_one(*p) for p in plan[lo : lo + 50]))
             conns += [c for c in batch if c is not None]
-        pipe.send(([c[0] for c in conns], time.perf_counter() - start, errors[:5], len(errors)))
+        pipe.send(([c.user for c in conns], time.perf_counter() - start, errors[:5], len(errors)))
         loop = asyncio.get_running_loop()
         # Until ("close", batch): close batch at a time, or all at once.
         while isinstance(command := await loop.run_in_executor(None, pipe.recv), str):
             if command == "count":
-                pipe.send(sum(len(frames) for *_, frames in conns))
+                pipe.send(sum(len(c.frames) for c in conns))
             elif command == "alive":
-                pipe.send(sum(not reader.done() for _u, _ws, reader, _f in conns))
+                pipe.send(sum(not c.reader.done() for c in conns))
             else:  # "take": the frames so far, forgotten here
-                pipe.send([(user, frames) for user, _ws, _r, frames in conns])
-                for *_, frames in conns:
-                    frames.clear()
+                pipe.send([(c.user, c.frames) for c in conns])
+                for c in conns:
+                    c.frames.clear()
         size = command[1] or max(1, len(conns))
         for lo in range(0, len(conns), size):
-            closing = asyncio.gather(*(close(ws, r) for _u, ws, r, _f in conns[lo : lo + size]))
+            closing = asyncio.gather(*(close(c.ws, c.reader) for c in conns[lo : lo + size]))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(closing, 30.0)
         pipe.send(None)
