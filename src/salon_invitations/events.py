@@ -53,19 +53,31 @@ def hold_order(using: str | None = None) -> None:
     """Take the lock that orders event ids, until the current transaction ends (once per
     transaction; see the module docstring). Call it inside ``transaction.atomic()``."""
     using = using or router.db_for_write(SalonEvent)
+    if not _order_held(using):
+        _update_order_row(using, id=1)
+        _order_taken(using)
+
+
+def _order_held(using: str) -> bool:
+    """Whether the current transaction holds the order lock already."""
     connection = connections[using]
     held = getattr(connection, "_salon_event_order", None)
-    savepoints = tuple(connection.savepoint_ids)
-    if (
-        held is not None
+    return (
+        connection.in_atomic_block
+        and held is not None
         and held[0] is connection.run_on_commit
-        and (savepoints[: len(held[1])] == held[1])
-    ):
-        return
-    _update_order_row(using, id=1)
+        and tuple(connection.savepoint_ids)[: len(held[1])] == held[1]
+    )
+
+
+def _order_taken(using: str) -> None:
     # ``run_on_commit`` is replaced when the transaction ends, and a savepoint that is rolled
     # back drops the lock with it: both make the marker stale.
-    connection._salon_event_order = (connection.run_on_commit, savepoints)  # type: ignore[attr-defined]
+    connection = connections[using]
+    if not connection.in_atomic_block:  # autocommit: the lock went with the statement
+        return
+    marker = (connection.run_on_commit, tuple(connection.savepoint_ids))
+    connection._salon_event_order = marker  # type: ignore[attr-defined]
 
 
 def _update_order_row(using: str, **values: Any) -> None:
@@ -134,7 +146,6 @@ def _write(pending: list[Event], using: str) -> None:
 
     dispatched = not relay_needed()
     now = timezone.now()
-    hold_order(using)
     rows = [
         SalonEvent(
             kind=event.kind,
@@ -147,14 +158,58 @@ def _write(pending: list[Event], using: str) -> None:
         )
         for event in pending
     ]
-    if len(rows) == 1:
-        rows[0].save(using=using, force_insert=True)
-    else:
-        SalonEvent.objects.using(using).bulk_create(rows)
+    if _order_held(using) or not _insert_taking_order(rows, using):
+        hold_order(using)
+        if len(rows) == 1:
+            rows[0].save(using=using, force_insert=True)
+        else:
+            SalonEvent.objects.using(using).bulk_create(rows)
     for event, row in zip(pending, rows, strict=True):
         event.id = row.id
         event.created_at = row.created_at
         event.dispatched = dispatched
+
+
+def _insert_taking_order(rows: list[SalonEvent], using: str) -> bool:
+    """On PostgreSQL, take the order lock and insert ``rows`` in one statement: the lock is
+    then held for one round trip less, and the change costs one statement less. Returns
+    ``False``, having done nothing, on other databases and when the order row is missing.
+
+    The rows are selected from the ``UPDATE`` that takes the lock (a data-modifying ``WITH``),
+    so no row exists, and no id is drawn from the sequence, before the lock is held.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return False
+    quote = connection.ops.quote_name
+    fields = [field for field in SalonEvent._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(quote(field.column) for field in fields)
+    # Typed arrays, one per column (as Django's bulk insert on PostgreSQL): the statement has
+    # the same text whatever the number of rows.
+    arrays = ", ".join(
+        f"(%s)::{str(field.db_type(connection)).split('(')[0]}[]" for field in fields
+    )
+    order, pk = quote(EventOrder._meta.db_table), quote(EventOrder._meta.pk.column)
+    sql = (
+        f"WITH taken AS (UPDATE {order} SET {pk} = 1 WHERE {pk} = 1 RETURNING 1) "
+        f"INSERT INTO {quote(SalonEvent._meta.db_table)} ({columns}) "
+        f"SELECT event.* FROM taken, UNNEST({arrays}) AS event "
+        f"RETURNING {quote(SalonEvent._meta.pk.column)}"
+    )
+    params = [
+        [field.get_db_prep_save(field.pre_save(row, True), connection) for row in rows]
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [id_ for (id_,) in cursor.fetchall()]
+    if not ids:  # no order row yet: nothing was inserted
+        return False
+    _order_taken(using)
+    for row, id_ in zip(rows, ids, strict=True):
+        row.id = id_
+        row._state.adding, row._state.db = False, using
+    return True
 
 
 @contextmanager
