@@ -86,7 +86,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 # database of a Redis server: benchmarks sharing one need prefixes of their own.
 CHANNEL_PREFIX = os.environ.get("BENCH_CHANNEL_PREFIX", "salonbench")
 SERVERS = 2
-TOPOLOGY_ROUNDS = env("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 5)
+TOPOLOGY_ROUNDS = env("BENCH_TOPOLOGY_ROUNDS", 1 if QUICK else 7)
 # The writes' sizes: the seed reserves users for them before anything runs.
 CREATE_N = env("BENCH_CREATE_N", 64 if QUICK else 480)  # per round and side, 16 clients
 CREATE_WARM_N = 48  # per side, before the measured rounds

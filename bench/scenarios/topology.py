@@ -40,7 +40,9 @@ PROCFILE_WEB = re.compile(r"^web: gunicorn configs\.wsgi:application ", re.MULTI
 def run(ctx: Context) -> dict[str, Any]:
     ctx.grow_to(runner.MAIN_SCALE)
     ctx.results["config"].update(
-        topology_requests=TOPOLOGY_N, topology_rounds=runner.TOPOLOGY_ROUNDS
+        topology_requests=TOPOLOGY_N,
+        topology_rounds=runner.TOPOLOGY_ROUNDS,
+        topology_threads=THREADS,
     )
 
     def one(topology: str, r: int) -> dict[str, dict[str, Any]]:
@@ -80,6 +82,11 @@ def under(ctx: Context, topology: str) -> dict[str, dict[str, Any]]:
 TEMPLATES = runner.templates(NAME)
 
 
+def threads(results: dict[str, Any]) -> int:
+    """gunicorn's threads per worker in the run that gave ``results``."""
+    return results["config"].get("topology_threads", THREADS)
+
+
 def wsgi_faster(top: dict[str, Any]) -> bool:
     """The package's own traffic decides which topology is the faster."""
     return all((top["wsgi_over_asgi"].get(s) or 0) > 1 for s in ("package list", "package create"))
@@ -104,7 +111,9 @@ def findings(results: dict[str, Any]) -> list[str]:
     if not top:
         return []
     verb = "faster" if wsgi_faster(top) else "not faster"
-    return [fill(TEMPLATES["FINDING"], verb=verb, r=top["wsgi_over_asgi"])]
+    return [
+        fill(TEMPLATES["FINDING"], verb=verb, r=top["wsgi_over_asgi"], threads=threads(results))
+    ]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -116,6 +125,6 @@ def render(results: dict[str, Any]) -> str:
         for name, ratio in top["wsgi_over_asgi"].items()
     ]
     return fill(
-        TEMPLATES["SECTION"], **top, cfg=results["config"], threads=THREADS, clients=CLIENTS,
-        page=PAGE, rows=fill_rows(TEMPLATES["ROW"], rows),
+        TEMPLATES["SECTION"], **top, cfg=results["config"], threads=threads(results),
+        clients=CLIENTS, page=PAGE, rows=fill_rows(TEMPLATES["ROW"], rows),
     )  # fmt: skip
