@@ -16,6 +16,7 @@ salon's lock, and held only until commit.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterator
@@ -159,7 +160,7 @@ def _write(pending: list[Event], using: str) -> None:
         for event in pending
     ]
     if _order_held(using) or not _insert_taking_order(rows, using):
-        hold_order(using)
+        hold_order(using)  # held already, or taken here
         if len(rows) == 1:
             rows[0].save(using=using, force_insert=True)
         else:
@@ -181,27 +182,13 @@ def _insert_taking_order(rows: list[SalonEvent], using: str) -> bool:
     connection = connections[using]
     if connection.vendor != "postgresql":
         return False
-    quote = connection.ops.quote_name
-    fields = [field for field in SalonEvent._meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(quote(field.column) for field in fields)
-    # Typed arrays, one per column (as Django's bulk insert on PostgreSQL): the statement has
-    # the same text whatever the number of rows.
-    arrays = ", ".join(
-        f"(%s)::{str(field.db_type(connection)).split('(')[0]}[]" for field in fields
-    )
-    order, pk = quote(EventOrder._meta.db_table), quote(EventOrder._meta.pk.column)
-    sql = (
-        f"WITH taken AS (UPDATE {order} SET {pk} = 1 WHERE {pk} = 1 RETURNING 1) "
-        f"INSERT INTO {quote(SalonEvent._meta.db_table)} ({columns}) "
-        f"SELECT event.* FROM taken, UNNEST({arrays}) AS event "
-        f"RETURNING {quote(SalonEvent._meta.pk.column)}"
-    )
+    fields = _event_fields()
     params = [
         [field.get_db_prep_save(field.pre_save(row, True), connection) for row in rows]
         for field in fields
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_insert_taking_order_sql(using), params)
         ids = [id_ for (id_,) in cursor.fetchall()]
     if not ids:  # no order row yet: nothing was inserted
         return False
@@ -210,6 +197,33 @@ def _insert_taking_order(rows: list[SalonEvent], using: str) -> bool:
         row.id = id_
         row._state.adding, row._state.db = False, using
     return True
+
+
+def _event_fields() -> list[Any]:
+    """The columns an event row is inserted with (all but the id)."""
+    return [field for field in SalonEvent._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _insert_taking_order_sql(using: str) -> str:
+    """The statement of :func:`_insert_taking_order` for the database ``using`` (its text
+    depends on the models only: written once per process)."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    fields = _event_fields()
+    columns = ", ".join(quote(field.column) for field in fields)
+    # Typed arrays, one per column (as Django's bulk insert on PostgreSQL): the statement has
+    # the same text whatever the number of rows.
+    arrays = ", ".join(
+        f"(%s)::{str(field.db_type(connection)).split('(')[0]}[]" for field in fields
+    )
+    order, pk = quote(EventOrder._meta.db_table), quote(EventOrder._meta.pk.column)
+    return (
+        f"WITH taken AS (UPDATE {order} SET {pk} = 1 WHERE {pk} = 1 RETURNING 1) "
+        f"INSERT INTO {quote(SalonEvent._meta.db_table)} ({columns}) "
+        f"SELECT event.* FROM taken, UNNEST({arrays}) AS event "
+        f"RETURNING {quote(SalonEvent._meta.pk.column)}"
+    )
 
 
 @contextmanager
