@@ -78,6 +78,21 @@ def undescribed_frames(problems: list[str]) -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_layer_bound_to_a_closed_loop():
+    """After each test, a channel layer whose receiving state belongs to an event loop that
+    has closed (a consumer of a test's loop cancelled while it waited in ``receive()``) is
+    dropped, so the next test's loop gets a layer of its own: ``RedisChannelLayer`` keeps its
+    receive lock per instance, and a lock of a closed loop fails every later receive."""
+    yield
+    from channels.layers import channel_layers
+
+    for alias, layer in list(channel_layers.backends.items()):
+        loop = getattr(layer, "receive_event_loop", None)
+        if loop is not None and loop.is_closed():
+            del channel_layers.backends[alias]
+
+
+@pytest.fixture(autouse=True)
 def resumes_unpaced(monkeypatch):
     """A socket's replays follow each other at once in the tests (in production they are
     ``RESUME_INTERVAL`` apart); ``test_replay`` checks the pacing itself."""
